@@ -1,0 +1,39 @@
+# The two commands a new user types: `make demo` and `make test`. Both run `make setup` first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MPIRUN ?= mpirun
+# Open MPI refuses root and more ranks than cores unless told; containers and CI are both.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+export PRTE_MCA_rmaps_default_mapping_policy := :oversubscribe
+# Containers often forbid the cross-memory-attach syscall the shared-memory transport tries first.
+export OMPI_MCA_btl_vader_single_copy_mechanism := none
+export OMPI_MCA_btl_sm_single_copy_mechanism := none
+PYTEST := $(PY) -m pytest -p no:cacheprovider -q
+
+.PHONY: setup demo test test-serial test-mpi bench clean
+
+setup:
+	@bash jobs/setup.sh
+
+demo: setup
+	bash jobs/demo.sh
+
+test: setup
+	$(MAKE) --no-print-directory test-serial test-mpi
+
+test-serial:
+	$(PYTEST) tests
+
+# The same suite's cross-rank tests, once on an even and once on an odd rank count.
+test-mpi:
+	$(MPIRUN) -n 2 $(PY) -m pytest -p no:cacheprovider -q --with-mpi -m mpi tests
+	$(MPIRUN) -n 3 $(PY) -m pytest -p no:cacheprovider -q --with-mpi -m mpi tests
+
+bench: setup
+	$(VENV)/bin/heal-mpi bench all
+
+clean:
+	rm -rf results/ .pytest_cache build *.egg-info

@@ -1,0 +1,3 @@
+from heal_mpi.cli import main
+
+raise SystemExit(main())

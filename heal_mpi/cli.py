@@ -1,0 +1,108 @@
+"""Command line: `heal-mpi run | validate | info | config` (also `python -m heal_mpi`).
+
+Exit codes: 0 success, 2 bad input (config, arguments, existing output), 1 a failure during
+the run (which also ends every other rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from heal_mpi import config as config_mod
+from heal_mpi.config import ConfigError
+
+
+def _load(args, n_ranks: int = 1) -> config_mod.Config:
+    overrides = list(args.set or [])
+    if getattr(args, "out", None):
+        overrides.append(f"run.out={config_mod._toml_value(args.out)}")
+    cfg = config_mod.load(args.config, overrides)
+    return config_mod.validate(cfg, n_ranks=n_ranks)
+
+
+def cmd_validate(args) -> int:
+    cfg = _load(args, n_ranks=args.ranks)
+    print(f"{args.config}: ok ({cfg.protocol.kind} on {cfg.overlay_kind}, {cfg.nodes.count} nodes, "
+          f"{cfg.run.rounds} rounds)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    cfg = _load(args, n_ranks=comm.Get_size())
+    out = Path(cfg.run.out)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"run.out: {out} exists; pass --overwrite to replace it")
+    if comm.Get_rank() == 0:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    comm.Barrier()
+
+    from heal_mpi.runtime import abort_on_exception, make_world
+    from heal_mpi.simulation import Simulation
+
+    with abort_on_exception(comm):
+        world = make_world(cfg.nodes.count, cfg.run.device, comm)
+        Simulation.build(cfg, world, out).run()
+    if comm.Get_rank() == 0:
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from heal_mpi import info
+    print(info.describe(model=args.model))
+    return 0
+
+
+def cmd_config(args) -> int:
+    print(config_mod.reference_markdown())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heal-mpi", description="MPI simulator of decentralized learning")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("config", help="TOML config file")
+        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override one config value (repeatable)")
+        return p
+
+    run = with_config(sub.add_parser("run", help="run a simulation (under mpirun for several ranks)"))
+    run.add_argument("--out", help="HDF5 output path (overrides run.out)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    run.set_defaults(func=cmd_run)
+
+    val = with_config(sub.add_parser("validate", help="check a config and exit"))
+    val.add_argument("--ranks", type=int, default=1, help="rank count to check against (default 1)")
+    val.add_argument("--out", help=argparse.SUPPRESS)
+    val.set_defaults(func=cmd_validate)
+
+    info = sub.add_parser("info", help="versions, MPI library, parallel HDF5, devices")
+    info.add_argument("--model", help="also print this model's parameter count (e.g. lenet5)")
+    info.set_defaults(func=cmd_info)
+
+    sub.add_parser("config", help="print every config option as a markdown table").set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        if _is_root():
+            print(f"heal-mpi: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _is_root() -> bool:
+    if "mpi4py.MPI" not in sys.modules:
+        return True
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.Get_rank() == 0

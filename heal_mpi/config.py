@@ -1,0 +1,372 @@
+"""Run configuration: TOML sections as frozen dataclasses, overrides, validation.
+
+Owns every option's name, type, default, allowed range and meaning (the `doc` in each
+field's metadata; `heal-mpi config` prints them as the README's reference). Anything a
+user can get wrong fails here, before any rank writes a byte, with one line naming the
+dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message starts with the dotted key."""
+
+
+def opt(default, doc: str, *, choices=None, lo=None, hi=None, lo_open=False):
+    """A config field: default, one-line doc, and its allowed values."""
+    meta = {"doc": doc, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ----------------------------------------------------------------------------- fault events
+
+@dataclass(frozen=True)
+class CrashEvent:
+    round: int = opt(0, "round at whose start the nodes crash", lo=0)
+    fraction: float = opt(0.0, "fraction of the live nodes that crash", lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class HubCrashEvent:
+    round: int = opt(0, "round at whose start the hubs crash", lo=0)
+    count: int | str = opt("all", 'how many of the highest in-degree nodes crash, or "all" (= overlay.hubs)')
+
+
+@dataclass(frozen=True)
+class ChurnEvent:
+    start: int = opt(0, "first round of the churn window", lo=0)
+    end: int = opt(0, "round after the last one of the window", lo=0)
+    fraction: float = opt(0.0, "fraction of the live nodes replaced every round of the window", lo=0.0, hi=1.0)
+
+
+# ----------------------------------------------------------------------------- sections
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = opt(1, "global seed: every random draw is keyed by it", lo=0)
+    rounds: int = opt(20, "number of rounds (one overlay cycle = one learning round)", lo=1)
+    out: str = opt("results/run.h5", "HDF5 output path (the CLI's --out overrides it)")
+    device: str = opt("auto", "auto = cuda:<local rank mod GPUs> when CUDA is available, else cpu",
+                      choices=("auto", "cpu", "cuda"))
+    threads: int = opt(0, "torch threads per rank; 0 = the host's cores divided by the ranks on it", lo=0)
+    progress: str = opt("auto", "rank 0's progress: a bar on a terminal, else one line per round",
+                        choices=("auto", "bar", "lines", "none"))
+
+
+@dataclass(frozen=True)
+class NodesConfig:
+    count: int = opt(20, "number of simulated nodes N (slots 0..N-1)", lo=1)
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    kind: str = opt("auto", "auto picks by protocol: fedavg star, gaia multistar, heal elevator, "
+                    "gossip/epidemic newscast", choices=("auto", "elevator", "newscast", "star", "multistar",
+                                                          "ring", "regular", "complete"))
+    cache_size: int = opt(20, "c: out-view size of Elevator and Newscast, and links of a churn newcomer", lo=1)
+    hubs: int = opt(10, "h: number of hubs Elevator elects (HEAL's h)", lo=1)
+    preferred: str = opt("top-h", "Elevator variant: BACKWARD_REQUEST to the top-h or the top-c",
+                         choices=("top-h", "top-c"))
+    max_backward: int = opt(100, "most ids one BACKWARD_REQUEST returns", lo=1)
+    servers: int = opt(5, "multistar (Gaia): number of servers, nodes 0..servers-1", lo=1)
+    degree: int = opt(4, "regular: degree of the random regular graph", lo=1)
+    snapshot_every: int = opt(0, "store every cache in /overlay/cache every k rounds; 0 = never", lo=0)
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    kind: str = opt("fedavg", "learning protocol; none = overlay only",
+                    choices=("fedavg", "gaia", "heal", "gossip", "epidemic", "none"))
+    fanout: int = opt(1, "s: hubs a HEAL client sends to; peers an EL node sends to", lo=1)
+    merge: str = opt("uniform", "gossip merge weights: uniform, or by model age", choices=("uniform", "age"))
+    epidemic: str = opt("neighbours", "EL variant: oracle (random s-regular graph), local (s random "
+                        "peers), neighbours (every overlay neighbour, as the HEAL evaluation ran it)",
+                        choices=("oracle", "local", "neighbours"))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = opt("synthetic", "training data", choices=("synthetic", "fashion-mnist", "mnist", "cifar10"))
+    root: str = opt("", "folder of the dataset files; empty = /usr/share/datasets/fashion-mnist for fashion-mnist")
+    partition: str = opt("iid", "split over the nodes", choices=("iid", "dirichlet", "shards"))
+    alpha: float = opt(0.5, "Dirichlet concentration (smaller = more label skew)", lo=0.0, lo_open=True)
+    shards_per_node: int = opt(2, "classes per node for the shards partition", lo=1)
+    local_test_fraction: float = opt(0.0, "fraction of each node's samples kept as its local test split",
+                                     lo=0.0, hi=0.9)
+    synthetic_features: int = opt(20, "synthetic: input features", lo=1)
+    synthetic_classes: int = opt(4, "synthetic: classes", lo=2)
+    synthetic_train: int = opt(4000, "synthetic: training samples", lo=1)
+    synthetic_test: int = opt(1000, "synthetic: test samples", lo=1)
+    synthetic_noise: float = opt(1.0, "synthetic: noise around the class centres (higher = harder)", lo=0.0)
+    max_train: int = opt(0, "use only the first k training samples; 0 = all", lo=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = opt("logreg", "model", choices=("logreg", "mlp", "lenet5", "cnn"))
+    hidden: int = opt(64, "mlp: hidden width", lo=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = opt("sgd", "local optimizer", choices=("sgd", "adam"))
+    lr: float = opt(0.1, "learning rate", lo=0.0, lo_open=True)
+    momentum: float = opt(0.0, "SGD momentum", lo=0.0, hi=1.0)
+    weight_decay: float = opt(0.0, "L2 weight decay", lo=0.0)
+    batch_size: int = opt(32, "mini-batch size", lo=1)
+    local_epochs: int = opt(1, "passes over the node's data per round", lo=0)
+    local_steps: int = opt(0, "mini-batches per round instead of epochs, when > 0", lo=0)
+    backend: str = opt("auto", "training backend (see learning/population.py for the auto rule)",
+                       choices=("auto", "loop", "vmap"))
+    on_replace: str = opt("keep", "optimizer state when a protocol replaces a node's model",
+                          choices=("keep", "reset"))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = opt(1, "evaluate every k rounds (and always at the last round)", lo=1)
+    max_samples: int = opt(0, "evaluate on a fixed random subset of this many test samples; 0 = all", lo=0)
+    nodes_fraction: float = opt(1.0, "fraction of nodes evaluated each time", lo=0.0, hi=1.0, lo_open=True)
+    on: str = opt("global", "test on the global test set or on each node's local split",
+                  choices=("global", "local"))
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    message_loss: float = opt(0.0, "probability that any one simulated message is lost", lo=0.0, hi=1.0)
+    crash: list[CrashEvent] = opt([], "crash events: [{round, fraction}]")
+    hub_crash: list[HubCrashEvent] = opt([], 'hub attacks: [{round, count}], count an integer or "all"')
+    churn: list[ChurnEvent] = opt([], "churn windows: [{start, end, fraction}]")
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+
+    @property
+    def overlay_kind(self) -> str:
+        """The overlay actually run (resolves overlay.kind = auto)."""
+        if self.overlay.kind != "auto":
+            return self.overlay.kind
+        return {"fedavg": "star", "gaia": "multistar", "heal": "elevator", "none": "elevator"}.get(
+            self.protocol.kind, "newscast")
+
+    def replace(self, section: str, **changes) -> "Config":
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # name -> section class
+EVENT_TYPES = {"crash": CrashEvent, "hub_crash": HubCrashEvent, "churn": ChurnEvent}
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
+    """Type- and range-check one scalar; returns it converted (int -> float where declared)."""
+    t = f.type if isinstance(f.type, str) else f.type.__name__
+    meta = f.metadata
+    if t == "int | str":
+        if isinstance(value, str) and value == "all" or isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        raise ConfigError(f'{key}: expected a positive integer or "all", got {value!r}')
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    elif t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    elif t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif t == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, meta['choices']))}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        raise ConfigError(f"{key}: {value!r} must be {'>' if meta.get('lo_open') else '>='} {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value!r} must be <= {hi}")
+    return value
+
+
+def _build(cls, table: dict, prefix: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {table!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for name, value in table.items():
+        key = f"{prefix}.{name}"
+        if name not in fields:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join(fields)})")
+        if name in EVENT_TYPES and cls is FaultsConfig:
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: expected a list of tables like [{{round = 10, ...}}]")
+            values[name] = [_build(EVENT_TYPES[name], ev, f"{key}[{i}]") for i, ev in enumerate(value)]
+        else:
+            values[name] = _check_value(key, fields[name], value)
+    return cls(**values)
+
+
+def from_dict(raw: dict) -> Config:
+    """Build a Config from parsed TOML, checking every key, type and range."""
+    sections = {}
+    for name, table in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(SECTIONS)})")
+        sections[name] = _build(SECTIONS[name], table, name)
+    return Config(**sections)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'section.key=value' -> (section, key, value); the value is read as TOML, else as a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text}: expected section.key=value")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a TOML file (None = defaults only), apply --set overrides, check everything."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"{section}: expected a table")
+        raw[section][key] = value
+    return from_dict(raw)
+
+
+# ----------------------------------------------------------------------------- contradictions
+
+def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True) -> Config:
+    """Checks across keys (the per-key checks ran in `load`). Returns cfg unchanged."""
+    n, ov, rounds = cfg.nodes.count, cfg.overlay, cfg.run.rounds
+    if n_ranks > n:
+        raise ConfigError(f"nodes.count: {n} nodes cannot be split over {n_ranks} ranks")
+    kind = cfg.overlay_kind
+    if kind in ("elevator", "newscast") and ov.cache_size >= n:
+        raise ConfigError(f"overlay.cache_size: c = {ov.cache_size} must be < nodes.count = {n}")
+    if kind == "elevator" and ov.hubs >= ov.cache_size:
+        raise ConfigError(f"overlay.hubs: h = {ov.hubs} must be < overlay.cache_size = {ov.cache_size}")
+    if kind == "multistar" and ov.servers >= n:
+        raise ConfigError(f"overlay.servers: {ov.servers} servers need more than nodes.count = {n}")
+    if kind == "regular" and (ov.degree >= n or (ov.degree * n) % 2):
+        raise ConfigError(f"overlay.degree: no {ov.degree}-regular graph on {n} nodes")
+    need = {"fedavg": ("star",), "gaia": ("multistar",), "heal": ("elevator",)}.get(cfg.protocol.kind)
+    if need and kind not in need:
+        raise ConfigError(f"overlay.kind: protocol.kind = {cfg.protocol.kind!r} runs on {need[0]}, not {kind!r}")
+    if cfg.protocol.kind == "heal" and cfg.protocol.fanout > ov.hubs:
+        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be <= overlay.hubs = {ov.hubs}")
+    if cfg.protocol.kind == "epidemic" and cfg.protocol.epidemic != "neighbours" and cfg.protocol.fanout >= n:
+        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be < nodes.count = {n}")
+    for i, ev in enumerate(cfg.faults.crash):
+        if ev.round >= rounds:
+            raise ConfigError(f"faults.crash[{i}].round: {ev.round} is past the last round {rounds - 1}")
+    for i, ev in enumerate(cfg.faults.hub_crash):
+        if ev.round >= rounds:
+            raise ConfigError(f"faults.hub_crash[{i}].round: {ev.round} is past the last round {rounds - 1}")
+        if isinstance(ev.count, int) and ev.count >= n:
+            raise ConfigError(f"faults.hub_crash[{i}].count: {ev.count} must be < nodes.count = {n}")
+    for i, ev in enumerate(cfg.faults.churn):
+        if ev.end <= ev.start:
+            raise ConfigError(f"faults.churn[{i}].end: {ev.end} must be > start = {ev.start}")
+        if ev.start >= rounds:
+            raise ConfigError(f"faults.churn[{i}].start: {ev.start} is past the last round {rounds - 1}")
+    if cfg.protocol.kind != "none":
+        _validate_learning(cfg, check_files)
+    return cfg
+
+
+def _validate_learning(cfg: Config, check_files: bool) -> None:
+    image = cfg.data.dataset in ("fashion-mnist", "mnist", "cifar10")
+    if cfg.model.name in ("lenet5", "cnn") and not image:
+        raise ConfigError(f"model.name: {cfg.model.name!r} needs image data, not data.dataset = {cfg.data.dataset!r}")
+    if cfg.model.name == "cnn" and cfg.data.dataset != "cifar10":
+        raise ConfigError("model.name: 'cnn' is the CIFAR-10 model; use lenet5 for 28x28 images")
+    if cfg.data.partition == "shards" and cfg.data.dataset == "synthetic" \
+            and cfg.data.shards_per_node > cfg.data.synthetic_classes:
+        raise ConfigError("data.shards_per_node: more than data.synthetic_classes")
+    if cfg.train.local_epochs == 0 and cfg.train.local_steps == 0:
+        raise ConfigError("train.local_epochs: 0 epochs and 0 local_steps means nodes never train")
+    if check_files and image:
+        from heal_mpi.learning.datasets import DatasetError, check_dataset_files
+        try:
+            check_dataset_files(cfg.data)
+        except DatasetError as e:
+            raise ConfigError(f"data.root: {e}") from None
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if dataclasses.is_dataclass(v):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in dataclasses.asdict(v).items()) + "}"
+    raise TypeError(v)
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML text (stored in every output file; loads back to cfg)."""
+    out = []
+    for section in dataclasses.fields(cfg):
+        out.append(f"[{section.name}]")
+        sec = getattr(cfg, section.name)
+        for f in dataclasses.fields(sec):
+            out.append(f"{f.name} = {_toml_value(getattr(sec, f.name))}")
+        out.append("")
+    return "\n".join(out)
+
+
+def reference_markdown() -> str:
+    """Every option with its default and meaning, as markdown (the README's config reference)."""
+    lines = []
+    for section in dataclasses.fields(Config):
+        lines += [f"**[{section.name}]**", "", "| key | default | meaning |", "|---|---|---|"]
+        for f in dataclasses.fields(section.default_factory()):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            doc = f.metadata["doc"]
+            if f.metadata.get("choices"):
+                doc += " (" + " \\| ".join(f.metadata["choices"]) + ")"
+            lines.append(f"| `{f.name}` | `{_toml_value(default)}` | {doc} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""The read-only facts of one round, identical on every rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What every module may read about the current round.
+
+    Attributes:
+        rnd: the round index, 0-based.
+        seed: the global seed (key of every random stream).
+        alive: bool [N], slots alive after this round's faults.
+        incarnation: int64 [N], churn generation of each slot (0 = original node).
+        joined: int64 [k], slots whose newcomer arrived this round (fresh model, fresh links).
+        crashed: int64 [k], slots that crashed or left this round.
+        message_loss: probability that one simulated message is lost.
+        do_eval: whether the models are evaluated this round.
+    """
+
+    rnd: int
+    seed: int
+    alive: np.ndarray
+    incarnation: np.ndarray
+    joined: np.ndarray
+    crashed: np.ndarray
+    message_loss: float = 0.0
+    do_eval: bool = True
+
+    @property
+    def n_alive(self) -> int:
+        return int(self.alive.sum())

@@ -1,0 +1,32 @@
+"""What `heal-mpi info` prints: package, Python, torch, MPI, parallel HDF5, devices."""
+from __future__ import annotations
+
+import os
+import platform
+
+
+def describe(model: str | None = None) -> str:
+    import h5py
+    import numpy
+    import torch
+    from mpi4py import MPI
+
+    import heal_mpi
+
+    cuda = torch.cuda.is_available()
+    devices = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "none"
+    lines = [
+        f"heal_mpi        {heal_mpi.__version__}",
+        f"python          {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cpus)",
+        f"numpy           {numpy.__version__}",
+        f"torch           {torch.__version__} (threads {torch.get_num_threads()})",
+        f"mpi4py          {__import__('mpi4py').__version__}",
+        f"MPI library     {MPI.Get_library_version().splitlines()[0].strip()}",
+        f"h5py            {h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
+        f"parallel HDF5   {'yes' if h5py.get_config().mpi else 'no (rank 0 writes all output)'}",
+        f"CUDA devices    {devices}",
+    ]
+    if model:
+        from heal_mpi.learning.models import describe_model
+        lines.append(describe_model(model))
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The run's HDF5 file: one file, every rank writing its own column block.
+
+Layout (R rounds, N nodes):
+    /rounds/<metric>      [R]      one value per round (float64; NaN until written)
+    /nodes/<metric>       [R, N]   one value per node per round (float32 or int32)
+    /overlay/<name>       [R, k]   global per-round rows (e.g. hub_ids)
+    /overlay/cache        [S, N, c] view snapshots, rounds in /overlay/snapshot_rounds [S]
+    attributes on /      config (resolved TOML), version, mpi_library, ranks, h5py_version,
+                         torch_version, hdf5_driver, devices, rounds_completed, ...
+
+With parallel h5py every rank opens the file with the `mpio` driver and every write is
+collective. Without it, rank 0 gathers each round and writes alone (said once on stderr).
+Datasets have their full size from the start and `rounds_completed` is bumped and flushed
+after every round, so a killed run leaves a readable file whose first
+`rounds_completed` rows are complete.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+from mpi4py import MPI
+
+import heal_mpi
+from heal_mpi.runtime import World
+
+PARALLEL = bool(h5py.get_config().mpi)
+
+
+def git_revision() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Writer:
+    """Writes one run's rows. Every method is collective over `world.comm`: every rank must call.
+
+    Datasets are created on first use, in sorted name order, so every rank creates the same
+    ones in the same order (HDF5's parallel metadata rule).
+    """
+
+    def __init__(self, path: str | Path, world: World, rounds: int, attrs: dict, resume: bool = False):
+        self.world, self.rounds = world, rounds
+        self.comm = world.comm.Dup()
+        self.parallel = PARALLEL and world.size >= 1
+        self.path = Path(path)
+        mode = "a" if resume else "w"
+        if self.parallel:
+            self.file = h5py.File(self.path, mode, driver="mpio", comm=self.comm)
+        else:
+            if world.is_root:
+                sys.stderr.write("heal_mpi: h5py has no MPI support; rank 0 gathers and writes all output\n")
+            self.file = h5py.File(self.path, mode) if world.is_root else None
+        if not resume:
+            self._set_attrs({**attrs, "hdf5_driver": "mpio" if self.parallel else "rank0-gather",
+                             "rounds_completed": 0})
+
+    # -- helpers ---------------------------------------------------------------------
+    def _set_attrs(self, attrs: dict) -> None:
+        if self.file is not None:
+            for k, v in attrs.items():
+                self.file.attrs[k] = v
+
+    def _dataset(self, name: str, shape: tuple, dtype) -> h5py.Dataset | None:
+        if self.file is None:
+            return None
+        if name not in self.file:
+            fill = np.nan if np.dtype(dtype).kind == "f" else -1
+            chunks = (1,) + tuple(min(s, 1 << 20) for s in shape[1:]) if len(shape) > 1 else None
+            self.file.create_dataset(name, shape=shape, dtype=dtype, fillvalue=fill, chunks=chunks)
+        return self.file[name]
+
+    def _write_block(self, name: str, index: int, local: np.ndarray, total_shape: tuple) -> None:
+        """Row `index` of `name`, this rank's slots [slot_lo, slot_hi) along axis 1."""
+        local = np.ascontiguousarray(local)
+        ds = self._dataset(name, total_shape, local.dtype) if self.parallel or self.world.is_root else None
+        if self.parallel:
+            with ds.collective:
+                ds[index, self.world.slot_lo:self.world.slot_hi] = local
+            return
+        # fallback: gather the column blocks to rank 0 in rank order
+        counts = np.diff(self.world.bounds) * int(np.prod(local.shape[1:], dtype=np.int64))
+        full = np.empty((self.world.n_nodes, *local.shape[1:]), dtype=local.dtype) if self.world.is_root else None
+        self.comm.Gatherv(local, [full, counts] if self.world.is_root else None, root=0)
+        if self.world.is_root:
+            ds[index] = full
+
+    def _write_global_row(self, name: str, index: int, value: np.ndarray, shape: tuple) -> None:
+        """Row `index` of a dataset whose value is the same on every rank.
+
+        Rank 0 writes it with independent I/O; the others only take part in the (collective)
+        dataset creation. h5py skips empty selections, so they could not join a collective write.
+        """
+        value = np.asarray(value)
+        ds = self._dataset(name, shape, value.dtype)
+        if ds is not None and self.world.is_root:
+            ds[index] = value
+
+    # -- public ----------------------------------------------------------------------
+    def record(self, rnd: int, rounds: dict, nodes: dict, rows: dict | None = None) -> None:
+        """Write round `rnd`: scalars to /rounds, [n_local] arrays to /nodes, global rows to /overlay.
+
+        Collective over `world.comm`: every rank must call, with the same keys.
+        """
+        R, N = self.rounds, self.world.n_nodes
+        for name in sorted(nodes):
+            self._write_block(f"nodes/{name}", rnd, nodes[name], (R, N))
+        for name in sorted(rows or {}):
+            row = np.asarray(rows[name])
+            self._write_global_row(f"overlay/{name}", rnd, row, (R, *row.shape))
+        for name in sorted(rounds):
+            self._write_global_row(f"rounds/{name}", rnd, np.float64(rounds[name]), (R,))
+        self.mark_completed(rnd + 1)
+
+    def snapshot(self, name: str, index: int, rnd: int, local: np.ndarray, n_snapshots: int) -> None:
+        """Store view snapshot `index` (taken at round `rnd`) of every node: /overlay/<name> [S, N, c]."""
+        self._write_block(f"overlay/{name}", index, local, (n_snapshots, self.world.n_nodes, *local.shape[1:]))
+        self._write_global_row("overlay/snapshot_rounds", index, np.int64(rnd), (n_snapshots,))
+
+    def mark_completed(self, rounds_completed: int) -> None:
+        """Flush everything written so far, then publish how many rounds are complete."""
+        if self.file is not None:
+            self.file.flush()
+            self.file.attrs["rounds_completed"] = rounds_completed
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.comm.Free()
+
+
+def run_attributes(world: World, config_toml: str) -> dict:
+    """Root attributes describing the run and the software that produced it."""
+    import torch
+    return {
+        "config": config_toml,
+        "version": heal_mpi.__version__,
+        "git_revision": git_revision(),
+        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+        "ranks": world.size,
+        "devices": str(world.device),
+        "h5py_version": h5py.__version__,
+        "hdf5_version": h5py.version.hdf5_version,
+        "torch_version": torch.__version__,
+        "hostname": os.uname().nodename,
+    }

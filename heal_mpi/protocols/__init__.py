@@ -1,0 +1,25 @@
+"""Learning protocols on top of the overlay; `build_protocol` picks one from the config."""
+
+from __future__ import annotations
+
+from heal_mpi.protocols.base import Protocol, RoundTraffic
+
+
+def build_protocol(cfg, world, comm, pop) -> Protocol:
+    kind = cfg.protocol.kind
+    if kind in ("fedavg", "gaia", "heal"):
+        from heal_mpi.protocols.hub import HubProtocol
+        return HubProtocol(cfg, world, comm, pop)
+    raise ValueError(f"protocol.kind: {kind!r} is not implemented yet")
+
+
+def protected_slots(cfg) -> list[int]:
+    """Slots that never fail: the FedAvg and Gaia servers (the HEAL evaluation's convention)."""
+    if cfg.protocol.kind == "fedavg":
+        return [0]
+    if cfg.protocol.kind == "gaia":
+        return list(range(cfg.overlay.servers))
+    return []
+
+
+__all__ = ["Protocol", "RoundTraffic", "build_protocol", "protected_slots"]

@@ -1,0 +1,198 @@
+"""The parallel world: ranks, node-slot ownership, devices, random streams, fail-fast.
+
+Owns everything that depends on *which process this is*. Other modules read the frozen
+`World` and never ask MPI for their rank. Randomness never depends on the rank either:
+every draw comes from a stream keyed by (seed, purpose, node, incarnation, round).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+
+def block_bounds(n_nodes: int, n_ranks: int) -> np.ndarray:
+    """Contiguous block partition of slots 0..n_nodes-1: rank r owns [b[r], b[r+1]).
+
+    The first `n_nodes % n_ranks` ranks get one slot more, so uneven splits are allowed.
+    """
+    base, extra = divmod(n_nodes, n_ranks)
+    sizes = np.full(n_ranks, base, dtype=np.int64)
+    sizes[:extra] += 1
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the run. Built once by `make_world`.
+
+    Attributes:
+        comm: the communicator of the run (every collective in heal_mpi goes over a Dup of it).
+        rank, size: this rank and the rank count.
+        local_rank, local_size: rank among, and number of, the ranks on this host (GPU binding,
+            threads per rank).
+        device: torch device holding this rank's node rows.
+        bounds: int64 [size + 1], slot block boundaries; this rank owns [slot_lo, slot_hi).
+    """
+
+    comm: MPI.Comm
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+    device: torch.device
+    bounds: np.ndarray
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.bounds[-1])
+
+    @property
+    def slot_lo(self) -> int:
+        return int(self.bounds[self.rank])
+
+    @property
+    def slot_hi(self) -> int:
+        return int(self.bounds[self.rank + 1])
+
+    @property
+    def n_local(self) -> int:
+        return self.slot_hi - self.slot_lo
+
+    @property
+    def local_slots(self) -> np.ndarray:
+        return np.arange(self.slot_lo, self.slot_hi, dtype=np.int64)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def owner(self, slots: np.ndarray) -> np.ndarray:
+        """Rank owning each slot (int64 array of the same shape)."""
+        return np.searchsorted(self.bounds, np.asarray(slots, dtype=np.int64), side="right") - 1
+
+
+def host_rank_and_size(comm: MPI.Comm) -> tuple[int, int]:
+    """Rank among, and number of, the processes sharing this host. Collective over `comm`."""
+    node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    local = node_comm.Get_rank(), node_comm.Get_size()
+    node_comm.Free()
+    return local
+
+
+def pick_device(choice: str, local_rank: int) -> torch.device:
+    """`auto`: cuda:<local rank mod GPUs> when CUDA is available, else CPU."""
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run.device = 'cuda' but torch sees no CUDA device on this host")
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank % torch.cuda.device_count()}")
+    return torch.device("cpu")
+
+
+def make_world(n_nodes: int, device: str = "auto", comm: MPI.Comm = MPI.COMM_WORLD) -> World:
+    """Build the World. Collective over `comm`: every rank must call.
+
+    Callers validate `n_nodes >= comm.size` first (config validation names the key).
+    """
+    size = comm.Get_size()
+    if n_nodes < size:
+        raise ValueError(f"nodes.count = {n_nodes} is smaller than the {size} ranks")
+    local_rank, local_size = host_rank_and_size(comm)
+    return World(
+        comm=comm,
+        rank=comm.Get_rank(),
+        size=size,
+        local_rank=local_rank,
+        local_size=local_size,
+        device=pick_device(device, local_rank),
+        bounds=block_bounds(n_nodes, size),
+    )
+
+
+# ----------------------------------------------------------------------------- randomness
+# Counter-based: a stream is a pure function of its key, so no node's draws depend on how
+# many numbers another node drew, on the rank count, or on saved generator state.
+
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def purpose_id(purpose: str) -> int:
+    """Stable 63-bit id of a purpose string (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(purpose.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK
+        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
+        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_keys(seed: int, purpose: str, *parts) -> np.ndarray:
+    """uint64 hash of (seed, purpose, *parts); parts broadcast as integer arrays (scalars -> [1])."""
+    arrays = np.broadcast_arrays(*[np.asarray(p, dtype=np.int64) for p in parts]) if parts else []
+    shape = (arrays[0].shape if arrays else ()) or (1,)
+    out = _splitmix64(np.full(shape, seed ^ purpose_id(purpose), dtype=np.uint64))
+    for a in arrays:
+        out = _splitmix64(out ^ a.astype(np.uint64))
+    return out
+
+
+def uniform(seed: int, purpose: str, *parts) -> np.ndarray:
+    """Float64 in [0, 1), one per broadcast element of `parts`: vectorized keyed draws."""
+    return (hash_keys(seed, purpose, *parts) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def stream(seed: int, purpose: str, node: int = 0, incarnation: int = 0, rnd: int = 0) -> np.random.Generator:
+    """A NumPy Philox generator keyed by (seed, purpose, node, incarnation, round)."""
+    key = int(hash_keys(seed, purpose, node, incarnation, rnd)[0])
+    return np.random.Generator(np.random.Philox(key=key))
+
+
+def torch_generator(seed: int, purpose: str, node: int = 0, incarnation: int = 0, rnd: int = 0,
+                    device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator keyed like `stream`."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(hash_keys(seed, purpose, node, incarnation, rnd)[0]) >> 1)
+    return g
+
+
+# ----------------------------------------------------------------------------- fail fast
+
+@contextmanager
+def abort_on_exception(comm: MPI.Comm = MPI.COMM_WORLD):
+    """Any exception on any rank ends the whole job with its traceback.
+
+    Without this, the other ranks would wait forever in their next collective.
+    `SystemExit` passes through untouched when every rank raises it together (validation).
+    """
+    try:
+        yield
+    except SystemExit:
+        raise
+    except BaseException:  # noqa: BLE001 - we must catch KeyboardInterrupt too
+        sys.stderr.write(f"[heal_mpi rank {comm.Get_rank()}] fatal error, aborting all ranks:\n")
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        if comm.Get_size() > 1:
+            comm.Abort(1)
+        raise
+
+
+def debug_fault(rank: int, rnd: int) -> None:
+    """Raise on purpose when HEAL_MPI_DEBUG_RAISE="RANK:ROUND" matches (tests of fail-fast)."""
+    spec = os.environ.get("HEAL_MPI_DEBUG_RAISE")
+    if spec and spec == f"{rank}:{rnd}":
+        raise RuntimeError(f"HEAL_MPI_DEBUG_RAISE: injected failure on rank {rank} at round {rnd}")

@@ -1,0 +1,187 @@
+"""The round loop (design §1): faults, overlay, protocol, evaluate, record.
+
+Everything is built once in `Simulation.build`; `Simulation.run` is the loop and reads
+like the design. Every rank runs the same loop in lock step; each step is collective.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from heal_mpi import config as config_mod
+from heal_mpi.comm import Comm
+from heal_mpi.context import RoundContext
+from heal_mpi.faults import FaultSchedule
+from heal_mpi.output import Writer, run_attributes
+from heal_mpi.overlay import build_overlay
+from heal_mpi.progress import Progress
+from heal_mpi.protocols import RoundTraffic, build_protocol, protected_slots
+from heal_mpi.runtime import World, debug_fault
+
+PHASES = ("faults", "overlay", "protocol", "evaluate", "record")
+
+
+@dataclass
+class PhaseTimer:
+    """Seconds per phase of the current round (rank 0's clock is what gets recorded)."""
+
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    _t: float = 0.0
+
+    def start(self):
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str):
+        now = time.perf_counter()
+        self.seconds[phase] += now - self._t
+        self._t = now
+
+
+@dataclass
+class Simulation:
+    cfg: config_mod.Config
+    world: World
+    faults: FaultSchedule
+    overlay: object
+    protocol: object | None
+    writer: Writer
+    progress: Progress
+    alive: np.ndarray
+    incarnation: np.ndarray
+    timer: PhaseTimer = field(default_factory=PhaseTimer)
+    n_snapshots: int = 0
+
+    @classmethod
+    def build(cls, cfg: config_mod.Config, world: World, out: Path) -> "Simulation":
+        """Construct every component. Collective over `world.comm`: every rank must call."""
+        set_threads(cfg, world)
+        n = cfg.nodes.count
+        overlay = build_overlay(cfg, world)
+        protocol = None
+        if cfg.protocol.kind != "none":
+            from heal_mpi.learning.datasets import load_local_data
+            from heal_mpi.learning.population import Population
+            data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
+            pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
+            pop.init_nodes(np.arange(world.n_local), np.zeros(world.n_local, dtype=np.int64))
+            protocol = build_protocol(cfg, world, Comm(world), pop)
+        every = cfg.overlay.snapshot_every
+        writer = Writer(out, world, cfg.run.rounds, run_attributes(world, config_mod.to_toml(cfg)))
+        return cls(cfg=cfg, world=world, faults=FaultSchedule(cfg, n, protected_slots(cfg)), overlay=overlay,
+                   protocol=protocol, writer=writer, progress=Progress(cfg, world),
+                   alive=np.ones(n, dtype=bool), incarnation=np.zeros(n, dtype=np.int64),
+                   n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0)
+
+    def run(self) -> None:
+        """All rounds. Collective over `world.comm`: every rank must call."""
+        for rnd in range(self.cfg.run.rounds):
+            self.timer.start()
+            debug_fault(self.world.rank, rnd)
+
+            # 1. faults: crashes, churn, hub attacks -> who is alive this round
+            ctx = self.faults.start_round(rnd, self.alive, self.incarnation, self.overlay.in_degree,
+                                          do_eval=self.eval_due(rnd))
+            self.alive, self.incarnation = ctx.alive, ctx.incarnation
+            self.timer.lap("faults")
+
+            # 2. overlay: one cycle; views and hub lists for this round
+            self.overlay.step(ctx)
+            self.timer.lap("overlay")
+
+            # 3. protocol: local training and mixing
+            traffic = self.protocol_round(ctx)
+            self.timer.lap("protocol")
+
+            # 4. evaluate
+            acc, loss, distinct = self.evaluate(ctx)
+            self.timer.lap("evaluate")
+
+            # 5. record
+            self.record(ctx, traffic, acc, loss, distinct)
+            self.timer.lap("record")
+        self.writer.close()
+        self.progress.close()
+
+    # -- the steps ---------------------------------------------------------------------
+    def eval_due(self, rnd: int) -> bool:
+        last = rnd == self.cfg.run.rounds - 1
+        return self.protocol is not None and (last or (rnd + 1) % self.cfg.eval.every == 0)
+
+    def protocol_round(self, ctx: RoundContext) -> RoundTraffic:
+        if self.protocol is None:
+            return RoundTraffic.zeros(self.world.n_local, 0)
+        pop = self.protocol.pop
+        joined = ctx.joined[(ctx.joined >= self.world.slot_lo) & (ctx.joined < self.world.slot_hi)]
+        if len(joined):  # churn newcomers start from a fresh model
+            pop.init_nodes(joined - self.world.slot_lo, ctx.incarnation[joined])
+        return self.protocol.round(ctx, self.overlay)
+
+    def evaluate(self, ctx: RoundContext):
+        nan = np.full(self.world.n_local, np.nan)
+        if not ctx.do_eval:
+            return nan, nan, 0
+        mask = ctx.alive[self.world.slot_lo:self.world.slot_hi]
+        return self.protocol.pop.evaluate(ctx.rnd, mask=mask)
+
+    def record(self, ctx: RoundContext, traffic: RoundTraffic, acc, loss, distinct) -> None:
+        """Reduce the round's scalars as (sum, count) pairs in one Allreduce, then write."""
+        w = self.world
+        local = slice(w.slot_lo, w.slot_hi)
+        ov_rounds, ov_nodes, ov_rows = self.overlay.metrics()
+        msgs_sent = traffic.msgs_sent + self.overlay.msgs_sent
+        bytes_sent = traffic.bytes_sent + self.overlay.bytes_sent
+        mpi_bytes = self.overlay_comm_bytes() + (self.protocol.comm.take_bytes() if self.protocol else 0)
+        vec = np.array([
+            np.nansum(acc), np.nansum(acc ** 2), np.count_nonzero(~np.isnan(acc)),
+            np.nansum(loss), np.count_nonzero(~np.isnan(loss)),
+            np.nansum(traffic.train_loss), np.count_nonzero(~np.isnan(traffic.train_loss)),
+            msgs_sent.sum(), bytes_sent.sum(), mpi_bytes, traffic.hubs_active, distinct,
+        ], dtype=np.float64)
+        w.comm.Allreduce(MPI.IN_PLACE, vec)
+        acc_n, loss_n, tl_n = max(vec[2], 1), max(vec[4], 1), max(vec[6], 1)
+        acc_mean = vec[0] / acc_n if vec[2] else np.nan
+        rounds = {
+            "alive": ctx.n_alive,
+            "acc_mean": acc_mean,
+            "acc_std": np.sqrt(max(vec[1] / acc_n - acc_mean ** 2, 0.0)) if vec[2] else np.nan,
+            "loss_mean": vec[3] / loss_n if vec[4] else np.nan,
+            "train_loss_mean": vec[5] / tl_n if vec[6] else np.nan,
+            "messages": vec[7], "bytes": vec[8], "mpi_bytes": vec[9],
+            "hubs_active": vec[10], "evaluated_models": vec[11],
+            **ov_rounds,
+            **{f"seconds_{p}": s for p, s in self.timer.seconds.items()},
+        }
+        nodes = {
+            "acc": acc.astype(np.float32), "loss": loss.astype(np.float32),
+            "alive": ctx.alive[local].astype(np.int8), "incarnation": ctx.incarnation[local].astype(np.int32),
+            "msgs_sent": msgs_sent.astype(np.int32), "msgs_recv": (traffic.msgs_recv + self.overlay.msgs_recv).astype(np.int32),
+            "bytes_sent": bytes_sent, "bytes_recv": traffic.bytes_recv + self.overlay.bytes_recv,
+            **ov_nodes,
+        }
+        self.writer.record(ctx.rnd, rounds, nodes, ov_rows)
+        every = self.cfg.overlay.snapshot_every
+        if every and ctx.rnd % every == 0:
+            self.writer.snapshot("cache", ctx.rnd // every, ctx.rnd, self.overlay.snapshot(), self.n_snapshots)
+        self.progress.update(ctx.rnd, rounds)
+
+    def overlay_comm_bytes(self) -> int:
+        comm = getattr(self.overlay, "comm", None)
+        return comm.take_bytes() if comm is not None else 0
+
+
+def set_threads(cfg: config_mod.Config, world: World) -> None:
+    """Torch intra-op threads per rank: run.threads, or this host's cores shared among its ranks.
+
+    On CPUs, small-batch training gains more from ranks than from threads, so by default
+    every rank gets an equal share of the cores and no more.
+    """
+    threads = cfg.run.threads or max(1, (os.cpu_count() or 1) // world.local_size)
+    torch.set_num_threads(threads)

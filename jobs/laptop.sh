@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run one simulation on this machine: jobs/laptop.sh NRANKS CONFIG [heal-mpi run options...]
+#   e.g. jobs/laptop.sh 2 jobs/configs/demo.toml --out results/demo.h5 --overwrite
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 NRANKS CONFIG [--out PATH] [--overwrite] [--set section.key=value ...]" >&2
+    exit 2
+fi
+NRANKS=$1; CONFIG=$2; shift 2
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+HEAL_MPI=${HEAL_MPI:-$HERE/.venv/bin/heal-mpi}
+# Open MPI refuses root (containers) and more ranks than cores unless told so.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 PRTE_MCA_rmaps_default_mapping_policy=:oversubscribe
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl_sm_single_copy_mechanism=none
+exec mpirun -n "$NRANKS" "$HEAL_MPI" run "$CONFIG" "$@"

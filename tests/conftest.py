@@ -1,0 +1,58 @@
+"""Shared helpers: launching heal-mpi under mpirun from a single-process test."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
+    "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_btl_sm_single_copy_mechanism": "none",
+}
+
+
+def mpi_command(n_ranks: int, *args: str) -> list[str]:
+    return ["mpirun", "-n", str(n_ranks), sys.executable, "-m", "heal_mpi", *args]
+
+
+def mpi_env(**extra) -> dict:
+    env = {**os.environ, **MPI_ENV, **extra}
+    # a test launched under `mpirun -n K pytest` must not leak its own MPI job into the child mpirun
+    for key in list(env):
+        if key.startswith(("OMPI_COMM_WORLD", "PMIX_", "OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_UNIVERSE")):
+            env.pop(key)
+    return env
+
+
+def run_mpi(n_ranks: int, *args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(mpi_command(n_ranks, *args), capture_output=True, text=True, timeout=timeout,
+                          env=mpi_env(**env), cwd=ROOT)
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def small_fedavg(tmp_path) -> Path:
+    """A FedAvg run that takes a second or two."""
+    return write_config(tmp_path / "fedavg.toml", """
+[run]
+rounds = 5
+progress = "lines"
+[nodes]
+count = 11
+[protocol]
+kind = "fedavg"
+[data]
+synthetic_train = 880
+synthetic_test = 200
+[train]
+local_steps = 3
+batch_size = 16
+""")

@@ -1,0 +1,29 @@
+"""Ownership and random streams: nothing may depend on the rank count."""
+
+import numpy as np
+import pytest
+
+from heal_mpi.runtime import block_bounds, hash_keys, stream, uniform
+
+
+@pytest.mark.parametrize("n,p", [(10, 1), (10, 3), (7, 7), (100, 6)])
+def test_block_bounds_cover_contiguously(n, p):
+    b = block_bounds(n, p)
+    sizes = np.diff(b)
+    assert b[0] == 0 and b[-1] == n and sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
+
+
+def test_uniform_is_keyed_not_sequential():
+    nodes = np.arange(1000)
+    a = uniform(5, "x", nodes, 0, 3)
+    # the draw of node 700 is the same whether computed alone or among all nodes
+    assert uniform(5, "x", np.array([700]), 0, 3)[0] == a[700]
+    assert 0.0 <= a.min() and a.max() < 1.0 and abs(a.mean() - 0.5) < 0.05
+    assert not np.array_equal(a, uniform(5, "y", nodes, 0, 3))
+    assert not np.array_equal(a, uniform(5, "x", nodes, 1, 3))
+    assert not np.array_equal(a, uniform(6, "x", nodes, 0, 3))
+
+
+def test_stream_depends_only_on_key():
+    assert stream(1, "init", 3, 0, 0).integers(1 << 30) == stream(1, "init", 3, 0, 0).integers(1 << 30)
+    assert hash_keys(1, "a", 1, 2)[0] != hash_keys(1, "a", 2, 1)[0]
