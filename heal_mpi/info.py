@@ -21,7 +21,7 @@ def describe(model: str | None = None) -> str:
         f"numpy           {numpy.__version__}",
         f"torch           {torch.__version__} (threads {torch.get_num_threads()})",
         f"mpi4py          {__import__('mpi4py').__version__}",
-        f"MPI library     {MPI.Get_library_version().splitlines()[0].strip()}",
+        f"MPI library     {MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()}",
         f"h5py            {h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
         f"parallel HDF5   {'yes' if h5py.get_config().mpi else 'no (rank 0 writes all output)'}",
         f"CUDA devices    {devices}",

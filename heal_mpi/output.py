@@ -51,7 +51,7 @@ class Writer:
     def __init__(self, path: str | Path, world: World, rounds: int, attrs: dict, resume: bool = False):
         self.world, self.rounds = world, rounds
         self.comm = world.comm.Dup()
-        self.parallel = PARALLEL and world.size >= 1
+        self.parallel = PARALLEL
         self.path = Path(path)
         mode = "a" if resume else "w"
         if self.parallel:
@@ -147,11 +147,11 @@ def run_attributes(world: World, config_toml: str) -> dict:
         "config": config_toml,
         "version": heal_mpi.__version__,
         "git_revision": git_revision(),
-        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+        "mpi_library": MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip(),
         "ranks": world.size,
         "devices": str(world.device),
         "h5py_version": h5py.__version__,
         "hdf5_version": h5py.version.hdf5_version,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "hostname": os.uname().nodename,
     }

@@ -67,7 +67,7 @@ class Simulation:
         overlay = build_overlay(cfg, world)
         protocol = None
         if cfg.protocol.kind != "none":
-            from heal_mpi.learning.datasets import load_local_data
+            from heal_mpi.learning.partition import load_local_data
             from heal_mpi.learning.population import Population
             data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
@@ -122,6 +122,7 @@ class Simulation:
         joined = ctx.joined[(ctx.joined >= self.world.slot_lo) & (ctx.joined < self.world.slot_hi)]
         if len(joined):  # churn newcomers start from a fresh model
             pop.init_nodes(joined - self.world.slot_lo, ctx.incarnation[joined])
+            self.protocol.on_join(joined - self.world.slot_lo)
         return self.protocol.round(ctx, self.overlay)
 
     def evaluate(self, ctx: RoundContext):

@@ -10,7 +10,13 @@ def build_protocol(cfg, world, comm, pop) -> Protocol:
     if kind in ("fedavg", "gaia", "heal"):
         from heal_mpi.protocols.hub import HubProtocol
         return HubProtocol(cfg, world, comm, pop)
-    raise ValueError(f"protocol.kind: {kind!r} is not implemented yet")
+    if kind == "gossip":
+        from heal_mpi.protocols.gossip import GossipProtocol
+        return GossipProtocol(cfg, world, comm, pop)
+    if kind == "epidemic":
+        from heal_mpi.protocols.epidemic import EpidemicProtocol
+        return EpidemicProtocol(cfg, world, comm, pop)
+    raise ValueError(f"protocol.kind: unknown protocol {kind!r}")
 
 
 def protected_slots(cfg) -> list[int]:

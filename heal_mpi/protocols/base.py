@@ -71,6 +71,16 @@ class Protocol:
         """One learning round. Collective over `world.comm`: every rank must call."""
         raise NotImplementedError
 
+    def on_join(self, local_idx: np.ndarray) -> None:
+        """Churn newcomers took these local slots (their models are already fresh)."""
+
+    def state_dict(self) -> dict:
+        """Protocol state beyond the models, for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def delivered(self, ctx: RoundContext, src: np.ndarray, dst: np.ndarray, purpose: str) -> np.ndarray:
         """bool mask: which simulated messages src -> dst survive `faults.message_loss`."""
         if ctx.message_loss == 0.0:
