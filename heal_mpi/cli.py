@@ -35,8 +35,10 @@ def cmd_run(args) -> int:
     comm = MPI.COMM_WORLD
     cfg = _load(args, n_ranks=comm.Get_size())
     out = Path(cfg.run.out)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"run.out: {out} exists; pass --overwrite to replace it")
+    if args.resume:
+        _check_resumable(out, cfg)
+    elif out.exists() and not args.overwrite:
+        raise ConfigError(f"run.out: {out} exists; pass --overwrite to replace it, or --resume")
     if comm.Get_rank() == 0:
         out.parent.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
@@ -46,10 +48,31 @@ def cmd_run(args) -> int:
 
     with abort_on_exception(comm):
         world = make_world(cfg.nodes.count, cfg.run.device, comm)
-        Simulation.build(cfg, world, out).run()
-    if comm.Get_rank() == 0:
+        status = Simulation.build(cfg, world, out, resume=args.resume).run()
+    if comm.Get_rank() == 0 and status == 0:
         print(f"wrote {out}")
-    return 0
+    return status
+
+
+def _check_resumable(out: Path, cfg) -> None:
+    """--resume continues OUT: it must exist, hold the same config, and have a checkpoint."""
+    import h5py
+
+    from heal_mpi.checkpoint import checkpoint_dir
+    if not out.exists():
+        raise ConfigError(f"run.out: --resume but {out} does not exist")
+    if not (checkpoint_dir(out) / "meta.json").exists():
+        raise ConfigError(f"run.out: --resume but {out} has no checkpoint in {checkpoint_dir(out)}")
+    import json
+
+    from mpi4py import MPI
+    ranks = json.loads((checkpoint_dir(out) / "meta.json").read_text())["ranks"]
+    if ranks != MPI.COMM_WORLD.Get_size():
+        raise ConfigError(f"run.out: the checkpoint of {out} was written by {ranks} ranks; resume with mpirun -n {ranks}")
+    with h5py.File(out, "r") as f:
+        stored = f.attrs["config"]
+    if stored != config_mod.to_toml(cfg):
+        raise ConfigError(f"run.out: --resume with a config that differs from the one stored in {out}")
 
 
 def cmd_info(args) -> int:
@@ -76,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = with_config(sub.add_parser("run", help="run a simulation (under mpirun for several ranks)"))
     run.add_argument("--out", help="HDF5 output path (overrides run.out)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    run.add_argument("--resume", action="store_true", help="continue OUT from its last checkpoint")
     run.set_defaults(func=cmd_run)
 
     val = with_config(sub.add_parser("validate", help="check a config and exit"))

@@ -59,6 +59,8 @@ class RunConfig:
     device: str = opt("auto", "auto = cuda:<local rank mod GPUs> when CUDA is available, else cpu",
                       choices=("auto", "cpu", "cuda"))
     threads: int = opt(0, "torch threads per rank; 0 = the host's cores divided by the ranks on it", lo=0)
+    checkpoint_every: int = opt(0, "save a checkpoint every k rounds (SIGTERM/SIGUSR1 always save one); 0 = never",
+                                lo=0)
     progress: str = opt("auto", "rank 0's progress: a bar on a terminal, else one line per round",
                         choices=("auto", "bar", "lines", "none"))
 
@@ -283,6 +285,8 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True) -> Config:
         raise ConfigError(f"overlay.hubs: h = {ov.hubs} must be < overlay.cache_size = {ov.cache_size}")
     if kind == "multistar" and ov.servers >= n:
         raise ConfigError(f"overlay.servers: {ov.servers} servers need more than nodes.count = {n}")
+    if kind == "ring" and n < 3:
+        raise ConfigError(f"overlay.kind: a ring needs nodes.count >= 3, not {n}")
     if kind == "regular" and (ov.degree >= n or (ov.degree * n) % 2):
         raise ConfigError(f"overlay.degree: no {ov.degree}-regular graph on {n} nodes")
     need = {"fedavg": ("star",), "gaia": ("multistar",), "heal": ("elevator",)}.get(cfg.protocol.kind)
@@ -305,6 +309,8 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True) -> Config:
             raise ConfigError(f"faults.churn[{i}].end: {ev.end} must be > start = {ev.start}")
         if ev.start >= rounds:
             raise ConfigError(f"faults.churn[{i}].start: {ev.start} is past the last round {rounds - 1}")
+        if ev.end > rounds:
+            raise ConfigError(f"faults.churn[{i}].end: {ev.end} is past the end of the run (run.rounds = {rounds})")
     if cfg.protocol.kind != "none":
         _validate_learning(cfg, check_files)
     return cfg

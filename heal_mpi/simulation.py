@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from heal_mpi import checkpoint
 from heal_mpi import config as config_mod
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
@@ -56,12 +57,18 @@ class Simulation:
     progress: Progress
     alive: np.ndarray
     incarnation: np.ndarray
+    out: Path = Path("run.h5")
+    start_round: int = 0
     timer: PhaseTimer = field(default_factory=PhaseTimer)
+    stop: checkpoint.StopRequest = field(default_factory=checkpoint.StopRequest)
     n_snapshots: int = 0
 
     @classmethod
-    def build(cls, cfg: config_mod.Config, world: World, out: Path) -> "Simulation":
-        """Construct every component. Collective over `world.comm`: every rank must call."""
+    def build(cls, cfg: config_mod.Config, world: World, out: Path, resume: bool = False) -> "Simulation":
+        """Construct every component (from the last checkpoint when resuming).
+
+        Collective over `world.comm`: every rank must call.
+        """
         set_threads(cfg, world)
         n = cfg.nodes.count
         overlay = build_overlay(cfg, world)
@@ -74,15 +81,33 @@ class Simulation:
             pop.init_nodes(np.arange(world.n_local), np.zeros(world.n_local, dtype=np.int64))
             protocol = build_protocol(cfg, world, Comm(world), pop)
         every = cfg.overlay.snapshot_every
-        writer = Writer(out, world, cfg.run.rounds, run_attributes(world, config_mod.to_toml(cfg)))
-        return cls(cfg=cfg, world=world, faults=FaultSchedule(cfg, n, protected_slots(cfg)), overlay=overlay,
-                   protocol=protocol, writer=writer, progress=Progress(cfg, world),
-                   alive=np.ones(n, dtype=bool), incarnation=np.zeros(n, dtype=np.int64),
-                   n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0)
+        writer = Writer(out, world, cfg.run.rounds, run_attributes(world, config_mod.to_toml(cfg)), resume=resume)
+        sim = cls(cfg=cfg, world=world, faults=FaultSchedule(cfg, n, protected_slots(cfg)), overlay=overlay,
+                  protocol=protocol, writer=writer, progress=Progress(cfg, world),
+                  alive=np.ones(n, dtype=bool), incarnation=np.zeros(n, dtype=np.int64), out=out,
+                  n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0)
+        if resume:
+            sim.start_round, state = checkpoint.load(out, world)
+            sim.load_state_dict(state)
+            writer.mark_completed(sim.start_round)
+        return sim
 
-    def run(self) -> None:
-        """All rounds. Collective over `world.comm`: every rank must call."""
-        for rnd in range(self.cfg.run.rounds):
+    def state_dict(self) -> dict:
+        state = {"alive": self.alive, "incarnation": self.incarnation, "overlay": self.overlay.state_dict()}
+        if self.protocol is not None:
+            state |= {"population": self.protocol.pop.state_dict(), "protocol": self.protocol.state_dict()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.alive, self.incarnation = state["alive"], state["incarnation"]
+        self.overlay.load_state_dict(state["overlay"])
+        if self.protocol is not None:
+            self.protocol.pop.load_state_dict(state["population"])
+            self.protocol.load_state_dict(state["protocol"])
+
+    def run(self) -> int:
+        """All rounds; returns the exit status. Collective over `world.comm`: every rank must call."""
+        for rnd in range(self.start_round, self.cfg.run.rounds):
             self.timer.start()
             debug_fault(self.world.rank, rnd)
 
@@ -107,8 +132,26 @@ class Simulation:
             # 5. record
             self.record(ctx, traffic, acc, loss, distinct)
             self.timer.lap("record")
+
+            if self.checkpoint_due(rnd):
+                break
         self.writer.close()
         self.progress.close()
+        return checkpoint.INTERRUPTED_EXIT if self.stop.signal and rnd + 1 < self.cfg.run.rounds else 0
+
+    def checkpoint_due(self, rnd: int) -> bool:
+        """Save a checkpoint when due or when any rank got SIGTERM/SIGUSR1; True means stop now."""
+        flag = np.array([self.stop.signal], dtype=np.int64)
+        self.world.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+        self.stop.signal = int(flag[0])
+        every = self.cfg.run.checkpoint_every
+        last = rnd + 1 == self.cfg.run.rounds
+        if self.stop.signal or (every and (rnd + 1) % every == 0 and not last):
+            checkpoint.save(self.out, self.world, rnd + 1, self.state_dict())
+            if self.stop.signal and self.world.is_root:
+                print(f"stopped by signal {self.stop.signal} after round {rnd + 1}; checkpoint saved, "
+                      f"continue with --resume", flush=True)
+        return bool(self.stop.signal)
 
     # -- the steps ---------------------------------------------------------------------
     def eval_due(self, rnd: int) -> bool:
