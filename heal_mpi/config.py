@@ -289,10 +289,11 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True) -> Config:
         raise ConfigError(f"overlay.kind: a ring needs nodes.count >= 3, not {n}")
     if kind == "regular" and (ov.degree >= n or (ov.degree * n) % 2):
         raise ConfigError(f"overlay.degree: no {ov.degree}-regular graph on {n} nodes")
-    need = {"fedavg": ("star",), "gaia": ("multistar",), "heal": ("elevator",)}.get(cfg.protocol.kind)
+    need = {"fedavg": ("star",), "gaia": ("multistar",), "heal": ("elevator", "star", "multistar")}.get(
+        cfg.protocol.kind)
     if need and kind not in need:
         raise ConfigError(f"overlay.kind: protocol.kind = {cfg.protocol.kind!r} runs on {need[0]}, not {kind!r}")
-    if cfg.protocol.kind == "heal" and cfg.protocol.fanout > ov.hubs:
+    if cfg.protocol.kind == "heal" and kind == "elevator" and cfg.protocol.fanout > ov.hubs:
         raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be <= overlay.hubs = {ov.hubs}")
     if cfg.protocol.kind == "epidemic" and cfg.protocol.epidemic != "neighbours" and cfg.protocol.fanout >= n:
         raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be < nodes.count = {n}")

@@ -20,6 +20,7 @@ from heal_mpi import config as config_mod
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.faults import FaultSchedule
+from heal_mpi.metrics import round_metrics
 from heal_mpi.output import Writer, run_attributes
 from heal_mpi.overlay import build_overlay
 from heal_mpi.progress import Progress
@@ -176,41 +177,14 @@ class Simulation:
         return self.protocol.pop.evaluate(ctx.rnd, mask=mask)
 
     def record(self, ctx: RoundContext, traffic: RoundTraffic, acc, loss, distinct) -> None:
-        """Reduce the round's scalars as (sum, count) pairs in one Allreduce, then write."""
+        """Reduce and write this round's metrics, and a view snapshot when due."""
         w = self.world
-        local = slice(w.slot_lo, w.slot_hi)
-        ov_rounds, ov_nodes, ov_rows = self.overlay.metrics()
-        msgs_sent = traffic.msgs_sent + self.overlay.msgs_sent
-        bytes_sent = traffic.bytes_sent + self.overlay.bytes_sent
         mpi_bytes = self.overlay_comm_bytes() + (self.protocol.comm.take_bytes() if self.protocol else 0)
-        vec = np.array([
-            np.nansum(acc), np.nansum(acc ** 2), np.count_nonzero(~np.isnan(acc)),
-            np.nansum(loss), np.count_nonzero(~np.isnan(loss)),
-            np.nansum(traffic.train_loss), np.count_nonzero(~np.isnan(traffic.train_loss)),
-            msgs_sent.sum(), bytes_sent.sum(), mpi_bytes, traffic.hubs_active, distinct,
-        ], dtype=np.float64)
-        w.comm.Allreduce(MPI.IN_PLACE, vec)
-        acc_n, loss_n, tl_n = max(vec[2], 1), max(vec[4], 1), max(vec[6], 1)
-        acc_mean = vec[0] / acc_n if vec[2] else np.nan
-        rounds = {
-            "alive": ctx.n_alive,
-            "acc_mean": acc_mean,
-            "acc_std": np.sqrt(max(vec[1] / acc_n - acc_mean ** 2, 0.0)) if vec[2] else np.nan,
-            "loss_mean": vec[3] / loss_n if vec[4] else np.nan,
-            "train_loss_mean": vec[5] / tl_n if vec[6] else np.nan,
-            "messages": vec[7], "bytes": vec[8], "mpi_bytes": vec[9],
-            "hubs_active": vec[10], "evaluated_models": vec[11],
-            **ov_rounds,
-            **{f"seconds_{p}": s for p, s in self.timer.seconds.items()},
-        }
-        nodes = {
-            "acc": acc.astype(np.float32), "loss": loss.astype(np.float32),
-            "alive": ctx.alive[local].astype(np.int8), "incarnation": ctx.incarnation[local].astype(np.int32),
-            "msgs_sent": msgs_sent.astype(np.int32), "msgs_recv": (traffic.msgs_recv + self.overlay.msgs_recv).astype(np.int32),
-            "bytes_sent": bytes_sent, "bytes_recv": traffic.bytes_recv + self.overlay.bytes_recv,
-            **ov_nodes,
-        }
-        self.writer.record(ctx.rnd, rounds, nodes, ov_rows)
+        rounds, nodes = round_metrics(w.comm, ctx, slice(w.slot_lo, w.slot_hi), traffic, self.overlay,
+                                      acc, loss, distinct, mpi_bytes)
+        ov_rounds, ov_nodes, ov_rows = self.overlay.metrics()
+        rounds |= ov_rounds | {f"seconds_{p}": s for p, s in self.timer.seconds.items()}
+        self.writer.record(ctx.rnd, rounds, nodes | ov_nodes, ov_rows)
         every = self.cfg.overlay.snapshot_every
         if every and ctx.rnd % every == 0:
             self.writer.snapshot("cache", ctx.rnd // every, ctx.rnd, self.overlay.snapshot(), self.n_snapshots)
