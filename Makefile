@@ -13,7 +13,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_btl_sm_single_copy_mechanism := none
 PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 
-.PHONY: setup demo test test-serial test-mpi bench clean
+.PHONY: setup demo test test-serial test-mpi bench docs clean
 
 setup:
 	@bash jobs/setup.sh
@@ -34,6 +34,10 @@ test-mpi:
 
 bench: setup
 	$(VENV)/bin/heal-mpi bench all
+
+# Rewrite the README's config reference from the dataclasses (tests/test_readme.py checks it is current).
+docs:
+	$(PY) -c "from heal_mpi.config import update_readme; update_readme('README.md')"
 
 clean:
 	rm -rf results/ .pytest_cache build *.egg-info

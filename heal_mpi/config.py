@@ -377,3 +377,16 @@ def reference_markdown() -> str:
             lines.append(f"| `{f.name}` | `{_toml_value(default)}` | {doc} |")
         lines.append("")
     return "\n".join(lines)
+
+
+README_START = "<!-- config-reference:start"
+README_END = "<!-- config-reference:end -->"
+
+
+def update_readme(path: str | Path) -> None:
+    """Replace the README's config-reference block with `reference_markdown()`."""
+    text = Path(path).read_text()
+    head, rest = text.split(README_START, 1)
+    marker_line, _ = rest.split("\n", 1)
+    _, tail = rest.split(README_END, 1)
+    Path(path).write_text(f"{head}{README_START}{marker_line}\n\n{reference_markdown()}\n{README_END}{tail}")
