@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Accuracy vs round: one figure per scenario, one line per method, fault events marked.
+
+    python analysis/accuracy.py results/*.h5 --out figures [--smoke]
+
+Each line is the test accuracy averaged over the evaluated live nodes (`/rounds/acc_mean`),
+then over the seeds of its group. The light band is ± the std over nodes (`/rounds/acc_std`,
+averaged over seeds); with several seeds a darker band is ± the std over seeds. Crashes and
+hub attacks are dashed vertical lines, churn windows grey spans. Rounds without evaluation
+(`eval.every` > 1) are skipped.
+
+Writes accuracy_<scenario>.png per scenario and accuracy_curves.csv (every plotted point).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+
+def curve(group: common.Group) -> dict:
+    """Per-round arrays [R] of the group: round (from 1), mean, node std, seed std, seeds."""
+    acc, std = group.stack("acc_mean"), group.stack("acc_std")  # [S, R]
+    seeds = (~np.isnan(acc)).sum(axis=0)                         # [R]
+    keep = seeds > 0
+    return {"round": np.arange(1, group.n_rounds + 1)[keep], "mean": common.nanmean(acc)[keep],
+            "node_std": np.nan_to_num(common.nanmean(std)[keep]),
+            "seed_std": np.nan_to_num(common.nanstd(acc)[keep]), "seeds": seeds[keep]}
+
+
+def plot_scenario(scenario: str, groups: list[common.Group], color: dict, path: Path, smoke: bool) -> Path:
+    plt = common.pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    several = any(g.n_seeds > 1 for g in groups)
+    for g, lw in zip(groups, common.widths(groups)):
+        c = curve(g)
+        x, y = c["round"], c["mean"]
+        seeds = f"{g.n_seeds} seeds" if g.n_seeds > 1 else f"seed {g.runs[0].seed}"
+        ax.plot(x, y, color=color[g.method], lw=lw, marker="o" if len(x) <= 30 else None, ms=3,
+                label=f"{g.method} ({seeds}): final {100 * y[-1]:.1f}%")
+        ax.fill_between(x, y - c["node_std"], y + c["node_std"], color=color[g.method], alpha=0.12, lw=0)
+        if g.n_seeds > 1:
+            ax.fill_between(x, y - c["seed_std"], y + c["seed_std"], color=color[g.method], alpha=0.35, lw=0)
+    common.mark_faults(ax, groups[0].events)
+    common.round_axis(ax, max(g.n_rounds for g in groups))
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, 0.0), min(hi, 1.0))
+    ax.set_ylabel("test accuracy (mean over nodes)")
+    ax.set_title(f"Accuracy vs round: {scenario}")
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.85)
+    rule = "; a fault @r strikes right after round r" if groups[0].events else ""
+    bands = "light band: ± std over nodes" + ("; dark band: ± std over seeds" if several else "")
+    fig.text(0.01, -0.01, f"line: mean accuracy of the evaluated live nodes{', mean over seeds' if several else ''}; "
+             f"{bands}.\nRound k = after k rounds{rule}.", fontsize=7.5, color="0.3", ha="left", va="top")
+    return common.save(fig, path, smoke)
+
+
+def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:
+    """Figures and the curves CSV into `out`; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    color = common.colors(groups)
+    paths, rows = [], []
+    for scenario, members in common.by_scenario(groups).items():
+        members = [g for g in members if g.has("acc_mean")]
+        if not members:
+            continue
+        paths.append(plot_scenario(scenario, members, color, out / f"accuracy_{common.slug(scenario)}.png", smoke))
+        for g in members:
+            c = curve(g)
+            rows += [{"method": g.method, "scenario": scenario, "round": int(r), "seeds": int(s),
+                      "acc_mean": f"{m:.6g}", "acc_std_nodes": f"{n:.6g}", "acc_std_seeds": f"{d:.6g}"}
+                     for r, m, n, d, s in zip(c["round"], c["mean"], c["node_std"], c["seed_std"], c["seeds"])]
+    paths.append(common.write_csv(out / "accuracy_curves.csv", rows))
+    return paths
+
+
+def main(argv=None) -> int:
+    args = common.parser(__doc__).parse_args(argv)
+    common.print_paths(write(common.load_groups(args.files), args.out, args.smoke))
+    return 0
+
+
+if __name__ == "__main__":
+    common.run_main(main)

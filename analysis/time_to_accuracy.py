@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Rounds to reach target accuracies, per method and scenario.
+
+    python analysis/time_to_accuracy.py results/*.h5 --out tables [--targets 0.8 0.9] [--smoke]
+
+For each run, the first round k (counted from 1: after k rounds) at which `/rounds/acc_mean`
+(mean over the evaluated live nodes) is at least the target; then the mean ± std over the
+seeds that reached it. "—" (NaN in the CSV) when no seed reached it, "(k/n seeds)" when only
+some did.
+
+Writes time_to_accuracy.md and time_to_accuracy.csv.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+DEFAULT_TARGETS = (0.5, 0.8, 0.9)
+
+
+def first_round(values: np.ndarray, target: float) -> float:
+    """First round (from 1) with values >= target, or NaN if never."""
+    hit = np.flatnonzero(np.nan_to_num(values, nan=-np.inf) >= target)
+    return float(hit[0] + 1) if len(hit) else float("nan")
+
+
+def rows(groups: list[common.Group], targets) -> list[dict]:
+    out = []
+    for g in groups:
+        for t in targets:
+            per_seed = [first_round(r.series.get("acc_mean", np.zeros(0)), t) for r in g.runs]
+            ok = [v for v in per_seed if not np.isnan(v)]
+            out.append({"method": g.method, "scenario": g.scenario, "target": t, "seeds": g.n_seeds,
+                        "reached": len(ok), "rounds_mean": float(np.mean(ok)) if ok else float("nan"),
+                        "rounds_std": float(np.std(ok, ddof=1)) if len(ok) > 1 else float("nan"),
+                        "rounds_per_seed": ";".join("" if np.isnan(v) else str(int(v)) for v in per_seed)})
+    return out
+
+
+def cell(r: dict) -> str:
+    text = common.mean_std_text([float(v) if v else float("nan") for v in r["rounds_per_seed"].split(";")],
+                                single_digits=0)
+    if 0 < r["reached"] < r["seeds"]:
+        text += f" ({r['reached']}/{r['seeds']} seeds)"
+    return text
+
+
+def markdown(table: list[dict], targets) -> str:
+    header = ["method", "scenario", *(f"rounds to {100 * t:g}%" for t in targets)]
+    body, line = [], None
+    for r in table:
+        if line is None or line[:2] != [r["method"], r["scenario"]]:
+            line = [r["method"], r["scenario"]]
+            body.append(line)
+        line.append(cell(r))
+    return ("# Rounds to target accuracy\n\n" + common.markdown_table(header, body) +
+            "\nFirst round (after k rounds) at which the mean test accuracy over the evaluated live nodes "
+            "reaches the target; mean ± std over the seeds that reached it; — = never reached.\n")
+
+
+def write(groups: list[common.Group], out: Path, smoke: bool = False, targets=DEFAULT_TARGETS) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    table = rows(groups, targets)
+    md = out / "time_to_accuracy.md"
+    md.write_text(markdown(table, targets))
+    return [md, common.write_csv(out / "time_to_accuracy.csv", table)]
+
+
+def add_targets(ap) -> None:
+    ap.add_argument("--targets", type=float, nargs="+", default=list(DEFAULT_TARGETS), metavar="ACC",
+                    help=f"target accuracies as fractions (default: {' '.join(map(str, DEFAULT_TARGETS))})")
+
+
+def main(argv=None) -> int:
+    ap = common.parser(__doc__)
+    add_targets(ap)
+    args = ap.parse_args(argv)
+    if any(not 0 < t <= 1 for t in args.targets):
+        raise common.AnalysisError(f"--targets must be fractions in (0, 1], got {args.targets}")
+    paths = write(common.load_groups(args.files), args.out, args.smoke, args.targets)
+    print(paths[0].read_text())
+    common.print_paths(paths)
+    return 0
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,224 @@
+"""The analysis scripts on real runs: two methods x two seeds, each a short single-process run."""
+
+import csv
+import os
+import random
+import shutil
+import subprocess
+import sys
+import uuid
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "analysis"))
+import common  # noqa: E402  (analysis/ is a folder of scripts, not a package)
+
+METHODS, SEEDS, ROUNDS = ("fedavg", "gossip"), (1, 2), 4
+CONFIG = f"""
+[run]
+rounds = {ROUNDS}
+progress = "none"
+threads = 1
+[nodes]
+count = 8
+[overlay]
+cache_size = 4
+[data]
+synthetic_train = 800
+synthetic_test = 200
+synthetic_noise = 2.0
+[train]
+lr = 0.05
+local_steps = 2
+"""
+SCRIPTS = {  # script -> files it must write (besides per-scenario PNGs)
+    "accuracy": ["accuracy_fault-free.png", "accuracy_curves.csv"],
+    "final_table": ["final_accuracy.md", "final_accuracy.csv"],
+    "time_to_accuracy": ["time_to_accuracy.md", "time_to_accuracy.csv"],
+    "hubs": ["hubs_fault-free.png", "hubs.csv"],
+    "traffic": ["traffic_fault-free.png", "traffic.md", "traffic.csv"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """{(method, seed): path} of four finished runs, started together to share the start-up time."""
+    d = tmp_path_factory.mktemp("runs")
+    cfg = d / "small.toml"
+    cfg.write_text(CONFIG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = {}
+    for m in METHODS:
+        for s in SEEDS:
+            out = d / f"{m}_s{s}.h5"
+            cmd = [sys.executable, "-m", "heal_mpi", "run", str(cfg), "--out", str(out),
+                   "--set", f"protocol.kind={m}", "--set", f"run.seed={s}"]
+            procs[(m, s)] = (out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                   text=True, env=env, cwd=ROOT))
+    for out, p in procs.values():
+        log = p.communicate(timeout=300)[0]
+        assert p.returncode == 0, log
+    return {k: out for k, (out, _) in procs.items()}
+
+
+def analyse(script: str, files, out, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "analysis" / f"{script}.py"), *map(str, files),
+                           "--out", str(out), "--smoke", *extra], capture_output=True, text=True, timeout=300)
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def final_acc(path) -> float:
+    """rounds/acc_mean at the last valid row, read directly."""
+    with h5py.File(path, "r") as f:
+        return float(f["rounds/acc_mean"][int(f.attrs["rounds_completed"]) - 1])
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_each_script_writes_its_outputs(runs, tmp_path, script):
+    r = analyse(script, runs.values(), tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name in SCRIPTS[script]:
+        path = tmp_path / name
+        assert path.is_file() and str(path) in r.stdout
+        if path.suffix == ".png":
+            assert path.stat().st_size > 5000  # axes, labels and lines, not an empty canvas
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_runs_everything(runs, tmp_path):
+    r = analyse("report", runs.values(), tmp_path, "--targets", "0.3", "0.99")
+    assert r.returncode == 0, r.stderr
+    for names in SCRIPTS.values():
+        for name in names:
+            assert (tmp_path / name).is_file() and str(tmp_path / name) in r.stdout
+    assert "| FedAvg |" in r.stdout and "| Gossip |" in r.stdout  # the final table, printed
+    assert "rounds to 99%" in (tmp_path / "time_to_accuracy.md").read_text()
+
+
+def test_final_table_matches_hdf5(runs, tmp_path):
+    assert analyse("final_table", runs.values(), tmp_path).returncode == 0
+    table = {(r["method"], r["scenario"]): r for r in read_csv(tmp_path / "final_accuracy.csv")}
+    assert set(table) == {("FedAvg", "fault-free"), ("Gossip", "fault-free")}
+    for method, label in (("fedavg", "FedAvg"), ("gossip", "Gossip")):
+        direct = [final_acc(runs[(method, s)]) for s in SEEDS]
+        row = table[(label, "fault-free")]
+        assert int(row["seeds"]) == 2 and row["partial"] == "False"
+        assert float(row["final_acc_mean"]) == pytest.approx(np.mean(direct), abs=1e-12)
+        assert float(row["final_acc_std"]) == pytest.approx(np.std(direct, ddof=1), abs=1e-12)
+    md = (tmp_path / "final_accuracy.md").read_text()
+    assert "| method | fault-free |" in md and f"{100 * np.mean([final_acc(runs[('fedavg', s)]) for s in SEEDS]):.1f} ±" in md
+
+
+def test_time_to_accuracy_matches_hdf5(runs, tmp_path):
+    with h5py.File(runs[("fedavg", 1)], "r") as f:
+        target = float(f["rounds/acc_mean"][2])  # reached by seed 1 at round 3 at the latest
+    assert analyse("time_to_accuracy", runs.values(), tmp_path, "--targets", str(target), "0.999").returncode == 0
+    rows = {(r["method"], float(r["target"])): r for r in read_csv(tmp_path / "time_to_accuracy.csv")}
+    expected = []
+    for s in SEEDS:
+        with h5py.File(runs[("fedavg", s)], "r") as f:
+            hit = np.flatnonzero(f["rounds/acc_mean"][:] >= target)
+        expected.append(hit[0] + 1 if len(hit) else np.nan)
+    row = rows[("FedAvg", target)]
+    assert int(row["reached"]) == np.sum(~np.isnan(expected)) >= 1
+    assert float(row["rounds_mean"]) == pytest.approx(np.nanmean(expected))
+    never = rows[("FedAvg", 0.999)]
+    assert int(never["reached"]) == 0 and np.isnan(float(never["rounds_mean"]))
+    assert "—" in (tmp_path / "time_to_accuracy.md").read_text()
+
+
+def test_traffic_table_matches_hdf5(runs, tmp_path):
+    assert analyse("traffic", runs.values(), tmp_path).returncode == 0
+    row = next(r for r in read_csv(tmp_path / "traffic.csv") if r["method"] == "Gossip")
+    direct = []
+    for s in SEEDS:
+        with h5py.File(runs[("gossip", s)], "r") as f:
+            direct.append(f["rounds/messages"][:int(f.attrs["rounds_completed"])])
+    assert float(row["messages_per_round"]) == pytest.approx(np.mean(direct))
+
+
+def test_groups_by_stored_config_not_file_name(runs, tmp_path):
+    names = list(runs.values())
+    random.Random(7).shuffle(names)
+    renamed = []
+    for p in names:  # random names that say nothing of method or seed
+        renamed.append(tmp_path / f"{uuid.uuid4().hex}.h5")
+        shutil.copy(p, renamed[-1])
+    groups = common.load_groups(renamed)
+    assert sorted((g.method, g.n_seeds) for g in groups) == [("FedAvg", 2), ("Gossip", 2)]
+    for g in groups:
+        assert sorted(r.seed for r in g.runs) == list(SEEDS) and g.scenario == "fault-free"
+    assert analyse("final_table", renamed, tmp_path / "out").returncode == 0
+    assert [r["seeds"] for r in read_csv(tmp_path / "out" / "final_accuracy.csv")] == ["2", "2"]
+
+
+def test_partial_file_uses_only_valid_rows(runs, tmp_path):
+    """A run cut after 2 of 4 rounds: rows 3 and 4 hold junk and must be ignored."""
+    cut = tmp_path / "cut.h5"
+    shutil.copy(runs[("fedavg", 1)], cut)
+    with h5py.File(cut, "r+") as f:
+        valid = f["rounds/acc_mean"][:2].copy()
+        f["rounds/acc_mean"][2:] = 0.999
+        f.attrs["rounds_completed"] = 2
+    r = analyse("report", [cut], tmp_path / "out", "--targets", "0.99")
+    assert r.returncode == 0, r.stderr
+    row = read_csv(tmp_path / "out" / "final_accuracy.csv")[0]
+    assert float(row["final_acc_mean"]) == pytest.approx(valid[1], abs=1e-12)
+    assert row["partial"] == "True" and row["final_round_max"] == "2"
+    assert "†" in (tmp_path / "out" / "final_accuracy.md").read_text()
+    assert [c["round"] for c in read_csv(tmp_path / "out" / "accuracy_curves.csv")] == ["1", "2"]
+    assert read_csv(tmp_path / "out" / "time_to_accuracy.csv")[0]["reached"] == "0"
+
+
+def test_partial_file_joins_its_group(runs, tmp_path):
+    cut = tmp_path / "cut.h5"
+    shutil.copy(runs[("fedavg", 2)], cut)
+    with h5py.File(cut, "r+") as f:
+        f.attrs["rounds_completed"] = 3
+    groups = common.load_groups([runs[("fedavg", 1)], cut])
+    assert len(groups) == 1 and groups[0].n_seeds == 2 and groups[0].n_rounds == ROUNDS
+    acc = groups[0].stack("acc_mean")  # [2, 4]; seed 2's fourth row is not valid
+    assert np.isnan(acc[1, 3]) and not np.isnan(acc[:, :3]).any()
+
+
+def test_bad_input_is_one_line_and_exit_2(runs, tmp_path):
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.arange(3)
+    for bad, says in ((tmp_path / "missing.h5", "no such file"), (text, "not an HDF5 file"),
+                      (foreign, "not a heal_mpi file")):
+        r = analyse("accuracy", [runs[("fedavg", 1)], bad], tmp_path / "out")
+        assert r.returncode == 2 and says in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_scenario_and_method_labels():
+    faults = {"crash": [{"round": 10, "fraction": 0.2}], "hub_crash": [{"round": 10, "count": "all"}],
+              "churn": [{"start": 50, "end": 150, "fraction": 0.1}], "message_loss": 0.0}
+    assert common.scenario_label({"faults": faults}) == "crash 20% @10, hub attack all @10, churn 10% [50,150)"
+    assert common.scenario_label({"faults": {"crash": [], "message_loss": 0.0}}) == "fault-free"
+    assert common.scenario_label({"faults": {"hub_crash": [{"round": 3, "count": 5}]}}) == "hub attack 5 @3"
+    assert common.method_label({"protocol": {"kind": "heal"}, "overlay": {"kind": "auto"}}) == "HEAL"
+    assert common.method_label({"protocol": {"kind": "gossip"}, "overlay": {"kind": "newscast"}}) == "Gossip"
+    assert common.method_label({"protocol": {"kind": "gossip"}, "overlay": {"kind": "elevator"}}) == "Gossip (elevator)"
+    assert common.method_label({"protocol": {"kind": "newproto"}, "overlay": {"kind": "auto"}}) == "newproto"
+    assert common.slug("crash 20% @10") == "crash-20pct-at10"
+
+
+def test_same_method_differing_elsewhere_gets_distinct_labels(runs, tmp_path):
+    other = tmp_path / "lr.h5"
+    shutil.copy(runs[("fedavg", 1)], other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["config"] = f.attrs["config"].replace("lr = 0.05", "lr = 0.2")
+    labels = sorted(g.method for g in common.load_groups([runs[("fedavg", 1)], other]))
+    assert labels == ["FedAvg (train.lr=0.05)", "FedAvg (train.lr=0.2)"]
