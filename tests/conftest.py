@@ -45,6 +45,7 @@ def small_fedavg(tmp_path) -> Path:
 [run]
 rounds = 5
 progress = "lines"
+threads = 1
 [nodes]
 count = 11
 [protocol]

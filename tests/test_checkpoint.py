@@ -13,6 +13,7 @@ CONFIG = """
 [run]
 rounds = 12
 progress = "lines"
+threads = 1
 checkpoint_every = 4
 [nodes]
 count = 9

@@ -13,7 +13,7 @@ from heal_mpi import config as cfgmod
 from heal_mpi.runtime import make_world
 from heal_mpi.simulation import Simulation
 
-BASE = ["run.rounds=6", "run.progress='none'", "nodes.count=14", "data.synthetic_train=700",
+BASE = ["run.rounds=6", "run.threads=1", "run.progress='none'", "nodes.count=14", "data.synthetic_train=700",
         "data.synthetic_test=200", "train.local_steps=2", "train.batch_size=16"]
 FAULTS = ["faults.crash=[{round = 2, fraction = 0.15}]", "faults.churn=[{start = 3, end = 5, fraction = 0.15}]",
           "faults.message_loss=0.1"]
