@@ -49,3 +49,16 @@ class Overlay:
 
     def load_state_dict(self, state: dict) -> None:
         raise NotImplementedError
+
+
+def build_overlay(cfg, world) -> Overlay:
+    """The overlay `cfg.overlay_kind` on this rank's nodes. Collective over `world.comm`: every rank must call."""
+    ov, kind, seed = cfg.overlay, cfg.overlay_kind, cfg.run.seed
+    if kind == "elevator":
+        from heal_mpi.overlay.elevator import Elevator
+        return Elevator(world, ov.cache_size, ov.hubs, seed, preferred=ov.preferred, max_backward=ov.max_backward)
+    if kind == "newscast":
+        from heal_mpi.overlay.newscast import Newscast
+        return Newscast(world, ov.cache_size, seed, hub_width=ov.hubs)
+    from heal_mpi.overlay.static import StaticOverlay
+    return StaticOverlay(world, kind, servers=ov.servers, degree=ov.degree, seed=seed)

@@ -1,0 +1,186 @@
+"""Newscast peer sampling (PeerSim `SimpleNewscast`, protocols.md §3.1) in snapshot semantics.
+
+Owns the local nodes' caches of (id, timestamp) pairs, freshest first; timestamps are
+round numbers. One `step` = one cycle (design.md §8):
+
+1. prune: drop dead and departed ids; churn newcomers get `c` random live links, stamped now.
+2. every live node A picks a uniformly random entry B of its (pruned, so live) cache and
+   sends B its cache; B answers with its own. Both read the caches of the cycle start.
+3. every live node's new cache merges its own cache, the cache it got back, every cache
+   it received as a target, and a fresh descriptor (peer, now) of every partner; no self,
+   no duplicates (an id keeps its freshest stamp); freshest first, ties by a keyed coin
+   (PeerSim alternates a coin); the first `c` are kept.
+
+Message loss: a lost request means no exchange; a lost reply means only B merged.
+Simulated sizes: HEADER_BYTES + 16 bytes (id + timestamp) per cache entry carried.
+No hubs: `hub_lists()` is `[n_local, 0]` and `is_hub()` all False.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from heal_mpi.comm import Comm
+from heal_mpi.context import RoundContext
+from heal_mpi.overlay import Overlay
+from heal_mpi.overlay.common import (HEADER_BYTES, ID_BYTES, count_in_degree, compact_rows, hub_metrics,
+                                     local_mask, row_lengths, sample_from_pool)
+from heal_mpi.runtime import World, uniform
+
+ENTRY_BYTES = 2 * ID_BYTES  # id + timestamp
+
+
+class Newscast(Overlay):
+    """Newscast on this rank's nodes. Collective over `world.comm`: every rank must call.
+
+    Args:
+        world: the World; cache_size: c; seed: the run's seed; hub_width: width of the
+            `hub_ids` metric row (kept equal to overlay.hubs so every overlay writes one shape).
+
+    Attributes:
+        ids: int64 [n_local, c], cache ids freshest first, -1 padded.
+        stamps: int64 [n_local, c], their timestamps (rounds).
+        alive: bool [N]; in_degree: int64 [N], occurrences in the live nodes' caches.
+    """
+
+    STATE = ("ids", "stamps", "in_degree", "alive")
+
+    def __init__(self, world: World, cache_size: int, seed: int, hub_width: int = 1):
+        self.world, self.comm = world, Comm(world)
+        self.c, self.seed, self.hub_width = cache_size, seed, hub_width
+        n, local = world.n_nodes, world.local_slots
+        self.ids = sample_from_pool(seed, "newscast-init", (local,), np.arange(n, dtype=np.int64), cache_size, local)
+        self.stamps = np.zeros_like(self.ids)
+        self.alive = np.ones(n, dtype=bool)
+        self._zero_counters()
+        self.in_degree, _ = count_in_degree(self.comm.comm, self.ids, n)
+
+    def step(self, ctx: RoundContext) -> None:
+        """One Newscast cycle. Collective over `world.comm`: every rank must call."""
+        self._zero_counters()
+        self.alive = ctx.alive
+        self._prune(ctx)
+        lo = self.world.slot_lo
+        rows = np.flatnonzero(ctx.alive[lo:self.world.slot_hi])
+        a = rows + lo
+        length = row_lengths(self.ids[rows])  # [n] (compacted: the valid entries come first)
+        pick = np.minimum((uniform(ctx.seed, "newscast-peer", ctx.rnd, a) * length).astype(np.int64),
+                          np.maximum(length - 1, 0))
+        has = length > 0
+        rows, a, b = rows[has], a[has], self.ids[rows[has], pick[has]]
+        lost_req, lost_rep = self._lost(ctx, "req", a, b), self._lost(ctx, "rep", a, b)
+        self._count(a, sent=True, n_entries=row_lengths(self.ids[rows]))
+        go = ~lost_req
+        payload = np.concatenate([a[go, None], self.ids[rows[go]], self.stamps[rows[go]]], axis=1)  # [k, 1+2c]
+        self._inbox = np.zeros((0, 1 + 2 * self.c), dtype=np.int64)
+        reply = self.comm.request(b[go], payload, self._serve)  # [k, 2c]
+        heard = ~lost_rep[go]
+        got_rows, got = rows[go][heard], reply[heard]
+        self._count(a[go][heard], sent=False, n_entries=row_lengths(got[:, :self.c]))
+        self._merge(ctx, got_rows, b[go][heard], got)
+        self.in_degree, _ = count_in_degree(self.comm.comm, self.ids[ctx.alive[lo:self.world.slot_hi]],
+                                            self.world.n_nodes)
+        self.comm.mpi_bytes += 8 * self.world.n_nodes if self.world.size > 1 else 0  # the Allreduce
+
+    def _serve(self, local_idx: np.ndarray, payload: np.ndarray) -> np.ndarray:
+        """Passive side: keep the requests for the merge; answer with the cycle-start cache."""
+        self._inbox = np.concatenate([local_idx[:, None], payload], axis=1)  # [m, 2 + 2c]: row, sender, cache
+        lo = self.world.slot_lo
+        self._count(local_idx + lo, sent=False, n_entries=row_lengths(payload[:, 1:1 + self.c]))
+        self._count(local_idx + lo, sent=True, n_entries=row_lengths(self.ids[local_idx]))
+        return np.concatenate([self.ids[local_idx], self.stamps[local_idx]], axis=1)
+
+    def _prune(self, ctx: RoundContext) -> None:
+        lo, hi = self.world.slot_lo, self.world.slot_hi
+        gone = ~ctx.alive
+        gone[ctx.crashed] = True
+        drop = (self.ids >= 0) & gone[np.maximum(self.ids, 0)]
+        self.ids[drop] = -1
+        self.ids[~ctx.alive[lo:hi]] = -1
+        keep = self.ids >= 0
+        self.stamps = compact_rows(np.where(keep, self.stamps, -1))
+        self.ids = compact_rows(self.ids)
+        new = local_mask(ctx.joined, lo, hi)
+        if len(new):
+            ids = new + lo
+            self.ids[new] = sample_from_pool(ctx.seed, "newscast-join", (ctx.rnd, ids, ctx.incarnation[ids]),
+                                             np.flatnonzero(ctx.alive), self.c, ids)
+            self.stamps[new] = np.where(self.ids[new] >= 0, ctx.rnd, -1)
+
+    def _merge(self, ctx, got_rows, got_from, got) -> None:
+        """New caches: own + answer + inbox + partners' fresh descriptors, freshest c."""
+        c, lo, rnd = self.c, self.world.slot_lo, ctx.rnd
+        inbox = self._inbox
+        own_r = np.repeat(np.arange(len(self.ids)), c)
+        parts_r = [own_r, np.repeat(got_rows, c), got_rows, np.repeat(inbox[:, 0], c), inbox[:, 0]]
+        parts_i = [self.ids.ravel(), got[:, :c].ravel(), got_from, inbox[:, 2:2 + c].ravel(), inbox[:, 1]]
+        parts_t = [self.stamps.ravel(), got[:, c:].ravel(), np.full(len(got_rows), rnd),
+                   inbox[:, 2 + c:].ravel(), np.full(len(inbox), rnd)]
+        r, i, t = (np.concatenate(p).astype(np.int64) for p in (parts_r, parts_i, parts_t))
+        ok = (i >= 0) & (i != r + lo)
+        n, span = self.world.n_nodes, rnd + 2  # stamps lie in [0, rnd]
+        key = np.sort(((r[ok] * n + i[ok]) * span) + (rnd - t[ok]))  # by (row, id), freshest first
+        pair = key // span
+        first = np.concatenate([[True], pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, bool)
+        r, i, t = pair[first] // n, pair[first] % n, rnd - key[first] % span  # one entry per (row, id)
+        coin = (uniform(ctx.seed, "newscast-tie", rnd, r + lo, i) * 2**20).astype(np.int64)
+        order = np.argsort(((r * span + (rnd - t)) << 20) | coin, kind="stable")  # freshest first, keyed coin
+        r, i, t = r[order], i[order], t[order]
+        start = np.searchsorted(r, np.arange(len(self.ids)))
+        rank = np.arange(len(r)) - start[r]
+        keep = rank < c
+        self.ids = np.full_like(self.ids, -1)
+        self.stamps = np.full_like(self.stamps, -1)
+        self.ids[r[keep], rank[keep]], self.stamps[r[keep], rank[keep]] = i[keep], t[keep]
+
+    def _lost(self, ctx: RoundContext, what: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if ctx.message_loss <= 0:
+            return np.zeros(len(a), dtype=bool)
+        return uniform(ctx.seed, f"newscast-loss-{what}", ctx.rnd, a, b) < ctx.message_loss
+
+    # ------------------------------------------------------------------ the API
+    def neighbours(self) -> np.ndarray:
+        """int64 [n_local, c]: the cache ids, freshest first, -1 padded."""
+        return self.ids
+
+    def hub_lists(self) -> np.ndarray:
+        """int64 [n_local, 0]: Newscast elects no hubs."""
+        return np.zeros((self.world.n_local, 0), dtype=np.int64)
+
+    def random_peers(self) -> np.ndarray:
+        """int64 [n_local, c]: the whole cache (it is a random sample)."""
+        return self.ids
+
+    def is_hub(self) -> np.ndarray:
+        return np.zeros(self.world.n_local, dtype=bool)
+
+    def snapshot(self) -> np.ndarray:
+        """int64 [n_local, c]: a copy of the cache ids for /overlay/cache."""
+        return self.ids.copy()
+
+    def metrics(self) -> tuple[dict, dict, dict]:
+        """Same names as Elevator's (`hubs` is expected to stay 0)."""
+        hubs, top, row = hub_metrics(self.in_degree, self.alive, self.hub_width)
+        local = slice(self.world.slot_lo, self.world.slot_hi)
+        return ({"hubs": hubs, "max_in_degree": top},
+                {"in_degree": self.in_degree[local].copy(), "is_hub": self.is_hub()},
+                {"hub_ids": row})
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name).copy() for name in self.STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.STATE:
+            setattr(self, name, np.array(state[name], dtype=bool if name == "alive" else np.int64))
+
+    def _zero_counters(self) -> None:
+        n = self.world.n_local
+        self.msgs_sent, self.msgs_recv = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.bytes_sent, self.bytes_recv = np.zeros(n, np.int64), np.zeros(n, np.int64)
+
+    def _count(self, nodes: np.ndarray, sent: bool, n_entries) -> None:
+        local = np.asarray(nodes, dtype=np.int64) - self.world.slot_lo
+        size = HEADER_BYTES + ENTRY_BYTES * np.broadcast_to(np.asarray(n_entries, dtype=np.int64), local.shape)
+        msgs, nbytes = (self.msgs_sent, self.bytes_sent) if sent else (self.msgs_recv, self.bytes_recv)
+        msgs += np.bincount(local, minlength=len(msgs))
+        nbytes += np.bincount(local, weights=size, minlength=len(msgs)).astype(np.int64)

@@ -1,0 +1,60 @@
+"""Helpers of the overlay tests: a World on any communicator, a fault+overlay loop, gathers.
+
+Not a test module; imported by test_elevator, test_newscast, test_overlay_mpi.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from heal_mpi import config as cfgmod
+from heal_mpi.faults import FaultSchedule
+from heal_mpi.overlay import build_overlay
+from heal_mpi.runtime import World, block_bounds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_world(comm, n):
+    return World(comm=comm, rank=comm.Get_rank(), size=comm.Get_size(), local_rank=0, local_size=1,
+                 device=torch.device("cpu"), bounds=block_bounds(n, comm.Get_size()))
+
+
+def overlay_cfg(n, rounds, kind="elevator", seed=1, overlay=None, **faults):
+    """An overlay-only config (protocol.kind = none)."""
+    return cfgmod.from_dict({"nodes": {"count": n}, "run": {"rounds": rounds, "seed": seed},
+                             "protocol": {"kind": "none"}, "overlay": {"kind": kind, **(overlay or {})},
+                             "faults": faults})
+
+
+def simulate(cfg, comm=MPI.COMM_WORLD, observe=None):
+    """Run cfg.run.rounds overlay cycles with the fault schedule; observe(ctx, overlay) after each."""
+    world = make_world(comm, cfg.nodes.count)
+    ov = build_overlay(cfg, world)
+    faults = FaultSchedule(cfg, cfg.nodes.count)
+    alive, inc = faults.initial_state()
+    seen = []
+    for rnd in range(cfg.run.rounds):
+        ctx = faults.start_round(rnd, alive, inc, ov.in_degree)
+        alive, inc = ctx.alive, ctx.incarnation
+        ov.step(ctx)
+        if observe is not None:
+            seen.append(observe(ctx, ov))
+    return world, ov, seen
+
+
+def gather_rows(world, rows):
+    """The [N, k] array whose local block is `rows`, on every rank."""
+    parts = world.comm.allgather(np.ascontiguousarray(rows))
+    return np.concatenate(parts)
+
+
+def topology_module():
+    """analysis/topology.py as a module (analysis/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("topology", ROOT / "analysis" / "topology.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
