@@ -5,6 +5,12 @@ import os
 import platform
 
 
+def mpi_library() -> str:
+    """First line of the MPI library's version string (Open MPI pads it with NULs)."""
+    from mpi4py import MPI
+    return MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()
+
+
 def describe(model: str | None = None) -> str:
     import h5py
     import numpy
@@ -21,7 +27,7 @@ def describe(model: str | None = None) -> str:
         f"numpy           {numpy.__version__}",
         f"torch           {torch.__version__} (threads {torch.get_num_threads()})",
         f"mpi4py          {__import__('mpi4py').__version__}",
-        f"MPI library     {MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()}",
+        f"MPI library     {mpi_library()}",
         f"h5py            {h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
         f"parallel HDF5   {'yes' if h5py.get_config().mpi else 'no (rank 0 writes all output)'}",
         f"CUDA devices    {devices}",

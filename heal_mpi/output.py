@@ -27,6 +27,7 @@ import numpy as np
 from mpi4py import MPI
 
 import heal_mpi
+from heal_mpi.info import mpi_library
 from heal_mpi.runtime import World
 
 PARALLEL = bool(h5py.get_config().mpi)
@@ -147,7 +148,7 @@ def run_attributes(world: World, config_toml: str) -> dict:
         "config": config_toml,
         "version": heal_mpi.__version__,
         "git_revision": git_revision(),
-        "mpi_library": MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip(),
+        "mpi_library": mpi_library(),
         "ranks": world.size,
         "devices": str(world.device),
         "h5py_version": h5py.__version__,
