@@ -13,7 +13,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_btl_sm_single_copy_mechanism := none
 PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 
-.PHONY: setup demo test test-serial test-mpi bench docs clean
+.PHONY: setup demo test test-serial test-mpi bench docs slurm-up slurm-down clean
 
 setup:
 	@bash jobs/setup.sh
@@ -38,6 +38,13 @@ bench: setup
 # Rewrite the README's config reference from the dataclasses (tests/test_readme.py checks it is current).
 docs:
 	$(PY) -c "from heal_mpi.config import update_readme; update_readme('README.md')"
+
+# A real one-node Slurm on this machine (root; installs Debian's slurm and munge if missing).
+slurm-up:
+	@bash jobs/slurm/local_cluster.sh up
+
+slurm-down:
+	@bash jobs/slurm/local_cluster.sh down
 
 clean:
 	rm -rf results/ .pytest_cache build *.egg-info
