@@ -23,10 +23,10 @@ def round_metrics(comm: MPI.Comm, ctx: RoundContext, local: slice, traffic: Roun
     vec = np.array(
         _sum_count(acc) + [float(np.nansum(acc ** 2))] + _sum_count(loss) + _sum_count(traffic.train_loss)
         + [traffic.msgs_sent.sum(), traffic.bytes_sent.sum(), overlay.msgs_sent.sum(), overlay.bytes_sent.sum(),
-           mpi_bytes, traffic.hubs_active, distinct], dtype=np.float64)
+           mpi_bytes, traffic.hubs_active, distinct, traffic.train_samples], dtype=np.float64)
     comm.Allreduce(MPI.IN_PLACE, vec)
     (acc_sum, acc_n, acc_sq, loss_sum, loss_n, tl_sum, tl_n,
-     model_msgs, model_bytes, ov_msgs, ov_bytes, mpi_total, hubs_active, evaluated) = vec
+     model_msgs, model_bytes, ov_msgs, ov_bytes, mpi_total, hubs_active, evaluated, samples) = vec
     acc_mean = acc_sum / acc_n if acc_n else np.nan
     rounds = {
         "alive": ctx.n_alive,
@@ -38,6 +38,7 @@ def round_metrics(comm: MPI.Comm, ctx: RoundContext, local: slice, traffic: Roun
         "model_messages": model_msgs, "model_bytes": model_bytes,
         "overlay_messages": ov_msgs, "overlay_bytes": ov_bytes,
         "mpi_bytes": mpi_total, "hubs_active": hubs_active, "evaluated_models": evaluated,
+        "train_samples": samples,
     }
     nodes = {
         "acc": acc.astype(np.float32), "loss": loss.astype(np.float32),

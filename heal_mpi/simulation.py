@@ -27,7 +27,7 @@ from heal_mpi.progress import Progress
 from heal_mpi.protocols import RoundTraffic, build_protocol, protected_slots
 from heal_mpi.runtime import World, debug_fault
 
-PHASES = ("faults", "overlay", "protocol", "evaluate", "record")
+PHASES = ("faults", "overlay", "train", "mix", "evaluate", "record")
 
 
 @dataclass
@@ -45,6 +45,11 @@ class PhaseTimer:
         now = time.perf_counter()
         self.seconds[phase] += now - self._t
         self._t = now
+
+    def move(self, src: str, dst: str, seconds: float):
+        """Book `seconds` of what was timed as `src` under `dst` (training inside the protocol)."""
+        self.seconds[src] -= seconds
+        self.seconds[dst] += seconds
 
 
 @dataclass
@@ -124,7 +129,8 @@ class Simulation:
 
             # 3. protocol: local training and mixing
             traffic = self.protocol_round(ctx)
-            self.timer.lap("protocol")
+            self.timer.lap("mix")
+            self.timer.move("mix", "train", traffic.train_seconds)
 
             # 4. evaluate
             acc, loss, distinct = self.evaluate(ctx)
@@ -167,7 +173,10 @@ class Simulation:
         if len(joined):  # churn newcomers start from a fresh model
             pop.init_nodes(joined - self.world.slot_lo, ctx.incarnation[joined])
             self.protocol.on_join(joined - self.world.slot_lo)
-        return self.protocol.round(ctx, self.overlay)
+        pop.train_seconds, pop.train_samples = 0.0, 0
+        traffic = self.protocol.round(ctx, self.overlay)
+        traffic.train_seconds, traffic.train_samples = pop.train_seconds, pop.train_samples
+        return traffic
 
     def evaluate(self, ctx: RoundContext):
         nan = np.full(self.world.n_local, np.nan)

@@ -7,6 +7,8 @@ incarnation and round, so a node's training is the same whichever rank owns it.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -54,6 +56,7 @@ class Population:
         sel = slice(None) if subset is None else torch.from_numpy(subset).to(self.device)
         self._x_eval, self._y_eval = data.x_test[sel], data.y_test[sel]  # fixed test subset
         self.init_nodes(np.arange(self.n_local), np.zeros(self.n_local, dtype=np.int64))
+        self.train_seconds, self.train_samples = 0.0, 0  # accumulated by train(); the round loop resets them
 
     # ------------------------------------------------------------------------- model state
 
@@ -142,9 +145,12 @@ class Population:
         ids, plans = ids[keep], [p for p, k in zip(plans, keep) if k]
         if len(ids) == 0:
             return out
+        t0 = time.perf_counter()
         loss_sums = self._trainer.train(self.rows, self.opt_state, ids, plans,
                                         self.data.train_offsets, self.data.x_train, self.data.y_train)
         seen = np.array([(p >= 0).sum() for p in plans], dtype=np.float64)
+        self.train_seconds += time.perf_counter() - t0  # the loss copy above synchronizes a GPU
+        self.train_samples += int(seen.sum())
         out[ids] = loss_sums.double().cpu().numpy() / seen
         return out
 

@@ -21,6 +21,7 @@ class RoundTraffic:
         bytes_sent, bytes_recv: int64 [n_local]; a model message costs `model_bytes`.
         train_loss: float64 [n_local], NaN for nodes that did not train.
         hubs_active: nodes that aggregated this round (on this rank).
+        train_seconds, train_samples: this rank's local training time and sample-gradients.
     """
 
     model_bytes: int
@@ -30,6 +31,8 @@ class RoundTraffic:
     bytes_recv: np.ndarray
     train_loss: np.ndarray
     hubs_active: int = 0
+    train_seconds: float = 0.0
+    train_samples: int = 0
 
     @classmethod
     def zeros(cls, n_local: int, model_bytes: int) -> "RoundTraffic":
