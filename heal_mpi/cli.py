@@ -81,6 +81,12 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from heal_mpi import bench
+    bench.run(args.sections, quick=args.quick)
+    return 0
+
+
 def cmd_config(args) -> int:
     print(config_mod.reference_markdown())
     return 0
@@ -110,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, MPI library, parallel HDF5, devices")
     info.add_argument("--model", help="also print this model's parameter count (e.g. lenet5)")
     info.set_defaults(func=cmd_info)
+
+    bench = sub.add_parser("bench", help="measure speed against plain PyTorch and one rank (one table)")
+    bench.add_argument("sections", nargs="+", choices=["all", "limit", "round", "eval", "scaling", "overlay",
+                                                        "output", "memory", "gpu"])
+    bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, not a measurement)")
+    bench.set_defaults(func=cmd_bench)
 
     sub.add_parser("config", help="print every config option as a markdown table").set_defaults(func=cmd_config)
     return parser

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -54,6 +55,7 @@ class Writer:
         self.comm = world.comm.Dup()
         self.parallel = PARALLEL
         self.path = Path(path)
+        self._last_record: tuple | None = None  # (round, seconds) of the previous record() call
         mode = "a" if resume else "w"
         if self.parallel:
             self.file = h5py.File(self.path, mode, driver="mpio", comm=self.comm)
@@ -110,9 +112,14 @@ class Writer:
     def record(self, rnd: int, rounds: dict, nodes: dict, rows: dict | None = None) -> None:
         """Write round `rnd`: scalars to /rounds, [n_local] arrays to /nodes, global rows to /overlay.
 
-        Collective over `world.comm`: every rank must call, with the same keys.
+        Collective over `world.comm`: every rank must call, with the same keys. How long the
+        previous call took (writes and flush) goes into the previous row's /rounds/seconds_record:
+        a call cannot time itself before it writes.
         """
+        t0 = time.perf_counter()
         R, N = self.rounds, self.world.n_nodes
+        if self._last_record is not None:
+            self._write_global_row("rounds/seconds_record", *self._last_record, (R,))
         for name in sorted(nodes):
             self._write_block(f"nodes/{name}", rnd, nodes[name], (R, N))
         for name in sorted(rows or {}):
@@ -121,6 +128,7 @@ class Writer:
         for name in sorted(rounds):
             self._write_global_row(f"rounds/{name}", rnd, np.float64(rounds[name]), (R,))
         self.mark_completed(rnd + 1)
+        self._last_record = (rnd, np.float64(time.perf_counter() - t0))
 
     def snapshot(self, name: str, index: int, rnd: int, local: np.ndarray, n_snapshots: int) -> None:
         """Store view snapshot `index` (taken at round `rnd`) of every node: /overlay/<name> [S, N, c]."""
@@ -135,6 +143,9 @@ class Writer:
             self.file.flush()
 
     def close(self) -> None:
+        if self._last_record is not None:
+            self._write_global_row("rounds/seconds_record", *self._last_record, (self.rounds,))
+            self._last_record = None
         if self.file is not None:
             self.file.close()
             self.file = None
