@@ -61,7 +61,7 @@ class RunConfig:
     threads: int = opt(0, "torch threads per rank; 0 = the host's cores divided by the ranks on it", lo=0)
     checkpoint_every: int = opt(0, "save a checkpoint every k rounds (SIGTERM/SIGUSR1 always save one); 0 = never",
                                 lo=0)
-    progress: str = opt("auto", "rank 0's progress: a bar on a terminal, else one line per round",
+    progress: str = opt("auto", "rank 0's progress: auto = a bar on a terminal outside mpirun, else one line per round",
                         choices=("auto", "bar", "lines", "none"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -14,7 +15,10 @@ class Progress:
         self.total = cfg.run.rounds
         mode = cfg.run.progress
         if mode == "auto":
-            mode = "bar" if self.stream.isatty() else "lines"
+            # Open MPI hands every rank a pseudo-terminal even when mpirun's output goes to a
+            # file, so under mpirun a terminal cannot be told from a log: print lines there.
+            launched = "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ
+            mode = "bar" if self.stream.isatty() and not launched else "lines"
         self.mode = mode if world.is_root else "none"
         self.t0 = time.perf_counter()
         self.done = 0
