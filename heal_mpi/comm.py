@@ -39,8 +39,9 @@ class MixResult:
 
     def mean_rows(self, received: np.ndarray) -> torch.Tensor:
         """float32 [k, P]: weighted means for the local nodes in `received` (each count > 0)."""
-        w = torch.as_tensor(self.weights[received], dtype=torch.float64, device=self.sums.device)
-        return (self.sums[received] / w[:, None]).to(torch.float32)  # [k, P]
+        dev = self.sums.device
+        w = torch.as_tensor(self.weights[received], dtype=torch.float64, device=dev)
+        return (self.sums[torch.as_tensor(received, device=dev)] / w[:, None]).to(torch.float32)  # [k, P]
 
 
 class Comm:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from heal_mpi.context import RoundContext
 from heal_mpi.runtime import uniform
@@ -73,6 +74,10 @@ class Protocol:
     def round(self, ctx: RoundContext, overlay) -> RoundTraffic:
         """One learning round. Collective over `world.comm`: every rank must call."""
         raise NotImplementedError
+
+    def on_device(self, index: np.ndarray) -> torch.Tensor:
+        """A NumPy index (mask or positions) as a tensor on the rows' device, for indexing rows."""
+        return torch.as_tensor(index, device=self.pop.rows.device)
 
     def on_join(self, local_idx: np.ndarray) -> None:
         """Churn newcomers took these local slots (their models are already fresh)."""

@@ -87,6 +87,6 @@ class EpidemicProtocol(Protocol):
         recv = np.nonzero(alive & (got.counts > 0))[0]
         traffic.recv(recv, got.counts[recv])
         k = torch.as_tensor(got.counts[recv], dtype=torch.float64, device=pop.rows.device)[:, None]
-        merged = (got.sums[recv] + pop.rows[recv].double()) / (k + 1)
+        merged = (got.sums[self.on_device(recv)] + pop.rows[self.on_device(recv)].double()) / (k + 1)
         pop.replace(recv, merged.to(torch.float32))
         return traffic

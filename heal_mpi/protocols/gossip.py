@@ -54,7 +54,7 @@ class GossipProtocol(Protocol):
         traffic.recv(recv, got.counts[recv])
         own_w = np.maximum(self.age[recv], 1).astype(np.float64) if age_w else np.ones(len(recv))
         own_w_t = torch.as_tensor(own_w, device=pop.rows.device)[:, None]
-        merged = (got.sums[recv] + pop.rows[recv].double() * own_w_t) / (
+        merged = (got.sums[self.on_device(recv)] + pop.rows[self.on_device(recv)].double() * own_w_t) / (
             torch.as_tensor(got.weights[recv], device=pop.rows.device)[:, None] + own_w_t)
         pop.replace(recv, merged.to(torch.float32))
         if age_w:

@@ -46,7 +46,7 @@ class HubProtocol(Protocol):
 
         # 3.-4. hub averages, then the average of the hub averages over each hub's hub list
         local_avg = torch.zeros_like(pop.rows)  # [n_local, P]
-        local_avg[torch.as_tensor(served)] = up.mean_rows(served)
+        local_avg[self.on_device(served)] = up.mean_rows(served)
         peers = overlay.hub_lists()  # [n_local, h]
         h_src, h_col = np.nonzero((peers >= 0) & served[:, None])
         h_dst = peers[h_src, h_col]
@@ -57,14 +57,14 @@ class HubProtocol(Protocol):
         got = served & (between.counts > 0)
         traffic.recv(np.nonzero(got)[0], between.counts[got] - 1, model=True)  # own average is no message
         global_rows = torch.zeros_like(pop.rows)
-        global_rows[torch.as_tensor(got)] = between.mean_rows(got)
+        global_rows[self.on_device(got)] = between.mean_rows(got)
 
         # 5. hubs -> the clients that reached them; hubs keep the global model themselves
         traffic.send(np.nonzero(got)[0], up.counts[got], model=True)
         new_rows, n_copies = self.fetch_from(global_rows, got, ctx, local[src[delivered]], dst[delivered], traffic)
-        pop.replace(np.nonzero(got)[0], global_rows[torch.as_tensor(got)])
+        pop.replace(np.nonzero(got)[0], global_rows[self.on_device(got)])
         receivers = np.nonzero(n_copies > 0)[0]
-        pop.replace(receivers, new_rows[torch.as_tensor(receivers)])
+        pop.replace(receivers, new_rows[self.on_device(receivers)])
         traffic.hubs_active = int(got.sum())
         return traffic
 
@@ -80,7 +80,7 @@ class HubProtocol(Protocol):
         p = pop.rows.shape[1]
 
         def serve(hub_local, _payload):
-            rows = global_rows[torch.as_tensor(hub_local)].cpu().numpy()  # [m, P]
+            rows = global_rows[torch.as_tensor(hub_local, device=global_rows.device)].cpu().numpy()  # [m, P]
             return np.concatenate([ready[hub_local, None].astype(np.float32), rows], axis=1)
 
         reply = self.comm.request(uniq, np.zeros((len(uniq), 1), np.int64), serve)  # [u, 1 + P]
