@@ -141,7 +141,7 @@ class Comm:
         """
         n_local, p = rows.shape
         dev = rows.device
-        size, rank = self.world.size, self.world.rank
+        size = self.world.size
         w = np.ones(len(dst)) if weight is None else np.asarray(weight, dtype=np.float64)
 
         # rank-local reduction: one partial (dst, weight sum, count, row sum) per destination

@@ -15,7 +15,6 @@ def describe(model: str | None = None) -> str:
     import h5py
     import numpy
     import torch
-    from mpi4py import MPI
 
     import heal_mpi
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from mpi4py import MPI
 
 import heal_mpi
 from heal_mpi.info import mpi_library

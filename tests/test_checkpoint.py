@@ -1,8 +1,6 @@
 """SIGTERM mid-run, then --resume: the file equals an uninterrupted run's."""
 
-import signal
 import subprocess
-import time
 
 import h5py
 import numpy as np

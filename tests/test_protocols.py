@@ -1,6 +1,5 @@
 """Protocols: rank-count independence under faults, HEAL == FedAvg on one static hub, message counts."""
 
-import dataclasses
 import tempfile
 from pathlib import Path
 

@@ -7,7 +7,6 @@ import time
 
 import h5py
 import numpy as np
-import pytest
 
 from conftest import ROOT, mpi_command, mpi_env, run_mpi
 

@@ -52,8 +52,7 @@ from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import Overlay
 from heal_mpi.overlay import elevator_ops as ops
-from heal_mpi.overlay.common import (HEADER_BYTES, ID_BYTES, count_in_degree, compact_rows, hub_metrics,
-                                     local_mask, row_lengths, sample_from_pool, sorted_unique)
+from heal_mpi.overlay.common import (count_in_degree, compact_rows, local_mask, row_lengths, sample_from_pool, sorted_unique)
 from heal_mpi.runtime import World, uniform
 
 CHUNK = 8192  # rows per frequency-map block: bounds the [rows, c*c] temporaries
@@ -86,6 +85,7 @@ class Elevator(Overlay):
                  max_backward: int = 100, backward_cap: int | None = None):
         self.world, self.comm = world, Comm(world)
         self.c, self.h, self.seed, self.max_backward = cache_size, hubs, seed, max_backward
+        self.hub_width = hubs
         self.k_pref = hubs if preferred == "top-h" else cache_size
         self.cap = backward_cap or max(2 * max_backward, 2 * cache_size)
         self.depth = min(self.k_pref * max_backward, 2 * (cache_size - hubs))  # buffer read depth
@@ -171,7 +171,7 @@ class Elevator(Overlay):
         tl, rq = arrived[:, 0] - lo, arrived[:, 1]
         other = rq != tl + lo
         self._count(tl[other] + lo, sent=False)
-        self._count(tl[other] + lo, sent=True, n_ids=row_lengths(self.cache)[tl[other]])
+        self._count(tl[other] + lo, sent=True, n_items=row_lengths(self.cache)[tl[other]])
         prio = uniform(ctx.seed, "elevator-backward-order", ctx.rnd, tl + lo, rq)
         replies = [self.cache[sorted_unique(a[:, 0]) - lo] for a in incoming]
         evicted, *self._requesters = ops.record_backward(self.back, self.back_t, self.head, tl[other], rq[other],
@@ -183,7 +183,7 @@ class Elevator(Overlay):
         slot_row = np.full(tgt.shape, -1, dtype=np.int64)
         slot_row[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
         heard = got & (q != t)
-        self._count(q[heard], sent=False, n_ids=row_lengths(table)[slot_row[r_idx[heard], col[heard]]])
+        self._count(q[heard], sent=False, n_items=row_lengths(table)[slot_row[r_idx[heard], col[heard]]])
         return table, slot_row, evicted
 
     def _two_hop(self, table: np.ndarray, slot_row: np.ndarray) -> np.ndarray:
@@ -211,7 +211,7 @@ class Elevator(Overlay):
             other = rq != tl + lo
             self._count(tl[other] + lo, sent=False)
             sample = np.minimum(lens[np.searchsorted(every, tl[other])], self.max_backward)
-            self._count(tl[other] + lo, sent=True, n_ids=sample)
+            self._count(tl[other] + lo, sent=True, n_items=sample)
             uniq = np.searchsorted(every, sorted_unique(tl))
             outgoing.append(np.concatenate([lens[uniq], ids[np.isin(owner_row, uniq)]]))
         sizes, flat, offsets = self._unpack_sets(self.comm.exchange(outgoing), asked)
@@ -221,7 +221,7 @@ class Elevator(Overlay):
         which[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
         m = np.where(which >= 0, sizes[np.maximum(which, 0)], 0) if len(sizes) else np.zeros_like(which)  # [n, K]
         heard = got & (q != t)
-        self._count(q[heard], sent=False, n_ids=np.minimum(m[r_idx[heard], col[heard]], self.max_backward))
+        self._count(q[heard], sent=False, n_items=np.minimum(m[r_idx[heard], col[heard]], self.max_backward))
         src, pos = ops.read_backward_buffer(ctx.seed, ctx.rnd, v, m, self.max_backward, self.depth)
         w = np.take_along_axis(which, np.maximum(src, 0), axis=1)  # [n, D]
         entries = np.where(src >= 0, flat[offsets[np.maximum(w, 0)] + np.maximum(pos, 0)] if len(flat) else -1, -1)
@@ -276,37 +276,6 @@ class Elevator(Overlay):
         return self.cache.copy()
 
     def metrics(self) -> tuple[dict, dict, dict]:
-        """(round scalars, per-node [n_local] arrays, global rows) of the last cycle.
-
-        Round scalars: `hubs` (live nodes with in-degree >= 99% of the live count),
-        `max_in_degree`, `backward_evicted`. Per node: `in_degree`, `is_hub`. Rows:
-        `hub_ids` int64 [h], the hubs by in-degree desc, -1 padded.
-        """
-        hubs, top, ids = hub_metrics(self.in_degree, self.alive, self.h)
-        local = slice(self.world.slot_lo, self.world.slot_hi)
-        return ({"hubs": hubs, "max_in_degree": top, "backward_evicted": self.backward_evicted},
-                {"in_degree": self.in_degree[local].copy(), "is_hub": self.is_hub()},
-                {"hub_ids": ids})
-
-    def state_dict(self) -> dict:
-        """This rank's overlay state (caches, backward sets) plus the global in-degree and liveness."""
-        return {name: getattr(self, name).copy() for name in self.STATE}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in self.STATE:
-            setattr(self, name, np.array(state[name], dtype=bool if name == "alive" else np.int64))
-
-    # ------------------------------------------------------------------ accounting
-    def _zero_counters(self) -> None:
-        n = self.world.n_local
-        self.msgs_sent, self.msgs_recv = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        self.bytes_sent, self.bytes_recv = np.zeros(n, np.int64), np.zeros(n, np.int64)
-
-    def _count(self, nodes: np.ndarray, sent: bool, n_ids=0) -> None:
-        """One simulated message per entry of `nodes` (global ids of local nodes), carrying
-        `n_ids` ids (scalar or per entry): HEADER_BYTES + 8 bytes per id."""
-        local = np.asarray(nodes, dtype=np.int64) - self.world.slot_lo
-        size = HEADER_BYTES + ID_BYTES * np.broadcast_to(np.asarray(n_ids, dtype=np.int64), local.shape)
-        msgs, nbytes = (self.msgs_sent, self.bytes_sent) if sent else (self.msgs_recv, self.bytes_recv)
-        msgs += np.bincount(local, minlength=len(msgs))
-        nbytes += np.bincount(local, weights=size, minlength=len(msgs)).astype(np.int64)
+        """The base metrics plus `backward_evicted` (backward entries pushed out of the ring)."""
+        rounds, nodes, rows = super().metrics()
+        return rounds | {"backward_evicted": self.backward_evicted}, nodes, rows

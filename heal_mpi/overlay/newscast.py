@@ -23,8 +23,7 @@ import numpy as np
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import Overlay
-from heal_mpi.overlay.common import (HEADER_BYTES, ID_BYTES, count_in_degree, compact_rows, hub_metrics,
-                                     local_mask, row_lengths, sample_from_pool)
+from heal_mpi.overlay.common import (ID_BYTES, count_in_degree, compact_rows, local_mask, row_lengths, sample_from_pool)
 from heal_mpi.runtime import World, uniform
 
 ENTRY_BYTES = 2 * ID_BYTES  # id + timestamp
@@ -44,6 +43,7 @@ class Newscast(Overlay):
     """
 
     STATE = ("ids", "stamps", "in_degree", "alive")
+    ITEM_BYTES = ENTRY_BYTES
 
     def __init__(self, world: World, cache_size: int, seed: int, hub_width: int = 1):
         self.world, self.comm = world, Comm(world)
@@ -69,14 +69,14 @@ class Newscast(Overlay):
         has = length > 0
         rows, a, b = rows[has], a[has], self.ids[rows[has], pick[has]]
         lost_req, lost_rep = self._lost(ctx, "req", a, b), self._lost(ctx, "rep", a, b)
-        self._count(a, sent=True, n_entries=row_lengths(self.ids[rows]))
+        self._count(a, sent=True, n_items=row_lengths(self.ids[rows]))
         go = ~lost_req
         payload = np.concatenate([a[go, None], self.ids[rows[go]], self.stamps[rows[go]]], axis=1)  # [k, 1+2c]
         self._inbox = np.zeros((0, 1 + 2 * self.c), dtype=np.int64)
         reply = self.comm.request(b[go], payload, self._serve)  # [k, 2c]
         heard = ~lost_rep[go]
         got_rows, got = rows[go][heard], reply[heard]
-        self._count(a[go][heard], sent=False, n_entries=row_lengths(got[:, :self.c]))
+        self._count(a[go][heard], sent=False, n_items=row_lengths(got[:, :self.c]))
         self._merge(ctx, got_rows, b[go][heard], got)
         self.in_degree, _ = count_in_degree(self.comm.comm, self.ids[ctx.alive[lo:self.world.slot_hi]],
                                             self.world.n_nodes)
@@ -86,8 +86,8 @@ class Newscast(Overlay):
         """Passive side: keep the requests for the merge; answer with the cycle-start cache."""
         self._inbox = np.concatenate([local_idx[:, None], payload], axis=1)  # [m, 2 + 2c]: row, sender, cache
         lo = self.world.slot_lo
-        self._count(local_idx + lo, sent=False, n_entries=row_lengths(payload[:, 1:1 + self.c]))
-        self._count(local_idx + lo, sent=True, n_entries=row_lengths(self.ids[local_idx]))
+        self._count(local_idx + lo, sent=False, n_items=row_lengths(payload[:, 1:1 + self.c]))
+        self._count(local_idx + lo, sent=True, n_items=row_lengths(self.ids[local_idx]))
         return np.concatenate([self.ids[local_idx], self.stamps[local_idx]], axis=1)
 
     def _prune(self, ctx: RoundContext) -> None:
@@ -157,30 +157,3 @@ class Newscast(Overlay):
     def snapshot(self) -> np.ndarray:
         """int64 [n_local, c]: a copy of the cache ids for /overlay/cache."""
         return self.ids.copy()
-
-    def metrics(self) -> tuple[dict, dict, dict]:
-        """Same names as Elevator's (`hubs` is expected to stay 0)."""
-        hubs, top, row = hub_metrics(self.in_degree, self.alive, self.hub_width)
-        local = slice(self.world.slot_lo, self.world.slot_hi)
-        return ({"hubs": hubs, "max_in_degree": top},
-                {"in_degree": self.in_degree[local].copy(), "is_hub": self.is_hub()},
-                {"hub_ids": row})
-
-    def state_dict(self) -> dict:
-        return {name: getattr(self, name).copy() for name in self.STATE}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in self.STATE:
-            setattr(self, name, np.array(state[name], dtype=bool if name == "alive" else np.int64))
-
-    def _zero_counters(self) -> None:
-        n = self.world.n_local
-        self.msgs_sent, self.msgs_recv = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        self.bytes_sent, self.bytes_recv = np.zeros(n, np.int64), np.zeros(n, np.int64)
-
-    def _count(self, nodes: np.ndarray, sent: bool, n_entries) -> None:
-        local = np.asarray(nodes, dtype=np.int64) - self.world.slot_lo
-        size = HEADER_BYTES + ENTRY_BYTES * np.broadcast_to(np.asarray(n_entries, dtype=np.int64), local.shape)
-        msgs, nbytes = (self.msgs_sent, self.bytes_sent) if sent else (self.msgs_recv, self.bytes_recv)
-        msgs += np.bincount(local, minlength=len(msgs))
-        nbytes += np.bincount(local, weights=size, minlength=len(msgs)).astype(np.int64)

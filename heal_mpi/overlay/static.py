@@ -23,7 +23,7 @@ import numpy as np
 
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import Overlay
-from heal_mpi.overlay.common import compact_rows, hub_metrics
+from heal_mpi.overlay.common import compact_rows
 from heal_mpi.runtime import World, stream
 
 KINDS = ("star", "multistar", "ring", "regular", "complete")
@@ -133,7 +133,7 @@ class StaticOverlay(Overlay):
         self.msgs_sent, self.msgs_recv = np.zeros(n_local, np.int64), np.zeros(n_local, np.int64)
         self.bytes_sent, self.bytes_recv = np.zeros(n_local, np.int64), np.zeros(n_local, np.int64)
         self.alive = np.ones(self.n, dtype=bool)
-        self.in_degree = self._count(self.alive)
+        self.in_degree = self._in_degree(self.alive)
 
     def _hub_lists_all(self) -> np.ndarray:
         """int64 [n_local, hub width] of the local nodes."""
@@ -148,7 +148,7 @@ class StaticOverlay(Overlay):
             return out
         return np.zeros((len(local), 0), dtype=np.int64)
 
-    def _count(self, alive: np.ndarray) -> np.ndarray:
+    def _in_degree(self, alive: np.ndarray) -> np.ndarray:
         """In-degree int64 [N]: live nodes whose view or hub list holds each slot (once each)."""
         if self.kind == "complete":
             return (int(alive.sum()) - alive).astype(np.int64)
@@ -157,7 +157,7 @@ class StaticOverlay(Overlay):
     def step(self, ctx: RoundContext) -> None:
         """Nothing moves; only the in-degree follows the live set."""
         self.alive = ctx.alive
-        self.in_degree = self._count(ctx.alive)
+        self.in_degree = self._in_degree(ctx.alive)
 
     def neighbours(self) -> np.ndarray:
         """int64 [n_local, max degree]: each local node's fixed view, -1 padded."""
@@ -190,17 +190,3 @@ class StaticOverlay(Overlay):
 
     def snapshot(self) -> np.ndarray:
         return self.neighbours().copy()
-
-    def metrics(self) -> tuple[dict, dict, dict]:
-        hubs, top, row = hub_metrics(self.in_degree, self.alive, self.hub_width)
-        local = slice(self.world.slot_lo, self.world.slot_hi)
-        return ({"hubs": hubs, "max_in_degree": top},
-                {"in_degree": self.in_degree[local].copy(), "is_hub": self.is_hub()},
-                {"hub_ids": row})
-
-    def state_dict(self) -> dict:
-        return {"alive": self.alive.copy()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.alive = np.array(state["alive"], dtype=bool)
-        self.in_degree = self._count(self.alive)
