@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from heal_mpi import config as config_mod
-from heal_mpi.config import ConfigError
+from heal_mpi.errors import ConfigError, DatasetError, InputError
 
 
 def _load(args, n_ranks: int = 1) -> config_mod.Config:
@@ -46,7 +46,8 @@ def cmd_run(args) -> int:
     from heal_mpi.runtime import abort_on_exception, make_world
     from heal_mpi.simulation import Simulation
 
-    with abort_on_exception(comm):
+    # A corrupt dataset file is found while loading, on every rank, before the output exists.
+    with abort_on_exception(comm, bad_input=(DatasetError,)):
         world = make_world(cfg.nodes.count, cfg.run.device, comm)
         status = Simulation.build(cfg, world, out, resume=args.resume).run()
     if comm.Get_rank() == 0 and status == 0:
@@ -131,9 +132,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as e:
+    except InputError as e:
         if _is_root():
-            print(f"heal-mpi: error: {e}", file=sys.stderr)
+            prefix = "data.root: " if isinstance(e, DatasetError) else ""
+            print(f"heal-mpi: error: {prefix}{e}", file=sys.stderr)
         return 2
 
 

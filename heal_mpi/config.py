@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A bad configuration; the message starts with the dotted key."""
+from heal_mpi.errors import ConfigError
 
 
 def opt(default, doc: str, *, choices=None, lo=None, hi=None, lo_open=False):

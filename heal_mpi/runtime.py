@@ -171,15 +171,17 @@ def torch_generator(seed: int, purpose: str, node: int = 0, incarnation: int = 0
 # ----------------------------------------------------------------------------- fail fast
 
 @contextmanager
-def abort_on_exception(comm: MPI.Comm = MPI.COMM_WORLD):
+def abort_on_exception(comm: MPI.Comm = MPI.COMM_WORLD, bad_input: tuple = ()):
     """Any exception on any rank ends the whole job with its traceback.
 
     Without this, the other ranks would wait forever in their next collective.
-    `SystemExit` passes through untouched when every rank raises it together (validation).
+    `SystemExit` and the `bad_input` exception types pass through untouched: every rank
+    raises them together (they come from the same config and the same files), and the
+    caller reports them as bad input.
     """
     try:
         yield
-    except SystemExit:
+    except (SystemExit, *bad_input):
         raise
     except BaseException:  # noqa: BLE001 - we must catch KeyboardInterrupt too
         sys.stderr.write(f"[heal_mpi rank {comm.Get_rank()}] fatal error, aborting all ranks:\n")

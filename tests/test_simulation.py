@@ -84,3 +84,20 @@ def test_exception_on_one_rank_ends_the_job(small_fedavg, tmp_path):
     assert r.returncode != 0
     assert time.time() - t0 < 30
     assert "injected failure on rank 1 at round 2" in r.stderr and "Traceback" in r.stderr
+
+
+def test_corrupt_dataset_exits_2_without_output(tmp_path):
+    """Files exist (so validation passes) but one is not IDX: every rank stops with exit 2, no file."""
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (root / stem).write_bytes(b"\x00\x00\x00\x00 definitely not an IDX file")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[data]\ndataset = 'mnist'\nroot = '{root}'\n[model]\nname = 'lenet5'\n")
+    out = tmp_path / "o.h5"
+    r = run_mpi(2, "run", str(cfg), "--out", str(out), timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("heal-mpi: error")]
+    assert len(lines) == 1 and "not an IDX" in lines[0] and str(root) in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()

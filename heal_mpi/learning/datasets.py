@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from heal_mpi.errors import DatasetError
+
 from heal_mpi.runtime import stream
 
 DEFAULT_ROOTS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
@@ -50,10 +52,6 @@ CIFAR_SUBDIR = "cifar-10-batches-py"
 
 _IDX_MAGIC_IMAGES = 0x00000803  # unsigned byte, 3 dimensions
 _IDX_MAGIC_LABELS = 0x00000801  # unsigned byte, 1 dimension
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing or corrupt. The message is one line naming the path."""
 
 
 @dataclass(frozen=True)
