@@ -18,8 +18,12 @@ def _sum_count(x: np.ndarray) -> list[float]:
 
 
 def round_metrics(comm: MPI.Comm, ctx: RoundContext, local: slice, traffic: RoundTraffic, overlay,
-                  acc: np.ndarray, loss: np.ndarray, distinct: int, mpi_bytes: int) -> tuple[dict, dict]:
-    """(/rounds scalars, /nodes [n_local] arrays). Collective over `comm`: every rank must call."""
+                  acc: np.ndarray, loss: np.ndarray, distinct: int, mpi_bytes: int,
+                  learning: bool = True) -> tuple[dict, dict]:
+    """(/rounds scalars, /nodes [n_local] arrays). Collective over `comm`: every rank must call.
+
+    Without learning (protocol.kind = "none") the model metrics, all NaN or 0, are left out.
+    """
     vec = np.array(
         _sum_count(acc) + [float(np.nansum(acc ** 2))] + _sum_count(loss) + _sum_count(traffic.train_loss)
         + [traffic.msgs_sent.sum(), traffic.bytes_sent.sum(), overlay.msgs_sent.sum(), overlay.bytes_sent.sum(),
@@ -48,4 +52,9 @@ def round_metrics(comm: MPI.Comm, ctx: RoundContext, local: slice, traffic: Roun
         "bytes_sent": traffic.bytes_sent + overlay.bytes_sent,
         "bytes_recv": traffic.bytes_recv + overlay.bytes_recv,
     }
+    if not learning:
+        for key in ("acc_mean", "acc_std", "loss_mean", "train_loss_mean", "model_messages", "model_bytes",
+                    "hubs_active", "evaluated_models", "train_samples"):
+            del rounds[key]
+        del nodes["acc"], nodes["loss"]
     return rounds, nodes

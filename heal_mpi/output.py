@@ -55,6 +55,11 @@ class Writer:
         self.parallel = PARALLEL
         self.path = Path(path)
         self._last_record: tuple | None = None  # (round, seconds) of the previous record() call
+        self._handles: dict[str, h5py.Dataset] = {}
+        self._collective = None
+        if PARALLEL:
+            self._collective = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+            self._collective.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
         mode = "a" if resume else "w"
         if self.parallel:
             self.file = h5py.File(self.path, mode, driver="mpio", comm=self.comm)
@@ -73,28 +78,47 @@ class Writer:
                 self.file.attrs[k] = v
 
     def _dataset(self, name: str, shape: tuple, dtype) -> h5py.Dataset | None:
+        """The dataset `name`, created on first use; handles are cached (h5py path lookups are slow)."""
         if self.file is None:
             return None
-        if name not in self.file:
-            fill = np.nan if np.dtype(dtype).kind == "f" else -1
-            chunks = (1,) + tuple(min(s, 1 << 20) for s in shape[1:]) if len(shape) > 1 else None
-            self.file.create_dataset(name, shape=shape, dtype=dtype, fillvalue=fill, chunks=chunks)
-        return self.file[name]
+        if name not in self._handles:
+            if name not in self.file:
+                fill = np.nan if np.dtype(dtype).kind == "f" else -1
+                chunks = (1,) + tuple(min(s, 1 << 20) for s in shape[1:]) if len(shape) > 1 else None
+                self.file.create_dataset(name, shape=shape, dtype=dtype, fillvalue=fill, chunks=chunks)
+            self._handles[name] = self.file[name]
+        return self._handles[name]
+
+    def _write(self, ds: h5py.Dataset, index: int, value: np.ndarray, cols: tuple | None = None,
+               collective: bool = False) -> None:
+        """ds[index] = value (or ds[index, lo:hi] with cols = (lo, hi)) through the low-level API.
+
+        One hyperslab and one H5Dwrite, without h5py's per-call selection machinery, which
+        costs more than the write itself for the many one-value rows of a round.
+        """
+        lo, hi = cols or (0, ds.shape[1] if ds.ndim > 1 else 1)
+        value = np.ascontiguousarray(value, dtype=ds.dtype).reshape((1, hi - lo) + ds.shape[2:])
+        if ds.ndim == 1:
+            value = value.reshape(1)
+        fspace = ds.id.get_space()
+        start = (index,) + ((lo,) + (0,) * (ds.ndim - 2) if ds.ndim > 1 else ())
+        fspace.select_hyperslab(start, value.shape)
+        ds.id.write(h5py.h5s.create_simple(value.shape), fspace, value,
+                    dxpl=self._collective if collective else None)
 
     def _write_block(self, name: str, index: int, local: np.ndarray, total_shape: tuple) -> None:
         """Row `index` of `name`, this rank's slots [slot_lo, slot_hi) along axis 1."""
         local = np.ascontiguousarray(local)
         ds = self._dataset(name, total_shape, local.dtype) if self.parallel or self.world.is_root else None
         if self.parallel:
-            with ds.collective:
-                ds[index, self.world.slot_lo:self.world.slot_hi] = local
+            self._write(ds, index, local, (self.world.slot_lo, self.world.slot_hi), collective=True)
             return
         # fallback: gather the column blocks to rank 0 in rank order
         counts = np.diff(self.world.bounds) * int(np.prod(local.shape[1:], dtype=np.int64))
         full = np.empty((self.world.n_nodes, *local.shape[1:]), dtype=local.dtype) if self.world.is_root else None
         self.comm.Gatherv(local, [full, counts] if self.world.is_root else None, root=0)
         if self.world.is_root:
-            ds[index] = full
+            self._write(ds, index, full)
 
     def _write_global_row(self, name: str, index: int, value: np.ndarray, shape: tuple) -> None:
         """Row `index` of a dataset whose value is the same on every rank.
@@ -105,7 +129,7 @@ class Writer:
         value = np.asarray(value)
         ds = self._dataset(name, shape, value.dtype)
         if ds is not None and self.world.is_root:
-            ds[index] = value
+            self._write(ds, index, value)
 
     # -- public ----------------------------------------------------------------------
     def record(self, rnd: int, rounds: dict, nodes: dict, rows: dict | None = None) -> None:
@@ -145,6 +169,7 @@ class Writer:
         if self._last_record is not None:
             self._write_global_row("rounds/seconds_record", *self._last_record, (self.rounds,))
             self._last_record = None
+        self._handles.clear()
         if self.file is not None:
             self.file.close()
             self.file = None

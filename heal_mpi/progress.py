@@ -30,7 +30,7 @@ class Progress:
         elapsed = time.perf_counter() - self.t0
         per_round = elapsed / self.done
         eta = per_round * (self.total - rnd - 1)
-        acc = rounds.get("acc_mean", np.nan)
+        acc = rounds.get("acc_mean", np.nan)  # absent in overlay-only runs
         acc_text = "   -  " if np.isnan(acc) else f"{acc:.4f}"
         text = (f"round {rnd + 1:>{len(str(self.total))}}/{self.total}  alive {int(rounds['alive'])}  "
                 f"acc {acc_text}  {per_round:.2f} s/round  ETA {eta:5.0f} s")

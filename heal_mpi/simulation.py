@@ -189,7 +189,7 @@ class Simulation:
         w = self.world
         mpi_bytes = self.overlay_comm_bytes() + (self.protocol.comm.take_bytes() if self.protocol else 0)
         rounds, nodes = round_metrics(w.comm, ctx, slice(w.slot_lo, w.slot_hi), traffic, self.overlay,
-                                      acc, loss, distinct, mpi_bytes)
+                                      acc, loss, distinct, mpi_bytes, learning=self.protocol is not None)
         ov_rounds, ov_nodes, ov_rows = self.overlay.metrics()
         # seconds_record: the writer fills it in for this row at its next call
         rounds |= ov_rounds | {f"seconds_{p}": s for p, s in self.timer.seconds.items() if p != "record"}
