@@ -84,7 +84,6 @@ class Simulation:
             from heal_mpi.learning.population import Population
             data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
-            pop.init_nodes(np.arange(world.n_local), np.zeros(world.n_local, dtype=np.int64))
             protocol = build_protocol(cfg, world, Comm(world), pop)
         every = cfg.overlay.snapshot_every
         writer = Writer(out, world, cfg.run.rounds, run_attributes(world, config_mod.to_toml(cfg)), resume=resume)
@@ -113,6 +112,7 @@ class Simulation:
 
     def run(self) -> int:
         """All rounds; returns the exit status. Collective over `world.comm`: every rank must call."""
+        interrupted = False
         for rnd in range(self.start_round, self.cfg.run.rounds):
             self.timer.start()
             debug_fault(self.world.rank, rnd)
@@ -139,20 +139,25 @@ class Simulation:
             # 5. record
             self.record(ctx, traffic, acc, loss, distinct)
 
-            if self.checkpoint_due(rnd):
+            if self.checkpoint_due(rnd):  # a signal asked us to stop; the checkpoint is saved
+                interrupted = True
                 break
         self.writer.close()
         self.progress.close()
-        return checkpoint.INTERRUPTED_EXIT if self.stop.signal and rnd + 1 < self.cfg.run.rounds else 0
+        return checkpoint.INTERRUPTED_EXIT if interrupted else 0
 
     def checkpoint_due(self, rnd: int) -> bool:
-        """Save a checkpoint when due or when any rank got SIGTERM/SIGUSR1; True means stop now."""
+        """Save a checkpoint when due or when any rank got SIGTERM/SIGUSR1; True means stop now.
+
+        After the last round there is nothing left to resume: no checkpoint, no interruption.
+        """
         flag = np.array([self.stop.signal], dtype=np.int64)
         self.world.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
         self.stop.signal = int(flag[0])
+        if rnd + 1 == self.cfg.run.rounds:
+            return False
         every = self.cfg.run.checkpoint_every
-        last = rnd + 1 == self.cfg.run.rounds
-        if self.stop.signal or (every and (rnd + 1) % every == 0 and not last):
+        if self.stop.signal or (every and (rnd + 1) % every == 0):
             checkpoint.save(self.out, self.world, rnd + 1, self.state_dict())
             if self.stop.signal and self.world.is_root:
                 print(f"stopped by signal {self.stop.signal} after round {rnd + 1}; checkpoint saved, "
