@@ -87,9 +87,10 @@ class Simulation:
             protocol = build_protocol(cfg, world, Comm(world), pop)
         every = cfg.overlay.snapshot_every
         writer = Writer(out, world, cfg.run.rounds, run_attributes(world, config_mod.to_toml(cfg)), resume=resume)
-        sim = cls(cfg=cfg, world=world, faults=FaultSchedule(cfg, n, protected_slots(cfg)), overlay=overlay,
-                  protocol=protocol, writer=writer, progress=Progress(cfg, world),
-                  alive=np.ones(n, dtype=bool), incarnation=np.zeros(n, dtype=np.int64), out=out,
+        faults = FaultSchedule(cfg, n, protected_slots(cfg))
+        alive, incarnation = faults.initial_state()
+        sim = cls(cfg=cfg, world=world, faults=faults, overlay=overlay, protocol=protocol, writer=writer,
+                  progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,
                   n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0)
         if resume:
             sim.start_round, state = checkpoint.load(out, world)
