@@ -101,3 +101,17 @@ def test_corrupt_dataset_exits_2_without_output(tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.startswith("heal-mpi: error")]
     assert len(lines) == 1 and "not an IDX" in lines[0] and str(root) in lines[0], r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_rank0_fallback_writes_the_same_file(small_fedavg, tmp_path):
+    """Without parallel h5py, rank 0 gathers each row and writes alone: same data, other driver."""
+    mpio, serial = tmp_path / "mpio.h5", tmp_path / "serial.h5"
+    run_ok(3, small_fedavg, mpio, "--set", "overlay.snapshot_every=2")
+    r = run_mpi(3, "run", str(small_fedavg), "--out", str(serial), "--set", "overlay.snapshot_every=2",
+                HEAL_MPI_HDF5="serial")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("rank 0 gathers and writes all output") == 1  # said once
+    with h5py.File(mpio, "r") as a, h5py.File(serial, "r") as b:
+        assert b.attrs["hdf5_driver"] == "rank0-gather" and b.attrs["rounds_completed"] == 5
+        for name in ("nodes/acc", "nodes/msgs_sent", "overlay/cache", "rounds/messages"):
+            np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)
