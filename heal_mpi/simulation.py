@@ -211,10 +211,16 @@ class Simulation:
 
 
 def set_threads(cfg: config_mod.Config, world: World) -> None:
-    """Torch intra-op threads per rank: run.threads, or this host's cores shared among its ranks.
+    """Torch intra-op threads per rank: run.threads, or `default_threads`."""
+    torch.set_num_threads(cfg.run.threads or default_threads(world.local_size))
 
-    On CPUs, small-batch training gains more from ranks than from threads, so by default
-    every rank gets an equal share of the cores and no more.
+
+def default_threads(ranks_on_host: int, env=os.environ) -> int:
+    """The cores a rank may use: Slurm's --cpus-per-task when set, else the host's cores shared.
+
+    On CPUs, small-batch training gains more from ranks than from threads, and a rank with
+    more threads than cores slows down many times over, so a rank never gets more than its share.
     """
-    threads = cfg.run.threads or max(1, (os.cpu_count() or 1) // world.local_size)
-    torch.set_num_threads(threads)
+    if env.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return max(1, int(env["SLURM_CPUS_PER_TASK"]))
+    return max(1, (os.cpu_count() or 1) // ranks_on_host)

@@ -27,3 +27,13 @@ def test_uniform_is_keyed_not_sequential():
 def test_stream_depends_only_on_key():
     assert stream(1, "init", 3, 0, 0).integers(1 << 30) == stream(1, "init", 3, 0, 0).integers(1 << 30)
     assert hash_keys(1, "a", 1, 2)[0] != hash_keys(1, "a", 2, 1)[0]
+
+
+def test_default_threads_never_oversubscribe():
+    import os
+
+    from heal_mpi.simulation import default_threads
+    cores = os.cpu_count()
+    assert default_threads(1, env={}) == cores
+    assert default_threads(cores + 5, env={}) == 1  # more ranks than cores: one thread each
+    assert default_threads(1, env={"SLURM_CPUS_PER_TASK": "3"}) == 3
