@@ -78,9 +78,7 @@ def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Pa
 
 
 def main(argv=None) -> int:
-    args = common.parser(__doc__).parse_args(argv)
-    common.print_paths(write(common.load_groups(args.files), args.out, args.smoke))
-    return 0
+    return common.files_out_main(write, __doc__, argv)
 
 
 if __name__ == "__main__":

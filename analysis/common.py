@@ -373,6 +373,13 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
+def files_out_main(write, doc: str, argv=None) -> int:
+    """main() of a script whose only arguments are FILES, --out and --smoke: write, print the paths."""
+    args = parser(doc).parse_args(argv)
+    print_paths(write(load_groups(args.files), args.out, args.smoke))
+    return 0
+
+
 def run_main(main) -> None:
     """sys.exit(main()), with bad input reported as one line and exit code 2."""
     try:
