@@ -16,12 +16,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from heal_mpi.config import DataConfig, EvalConfig, ModelConfig, TrainConfig
 
 CORES = os.cpu_count() or 1
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -48,7 +49,7 @@ def lenet_data(n: int, device="cpu"):
     """n Fashion-MNIST training images (random ones when the files are missing: speed is the same)."""
     from heal_mpi.learning.datasets import DatasetError, load_dataset, to_float
     try:
-        raw = load_dataset(SimpleNamespace(dataset="fashion-mnist", root="", max_train=n), seed=0)
+        raw = load_dataset(DataConfig(dataset="fashion-mnist", max_train=n), seed=0)
         return to_float(raw, raw.x_train[:n], device), torch.as_tensor(raw.y_train[:n], device=device)
     except DatasetError:
         g = torch.Generator().manual_seed(0)
@@ -57,7 +58,43 @@ def lenet_data(n: int, device="cpu"):
 
 def lenet():
     from heal_mpi.learning.models import build_model
-    return build_model(SimpleNamespace(name="lenet5", hidden=0), (1, 28, 28), 10)
+    return build_model(ModelConfig(name="lenet5"), (1, 28, 28), 10)
+
+
+def fmnist_nodes(nodes: int, per_node: int):
+    """LocalData of `nodes` nodes holding `per_node` Fashion-MNIST images each (one rank owns all)."""
+    from heal_mpi.learning.partition import load_local_data
+    return load_local_data(DataConfig(dataset="fashion-mnist", max_train=nodes * per_node), 0, nodes, 0, nodes,
+                           "cpu")
+
+
+def random_nodes(nodes: int, per_node: int, device):
+    """LocalData of random 28x28 images: training speed does not depend on pixel values."""
+    from heal_mpi.learning.partition import LocalData
+    g = torch.Generator().manual_seed(0)
+    n = nodes * per_node
+    x = torch.randn(n, 1, 28, 28, generator=g).to(device)
+    y = torch.randint(0, 10, (n,), generator=g).to(device)
+    offsets = np.arange(nodes + 1, dtype=np.int64) * per_node
+    empty = np.zeros(nodes + 1, dtype=np.int64)
+    return LocalData(x, y, offsets, x[:0], y[:0], empty, x[:256], y[:256], (1, 28, 28), 10, nodes, 0, nodes)
+
+
+def lenet_population(data, backend: str = "loop", eval_samples: int = 0, device="cpu"):
+    """LeNet-5 nodes with the reference recipe: Adam 1e-3, batch 32, one local epoch."""
+    from heal_mpi.learning.population import Population
+    return Population(ModelConfig(name="lenet5"), TrainConfig(optimizer="adam", lr=1e-3, backend=backend),
+                      EvalConfig(max_samples=eval_samples), data, 0, device)
+
+
+def train_round(pop, device="cpu") -> float:
+    """Samples/s of one round of local training of every node of `pop`."""
+    n = pop.n_local
+    sync(device)
+    t0 = time.perf_counter()
+    pop.train(np.ones(n, dtype=bool), 0, np.zeros(n, dtype=np.int64))
+    sync(device)
+    return pop.train_samples / (time.perf_counter() - t0)
 
 
 def sync(device):
@@ -142,7 +179,7 @@ def steady_round(path: Path) -> dict:
 def dataset_available() -> str:
     from heal_mpi.learning.datasets import DatasetError, check_dataset_files
     try:
-        check_dataset_files(SimpleNamespace(dataset="fashion-mnist", root=""))
+        check_dataset_files(DataConfig(dataset="fashion-mnist"))
         return "fashion-mnist"
     except DatasetError:
         raise SystemExit("heal-mpi bench: the reference workload needs Fashion-MNIST "
@@ -164,10 +201,12 @@ class Scale:
     overlay_cycles: tuple = (100, 100, 5)
     output_nodes: int = 10000
     memory_nodes: int = 1000
+    backend_nodes: int = 20
+    backend_per_node: int = 320
 
 
 QUICK = Scale(nodes=6, per_node=64, limit_samples=512, eval_nodes=4, overlay_sizes=(200,), overlay_cycles=(5,),
-              output_nodes=300, memory_nodes=20)
+              output_nodes=300, memory_nodes=20, backend_nodes=3, backend_per_node=64)
 STATE: dict = {}  # the compute bound, shared by the sections that compare with it
 
 
@@ -182,6 +221,24 @@ def section_limit(s: Scale) -> list[Row]:
     return [Row("limit", "plain PyTorch, batch 32", b32, "samples/s", b32 / STATE["bound"]),
             Row("limit", f"plain PyTorch, best batch ({best})", STATE["bound"], "samples/s", 1.0,
                 "the compute bound")]
+
+
+def section_backends(s: Scale) -> list[Row]:
+    """The loop and vmap training backends on one CPU thread, against plain PyTorch at batch 32.
+
+    One thread per rank is the default split, so this is what each rank sees (`auto` = loop on CPUs).
+    """
+    torch.set_num_threads(1)
+    data = random_nodes(s.backend_nodes, s.backend_per_node, "cpu")
+    plain = plain_train(data.x_train, data.y_train, 32)
+    rows = []
+    for backend in ("loop", "vmap"):
+        train_round(lenet_population(random_nodes(2, 64, "cpu"), backend))  # warm-up
+        rate = train_round(lenet_population(data, backend))
+        rows.append(Row("backends", f"{backend}, {s.backend_nodes} nodes x {s.backend_per_node}, batch 32, "
+                        "1 thread", rate, "samples/s", rate / plain))
+    torch.set_num_threads(CORES)
+    return rows + [Row("backends", "plain PyTorch, batch 32, 1 thread", plain, "samples/s", 1.0)]
 
 
 def section_round(s: Scale) -> list[Row]:
@@ -209,16 +266,9 @@ def section_round(s: Scale) -> list[Row]:
 
 def section_eval(s: Scale) -> list[Row]:
     """Evaluating distinct models (a Gossip round) against plain PyTorch inference at its best batch."""
-    from heal_mpi.learning.partition import load_local_data
-    from heal_mpi.learning.population import Population
     torch.set_num_threads(CORES)
-    ns = SimpleNamespace
-    data = load_local_data(ns(dataset="fashion-mnist", root="", partition="iid", max_train=s.eval_nodes * 8,
-                              local_test_fraction=0.0, alpha=1.0, shards_per_node=2), 0, s.eval_nodes, 0,
-                           s.eval_nodes, "cpu")
-    pop = Population(ns(name="lenet5", hidden=0), ns(optimizer="adam", lr=1e-3, momentum=0.0, weight_decay=0.0,
-                     batch_size=32, local_epochs=1, local_steps=0, backend="loop", on_replace="keep"),
-                     ns(every=1, max_samples=0, nodes_fraction=1.0, on="global"), data, 0, "cpu")
+    data = fmnist_nodes(s.eval_nodes, 8)
+    pop = lenet_population(data)
     pop.rows.add_(0.01 * torch.randn_like(pop.rows))  # every node a different model
     t0 = time.perf_counter()
     _, _, distinct = pop.evaluate(0)
@@ -287,16 +337,10 @@ def current_rss() -> int:
 
 def memory_child(nodes: int) -> None:
     """Run in a fresh process: print baseline RSS, peak RSS and the floor, in bytes."""
-    from heal_mpi.learning.partition import load_local_data
-    from heal_mpi.learning.population import Population
     torch.set_num_threads(1)
-    ns = SimpleNamespace
-    data = load_local_data(ns(dataset="fashion-mnist", root="", partition="iid", max_train=nodes * 32,
-                              local_test_fraction=0.0, alpha=1.0, shards_per_node=2), 0, nodes, 0, nodes, "cpu")
+    data = fmnist_nodes(nodes, 32)
     base = current_rss()  # not the high-water mark: loading the data peaks higher than it stays
-    pop = Population(ns(name="lenet5", hidden=0), ns(optimizer="adam", lr=1e-3, momentum=0.0, weight_decay=0.0,
-                     batch_size=32, local_epochs=1, local_steps=0, backend="loop", on_replace="keep"),
-                     ns(every=1, max_samples=1000, nodes_fraction=1.0, on="global"), data, 0, "cpu")
+    pop = lenet_population(data, eval_samples=1000)
     pop.train(np.ones(nodes, dtype=bool), 0, np.zeros(nodes, dtype=np.int64))
     pop.evaluate(0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -323,12 +367,11 @@ def section_gpu(s: Scale) -> list[Row]:
     """The vmap backend with 1,000 LeNet-5 nodes on one GPU against plain PyTorch at its best batch."""
     if not torch.cuda.is_available():
         return [Row("gpu", "skipped: no CUDA device on this machine", float("nan"), "")]
-    from heal_mpi.learning.bench import _population, _random_data
     dev = torch.device("cuda:0")
     nodes = 10 * s.nodes
-    data = _random_data(nodes, s.per_node, dev)
-    _population(_random_data(8, 64, dev), "vmap", 32, dev)
-    ours = _population(data, "vmap", 32, dev)
+    data = random_nodes(nodes, s.per_node, dev)
+    train_round(lenet_population(random_nodes(8, 64, dev), "vmap", device=dev), dev)  # warm-up, vmap tracing
+    ours = train_round(lenet_population(data, "vmap", device=dev), dev)
     x, y = data.x_train[:s.limit_samples * 4], data.y_train[:s.limit_samples * 4]
     best = max(plain_train(x, y, b, dev) for b in (256, 1024, 4096))
     name = torch.cuda.get_device_name(dev)
@@ -337,7 +380,7 @@ def section_gpu(s: Scale) -> list[Row]:
             Row("gpu", "seconds per round (1 local epoch)", nodes * s.per_node / ours, "s")]
 
 
-SECTIONS = {"limit": section_limit, "round": section_round, "eval": section_eval, "scaling": section_scaling,
+SECTIONS = {"limit": section_limit, "backends": section_backends, "round": section_round, "eval": section_eval, "scaling": section_scaling,
             "overlay": section_overlay, "output": section_output, "memory": section_memory, "gpu": section_gpu}
 
 

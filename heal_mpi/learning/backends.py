@@ -8,7 +8,7 @@ run the same plan through the same loss (mean cross-entropy over the real sample
 batch) and the same `Optimizer.step`, so they give the same rows up to float rounding.
 
 Choosing (`resolve_backend`, the rule for `train.backend = "auto"`): `vmap` on CUDA, `loop`
-on CPU. Measured with `heal_mpi.learning.bench` (LeNet-5, batch 32, Adam, one epoch per
+on CPU. Measured with `heal-mpi bench backends` (LeNet-5, batch 32, Adam, one epoch per
 node, samples/s) on the 2-core development VM (AMD EPYC, torch 2.13 CPU), shared with other
 jobs, so take the best of several runs:
 
