@@ -4,12 +4,12 @@ import gzip
 import os
 import pickle
 import struct
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from heal_mpi.config import DataConfig
 from heal_mpi.learning.datasets import (DatasetError, check_dataset_files, load_dataset, read_idx,
                                         to_float)
 
@@ -17,11 +17,9 @@ FMNIST = "/usr/share/datasets/fashion-mnist"
 
 
 def data_cfg(**kw):
-    d = dict(dataset="synthetic", root="", partition="iid", alpha=0.5, shards_per_node=2,
-             local_test_fraction=0.0, synthetic_features=8, synthetic_classes=3, synthetic_train=300,
-             synthetic_test=100, synthetic_noise=1.0, max_train=0)
-    d.update(kw)
-    return SimpleNamespace(**d)
+    """The real [data] section, small: 300 + 100 samples of 8 features, 3 classes."""
+    return DataConfig(**{"synthetic_features": 8, "synthetic_classes": 3, "synthetic_train": 300,
+                         "synthetic_test": 100, **kw})
 
 
 def write_idx(path, array: np.ndarray, gz: bool = False, magic: int | None = None) -> str:

@@ -1,21 +1,19 @@
 """Partitions: sizes, label skew, determinism, and independence from the slot range."""
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from heal_mpi.config import DataConfig
 from heal_mpi.learning.datasets import RawDataset
 from heal_mpi.learning.partition import local_data_from, local_split, partition_indices
 
 
 def data_cfg(**kw):
-    d = dict(dataset="synthetic", root="", partition="iid", alpha=0.5, shards_per_node=2,
-             local_test_fraction=0.0, synthetic_features=4, synthetic_classes=10, synthetic_train=6000,
-             synthetic_test=100, synthetic_noise=1.0, max_train=0)
-    d.update(kw)
-    return SimpleNamespace(**d)
+    """The real [data] section: 6,000 + 100 samples of 4 features, 10 classes."""
+    return DataConfig(**{"synthetic_features": 4, "synthetic_classes": 10, "synthetic_train": 6000,
+                         "synthetic_test": 100, **kw})
 
 
 def labels(n_per_class=600, classes=10, seed=0):

@@ -2,12 +2,12 @@
 
 import os
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from heal_mpi.config import DataConfig, EvalConfig, ModelConfig, TrainConfig
 from heal_mpi.learning.backends import node_plan
 from heal_mpi.learning.datasets import RawDataset
 from heal_mpi.learning.optim import Optimizer
@@ -20,29 +20,16 @@ FMNIST = "/usr/share/datasets/fashion-mnist"
 ATOL = 1e-5
 
 
-def cfg(**kw):
-    return SimpleNamespace(**kw)
-
-
 def data_cfg(**kw):
-    d = dict(dataset="synthetic", root="", partition="iid", alpha=0.5, shards_per_node=2,
-             local_test_fraction=0.0, synthetic_features=10, synthetic_classes=4, synthetic_train=800,
-             synthetic_test=200, synthetic_noise=1.0, max_train=0)
-    d.update(kw)
-    return cfg(**d)
+    """The real [data] section: 800 + 200 samples of 10 features, 4 classes."""
+    return DataConfig(**{"synthetic_features": 10, "synthetic_classes": 4, "synthetic_train": 800,
+                         "synthetic_test": 200, **kw})
 
 
 def train_cfg(**kw):
-    d = dict(optimizer="sgd", lr=0.05, momentum=0.0, weight_decay=0.0, batch_size=8, local_epochs=1,
-             local_steps=0, backend="loop", on_replace="keep")
-    d.update(kw)
-    return cfg(**d)
+    """The real [train] section: SGD 0.05, batch 8, one epoch, the loop backend."""
+    return TrainConfig(**{"lr": 0.05, "batch_size": 8, "backend": "loop", **kw})
 
-
-def eval_cfg(**kw):
-    d = dict(every=1, max_samples=0, nodes_fraction=1.0, on="global")
-    d.update(kw)
-    return cfg(**d)
 
 
 def image_raw(n=240, seed=0):
@@ -55,7 +42,7 @@ def image_raw(n=240, seed=0):
 
 def population(model="mlp", data=None, seed=0, **train_kw):
     data = data or load_local_data(data_cfg(), seed, 4, 0, 4, "cpu")
-    return Population(cfg(name=model, hidden=16), train_cfg(**train_kw), eval_cfg(), data, seed, "cpu")
+    return Population(ModelConfig(name=model, hidden=16), train_cfg(**train_kw), EvalConfig(), data, seed, "cpu")
 
 
 @pytest.mark.parametrize("kind, torch_opt, kw", [
@@ -175,7 +162,7 @@ def test_local_steps_override_epochs_and_inactive_nodes_get_nan():
 
 def test_evaluate_counts_distinct_rows_and_masks_dead_nodes():
     data = load_local_data(data_cfg(), 0, 10, 0, 10, "cpu")
-    pop = Population(cfg(name="logreg", hidden=0), train_cfg(), eval_cfg(), data, 0, "cpu")
+    pop = Population(ModelConfig(name="logreg", hidden=0), train_cfg(), EvalConfig(), data, 0, "cpu")
     g = torch.Generator().manual_seed(0)
     a, b, c = (torch.randn(pop.n_params, generator=g) for _ in range(3))
     pop.replace(np.arange(10), torch.stack([a] * 4 + [b] * 3 + [c] * 3))  # 3 distinct among 10
@@ -191,17 +178,17 @@ def test_evaluate_counts_distinct_rows_and_masks_dead_nodes():
 
 def test_eval_nodes_fraction_subset_and_local_mode():
     data = load_local_data(data_cfg(local_test_fraction=0.25), 0, 10, 0, 10, "cpu")
-    pop = Population(cfg(name="logreg", hidden=0), train_cfg(), eval_cfg(nodes_fraction=0.5), data, 0, "cpu")
+    pop = Population(ModelConfig(name="logreg", hidden=0), train_cfg(), EvalConfig(nodes_fraction=0.5), data, 0, "cpu")
     acc, _, _ = pop.evaluate(3)
     assert np.isfinite(acc).sum() == 5
     assert not np.array_equal(np.isfinite(acc), np.isfinite(pop.evaluate(4)[0]))  # reseeded by round
     assert np.array_equal(np.isfinite(acc), np.isfinite(pop.evaluate(3)[0]))
-    local = Population(cfg(name="logreg", hidden=0), train_cfg(), eval_cfg(on="local", max_samples=7),
+    local = Population(ModelConfig(name="logreg", hidden=0), train_cfg(), EvalConfig(on="local", max_samples=7),
                        data, 0, "cpu")
     acc, loss, n = local.evaluate(0)
     assert n == 10 and np.isfinite(loss).all()
     assert set(np.round(acc * 7).tolist()) <= set(range(8)) and np.allclose(acc * 7, np.round(acc * 7))
-    sub = Population(cfg(name="logreg", hidden=0), train_cfg(), eval_cfg(max_samples=50), data, 0, "cpu")
+    sub = Population(ModelConfig(name="logreg", hidden=0), train_cfg(), EvalConfig(max_samples=50), data, 0, "cpu")
     assert len(sub._y_eval) == 50
 
 
@@ -274,8 +261,8 @@ def test_state_dict_round_trip():
 def test_cuda_matches_cpu():
     data = {d: local_data_from(image_raw(), data_cfg(partition="dirichlet", alpha=0.5), 0, 4, 0, 4, d)
             for d in ("cpu", "cuda")}
-    pops = {(d, b): Population(cfg(name="lenet5", hidden=0), train_cfg(backend=b, optimizer="sgd", lr=0.05),
-                               eval_cfg(), data[d], 0, d)
+    pops = {(d, b): Population(ModelConfig(name="lenet5", hidden=0), train_cfg(backend=b, optimizer="sgd", lr=0.05),
+                               EvalConfig(), data[d], 0, d)
             for d in ("cpu", "cuda") for b in ("loop", "vmap")}
     active = np.array([True, True, False, True])
     for p in pops.values():
@@ -301,9 +288,9 @@ def test_centralized_lenet5_on_fashion_mnist():
     """
     dc = data_cfg(dataset="fashion-mnist", root="")
     data = load_local_data(dc, 0, 1, 0, 1, "cpu")
-    pop = Population(cfg(name="lenet5", hidden=0),
+    pop = Population(ModelConfig(name="lenet5", hidden=0),
                      train_cfg(optimizer="adam", lr=1e-3, batch_size=32, local_epochs=3),
-                     eval_cfg(), data, 0, "cpu")
+                     EvalConfig(), data, 0, "cpu")
     t0 = time.perf_counter()
     loss = pop.train(np.ones(1, bool), 0, np.zeros(1, int))
     acc, test_loss, _ = pop.evaluate(0)
