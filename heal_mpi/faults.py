@@ -1,7 +1,7 @@
 """The fault schedule: who crashes, who is attacked, who churns, at the start of each round.
 
 Owns the `[faults]` section's semantics. Every decision is a keyed draw from the global
-seed (`runtime.uniform`), so every rank computes the same `alive[N]` and `incarnation[N]`
+seed (`rng.uniform`), so every rank computes the same `alive[N]` and `incarnation[N]`
 vectors without talking, whatever the rank count.
 
 Order inside one round: crash events, then hub attacks, then churn windows (each list in
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from heal_mpi.context import RoundContext
-from heal_mpi.runtime import uniform
+from heal_mpi.rng import uniform
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from heal_mpi.runtime import block_bounds, hash_keys, stream, uniform
+from heal_mpi.rng import hash_keys, stream, uniform
+from heal_mpi.runtime import block_bounds
 
 
 @pytest.mark.parametrize("n,p", [(10, 1), (10, 3), (7, 7), (100, 6)])

@@ -15,11 +15,9 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from heal_mpi.errors import DatasetError
-
-from heal_mpi.runtime import stream
+from heal_mpi.rng import stream
 
 DEFAULT_ROOTS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
@@ -82,8 +80,10 @@ class RawDataset:
         return tuple(self.x_train.shape[1:])
 
 
-def to_float(raw: RawDataset, x: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+def to_float(raw: RawDataset, x: np.ndarray, device="cpu"):
     """Samples of `raw` (a slice of its x arrays) as normalized float32 on `device`."""
+    import torch  # here, not at the top: config validation reads this module without torch
+
     t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     if t.dtype == torch.float32:
         return t

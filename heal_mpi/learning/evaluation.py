@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import functional_call
 
 from heal_mpi.learning.models import ParamLayout
-from heal_mpi.runtime import stream
+from heal_mpi.rng import stream
 
 # Test samples per forward pass: bounds activation memory (CIFAR CNN: ~130 KB per sample).
 EVAL_CHUNK = 1024

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from heal_mpi.learning.datasets import RawDataset, load_dataset, to_float
-from heal_mpi.runtime import stream
+from heal_mpi.rng import stream
 
 
 def partition_indices(labels: np.ndarray, n_nodes: int, data_cfg, seed: int) -> list[np.ndarray]:

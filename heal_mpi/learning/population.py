@@ -17,7 +17,15 @@ from heal_mpi.learning.evaluation import distinct_groups, eval_nodes, eval_subse
 from heal_mpi.learning.models import ParamLayout, build_model, init_row
 from heal_mpi.learning.optim import Optimizer
 from heal_mpi.learning.partition import LocalData
-from heal_mpi.runtime import stream, torch_generator
+from heal_mpi.rng import hash_keys, stream
+
+
+def torch_generator(seed: int, purpose: str, node: int = 0, incarnation: int = 0, rnd: int = 0,
+                    device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator keyed like `rng.stream`."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(hash_keys(seed, purpose, node, incarnation, rnd)[0]) >> 1)
+    return g
 
 
 class Population:

@@ -2,7 +2,7 @@
 in-degree reduction and the hub metrics.
 
 Everything here is vectorized over the rows of `[n, k]` int64 arrays padded with -1, and
-every random draw is keyed (`runtime.uniform`), so results never depend on the rank count.
+every random draw is keyed (`rng.uniform`), so results never depend on the rank count.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from heal_mpi.runtime import uniform
+from heal_mpi.rng import uniform
 
 HEADER_BYTES = 16  # simulated message header: message type + sender id (8 bytes each)
 ID_BYTES = 8       # one node id in a simulated payload

@@ -53,7 +53,8 @@ from heal_mpi.context import RoundContext
 from heal_mpi.overlay import Overlay
 from heal_mpi.overlay import elevator_ops as ops
 from heal_mpi.overlay.common import (count_in_degree, compact_rows, local_mask, row_lengths, sample_from_pool, sorted_unique)
-from heal_mpi.runtime import World, uniform
+from heal_mpi.rng import uniform
+from heal_mpi.runtime import World
 
 CHUNK = 8192  # rows per frequency-map block: bounds the [rows, c*c] temporaries
 

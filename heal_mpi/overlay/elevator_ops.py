@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from heal_mpi.overlay.common import _BIG, compact_rows, dedupe_rows, nth_free, sorted_unique
-from heal_mpi.runtime import uniform
+from heal_mpi.rng import uniform
 
 
 def frequency_runs(replies: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,7 +24,8 @@ from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import Overlay
 from heal_mpi.overlay.common import (ID_BYTES, count_in_degree, compact_rows, local_mask, row_lengths, sample_from_pool)
-from heal_mpi.runtime import World, uniform
+from heal_mpi.rng import uniform
+from heal_mpi.runtime import World
 
 ENTRY_BYTES = 2 * ID_BYTES  # id + timestamp
 

@@ -24,7 +24,8 @@ import numpy as np
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import Overlay
 from heal_mpi.overlay.common import compact_rows
-from heal_mpi.runtime import World, stream
+from heal_mpi.rng import stream
+from heal_mpi.runtime import World
 
 KINDS = ("star", "multistar", "ring", "regular", "complete")
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from heal_mpi.context import RoundContext
-from heal_mpi.runtime import uniform
+from heal_mpi.rng import uniform
 
 ID_BYTES = 8  # a simulated message carrying no model still costs its header (one id)
 

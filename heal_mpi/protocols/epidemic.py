@@ -18,7 +18,7 @@ import torch
 
 from heal_mpi.context import RoundContext
 from heal_mpi.protocols.base import Protocol, RoundTraffic
-from heal_mpi.runtime import uniform
+from heal_mpi.rng import uniform
 
 
 def oracle_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
