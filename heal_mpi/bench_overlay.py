@@ -18,7 +18,9 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
+from heal_mpi.overlay.common import hub_metrics
 from heal_mpi.overlay.elevator import Elevator
 from heal_mpi.runtime import make_world
 
@@ -29,7 +31,7 @@ HEADER = (f"{'N':>8} {'ranks':>5} {'cycles':>6} {'seconds':>8} {'cycles/s':>9} {
 def bench_one(n: int, cycles: int, comm: MPI.Comm = MPI.COMM_WORLD, c: int = 20, h: int = 10) -> dict:
     """Time `cycles` Elevator cycles at N = n. Collective over `world.comm`: every rank must call."""
     world = make_world(n, "cpu", comm)
-    ov = Elevator(world, c, h, seed=1)
+    ov = Elevator(world, Channel(1), c, h, seed=1)
     alive, inc, none = np.ones(n, dtype=bool), np.zeros(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
     ov.comm.take_bytes()
     comm.Barrier()
@@ -42,7 +44,7 @@ def bench_one(n: int, cycles: int, comm: MPI.Comm = MPI.COMM_WORLD, c: int = 20,
     sent = comm.allreduce(ov.comm.take_bytes())
     return {"n": n, "ranks": world.size, "cycles": cycles, "seconds": seconds, "cycles_per_s": cycles / seconds,
             "cpu_per_rank": cpu,
-            "mpi_bytes_per_cycle": sent / cycles, "hubs": ov.metrics()[0]["hubs"]}
+            "mpi_bytes_per_cycle": sent / cycles, "hubs": hub_metrics(ov.in_degree, ov.alive, ov.hub_width)[0]}
 
 
 def bench_overlay(sizes=(1000, 10000, 100000), cycles=100, comm: MPI.Comm = MPI.COMM_WORLD) -> list[dict]:

@@ -18,7 +18,6 @@ class RoundContext:
         incarnation: int64 [N], churn generation of each slot (0 = original node).
         joined: int64 [k], slots whose newcomer arrived this round (fresh model, fresh links).
         crashed: int64 [k], slots that crashed or left this round.
-        message_loss: probability that one simulated message is lost.
         do_eval: whether the models are evaluated this round.
     """
 
@@ -28,7 +27,6 @@ class RoundContext:
     incarnation: np.ndarray
     joined: np.ndarray
     crashed: np.ndarray
-    message_loss: float = 0.0
     do_eval: bool = True
 
     @property

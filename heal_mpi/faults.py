@@ -134,8 +134,7 @@ class FaultSchedule:
         """Apply this round's faults and build the round's RoundContext (one call in the loop)."""
         step = self.apply(rnd, alive, incarnation, in_degree)
         return RoundContext(rnd=rnd, seed=self.seed, alive=step.alive, incarnation=step.incarnation,
-                            joined=step.joined, crashed=step.crashed,
-                            message_loss=self.faults.message_loss, do_eval=do_eval)
+                            joined=step.joined, crashed=step.crashed, do_eval=do_eval)
 
 
 def _union(parts: list[np.ndarray]) -> np.ndarray:

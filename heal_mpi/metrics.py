@@ -1,60 +1,131 @@
-"""One round's metrics: per-node arrays for /nodes and world-reduced scalars for /rounds.
+"""One round's metrics, contributed by name and reduced in one Allreduce.
 
-Scalars are reduced as (sum, count) pairs packed in one float64 vector, with one Allreduce;
-means are taken afterwards, so they do not depend on how nodes are spread over ranks.
+Any component (overlay, engine, evaluator, the loop itself) adds what it measured to a
+`RoundMetrics`: sums and means over ranks, per-node columns for /nodes, global rows for
+/overlay and values already the same on every rank. `reduce` packs every reduced value
+by name into one float64 vector, sums it over the ranks and finishes the means, so a
+mean does not depend on how the nodes are spread over the ranks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
-from mpi4py import MPI
-
-from heal_mpi.context import RoundContext
-from heal_mpi.protocols import RoundTraffic
 
 
-def _sum_count(x: np.ndarray) -> list[float]:
-    return [float(np.nansum(x)), float(np.count_nonzero(~np.isnan(x)))]
+
+@dataclass
+class Record:
+    """A reduced round: /rounds scalars, /nodes [n_local] columns, /overlay global rows."""
+
+    rounds: dict
+    nodes: dict
+    rows: dict
 
 
-def round_metrics(comm: MPI.Comm, ctx: RoundContext, local: slice, traffic: RoundTraffic, overlay,
-                  acc: np.ndarray, loss: np.ndarray, distinct: int, mpi_bytes: int,
-                  learning: bool = True) -> tuple[dict, dict]:
-    """(/rounds scalars, /nodes [n_local] arrays). Collective over `comm`: every rank must call.
+@dataclass
+class RoundMetrics:
+    """What the components measured this round, before the reduction over ranks.
 
-    Without learning (protocol.kind = "none") the model metrics, all NaN or 0, are left out.
+    Every rank must add the same names (values may differ); `reduce` checks the count.
     """
-    vec = np.array(
-        _sum_count(acc) + [float(np.nansum(acc ** 2))] + _sum_count(loss) + _sum_count(traffic.train_loss)
-        + [traffic.msgs_sent.sum(), traffic.bytes_sent.sum(), overlay.msgs_sent.sum(), overlay.bytes_sent.sum(),
-           mpi_bytes, traffic.hubs_active, distinct, traffic.train_samples], dtype=np.float64)
-    comm.Allreduce(MPI.IN_PLACE, vec)
-    (acc_sum, acc_n, acc_sq, loss_sum, loss_n, tl_sum, tl_n,
-     model_msgs, model_bytes, ov_msgs, ov_bytes, mpi_total, hubs_active, evaluated, samples) = vec
-    acc_mean = acc_sum / acc_n if acc_n else np.nan
-    rounds = {
-        "alive": ctx.n_alive,
-        "acc_mean": acc_mean,
-        "acc_std": np.sqrt(max(acc_sq / acc_n - acc_mean ** 2, 0.0)) if acc_n else np.nan,
-        "loss_mean": loss_sum / loss_n if loss_n else np.nan,
-        "train_loss_mean": tl_sum / tl_n if tl_n else np.nan,
-        "messages": model_msgs + ov_msgs, "bytes": model_bytes + ov_bytes,
-        "model_messages": model_msgs, "model_bytes": model_bytes,
-        "overlay_messages": ov_msgs, "overlay_bytes": ov_bytes,
-        "mpi_bytes": mpi_total, "hubs_active": hubs_active, "evaluated_models": evaluated,
-        "train_samples": samples,
-    }
-    nodes = {
-        "acc": acc.astype(np.float32), "loss": loss.astype(np.float32),
-        "alive": ctx.alive[local].astype(np.int8), "incarnation": ctx.incarnation[local].astype(np.int32),
-        "msgs_sent": (traffic.msgs_sent + overlay.msgs_sent).astype(np.int32),
-        "msgs_recv": (traffic.msgs_recv + overlay.msgs_recv).astype(np.int32),
-        "bytes_sent": traffic.bytes_sent + overlay.bytes_sent,
-        "bytes_recv": traffic.bytes_recv + overlay.bytes_recv,
-    }
-    if not learning:
-        for key in ("acc_mean", "acc_std", "loss_mean", "train_loss_mean", "model_messages", "model_bytes",
-                    "hubs_active", "evaluated_models", "train_samples"):
-            del rounds[key]
-        del nodes["acc"], nodes["loss"]
-    return rounds, nodes
+
+    _sums: dict = field(default_factory=dict)    # name -> float, summed over ranks
+    _means: dict = field(default_factory=dict)   # name -> (sum, count), nan-ignoring
+    _stds: dict = field(default_factory=dict)    # name -> (sum, sum of squares, count)
+    _same: dict = field(default_factory=dict)    # name -> value identical on every rank
+    nodes: dict = field(default_factory=dict)    # name -> [n_local] array
+    rows: dict = field(default_factory=dict)     # name -> global row
+
+    def add_sum(self, name: str, value: float) -> None:
+        """A total over ranks (several contributions to one name add up)."""
+        self._sums[name] = self._sums.get(name, 0.0) + float(value)
+
+    def add_mean(self, name: str, values: np.ndarray) -> None:
+        """The mean over every rank's values, NaN ignored (NaN when none)."""
+        values = np.asarray(values, dtype=np.float64)
+        s, n = self._means.get(name, (0.0, 0.0))
+        self._means[name] = (s + float(np.nansum(values)), n + float(np.count_nonzero(~np.isnan(values))))
+
+    def add_std(self, name: str, values: np.ndarray) -> None:
+        """The standard deviation over every rank's values, NaN ignored."""
+        values = np.asarray(values, dtype=np.float64)
+        s, q, n = self._stds.get(name, (0.0, 0.0, 0.0))
+        ok = values[~np.isnan(values)]
+        self._stds[name] = (s + float(ok.sum()), q + float((ok ** 2).sum()), n + len(ok))
+
+    def set(self, name: str, value) -> None:
+        """A scalar every rank already knows (alive count, hubs): written as is."""
+        self._same[name] = value
+
+    def add_node(self, name: str, column: np.ndarray) -> None:
+        """A per-node column [n_local]; contributions to one name add up (overlay + model traffic)."""
+        column = np.asarray(column)
+        self.nodes[name] = self.nodes[name] + column if name in self.nodes else column.copy()
+
+    def add_row(self, name: str, row: np.ndarray) -> None:
+        """A global row, the same on every rank (e.g. the hub ids)."""
+        self.rows[name] = np.asarray(row)
+
+    def reduce(self, comm) -> Record:
+        """Sum over ranks and finish the means. Collective over `comm`: every rank must call."""
+        from mpi4py import MPI
+
+        sums, means, stds = sorted(self._sums), sorted(self._means), sorted(self._stds)
+        vec = np.array([len(sums) + len(means) + len(stds)]
+                       + [self._sums[k] for k in sums]
+                       + [x for k in means for x in self._means[k]]
+                       + [x for k in stds for x in self._stds[k]], dtype=np.float64)
+        total = np.empty_like(vec)
+        comm.Allreduce(vec, total, op=MPI.SUM)
+        if total[0] != vec[0] * comm.Get_size():
+            raise RuntimeError("RoundMetrics: the ranks contributed different metric names this round")
+        it = iter(total[1:])
+        rounds = dict(self._same)
+        rounds |= {k: next(it) for k in sums}
+        for k in means:
+            s, n = next(it), next(it)
+            rounds[k] = s / n if n else np.nan
+        for k in stds:
+            s, q, n = next(it), next(it), next(it)
+            rounds[k] = np.sqrt(max(q / n - (s / n) ** 2, 0.0)) if n else np.nan
+        return Record(rounds=rounds, nodes=self.nodes, rows=self.rows)
+
+
+class Traffic:
+    """Simulated messages and bytes of one round, per local node (overlay or model traffic).
+
+    Attributes:
+        msgs_sent, msgs_recv, bytes_sent, bytes_recv: int64 [n_local].
+    """
+
+    def __init__(self, n_local: int):
+        self.msgs_sent, self.msgs_recv = np.zeros(n_local, np.int64), np.zeros(n_local, np.int64)
+        self.bytes_sent, self.bytes_recv = np.zeros(n_local, np.int64), np.zeros(n_local, np.int64)
+
+    def send(self, local_idx: np.ndarray, nbytes, counts=1) -> None:
+        """Local rows `local_idx` sent `counts` messages each of `nbytes` (scalars or per entry)."""
+        self._add(self.msgs_sent, self.bytes_sent, local_idx, nbytes, counts)
+
+    def recv(self, local_idx: np.ndarray, nbytes, counts=1) -> None:
+        """Local rows `local_idx` received `counts` messages each of `nbytes`."""
+        self._add(self.msgs_recv, self.bytes_recv, local_idx, nbytes, counts)
+
+    @staticmethod
+    def _add(msgs, total, idx, nbytes, counts):
+        idx = np.asarray(idx, dtype=np.int64)
+        counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), idx.shape)
+        nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.int64), idx.shape)
+        msgs += np.bincount(idx, weights=counts, minlength=len(msgs)).astype(np.int64)
+        total += np.bincount(idx, weights=counts * nbytes, minlength=len(msgs)).astype(np.int64)
+
+    def contribute(self, metrics: RoundMetrics, kind: str) -> None:
+        """Add to /rounds/<kind>_messages|bytes, the totals messages|bytes, and the /nodes columns."""
+        for name, value in ((f"{kind}_messages", self.msgs_sent.sum()), (f"{kind}_bytes", self.bytes_sent.sum())):
+            metrics.add_sum(name, value)
+            metrics.add_sum(name.split("_", 1)[1], value)
+        metrics.add_node("msgs_sent", self.msgs_sent.astype(np.int32))
+        metrics.add_node("msgs_recv", self.msgs_recv.astype(np.int32))
+        metrics.add_node("bytes_sent", self.bytes_sent)
+        metrics.add_node("bytes_recv", self.bytes_recv)

@@ -178,11 +178,20 @@ class Writer:
         self.comm.Free()
 
 
-def run_attributes(world: World, config_toml: str) -> dict:
-    """Root attributes describing the run and the software that produced it."""
+def run_attributes(world: World, config_toml: str, method: str = "none", overlay: str = "",
+                   threads_per_rank=()) -> dict:
+    """Root attributes describing the run and the software that produced it.
+
+    `method` and `overlay` name the protocol and overlay (analysis reads them, not the
+    config); `threads_per_rank` are the torch intra-op threads each rank actually used:
+    results are identical across rank counts only at equal threads per rank.
+    """
     import torch
     return {
         "config": config_toml,
+        "method": method,
+        "overlay": overlay,
+        "threads_per_rank": np.asarray(threads_per_rank, dtype=np.int64),
         "version": heal_mpi.__version__,
         "git_revision": git_revision(),
         "mpi_library": mpi_library(),

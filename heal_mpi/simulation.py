@@ -2,6 +2,9 @@
 
 Everything is built once in `Simulation.build`; `Simulation.run` is the loop and reads
 like the design. Every rank runs the same loop in lock step; each step is collective.
+The protocol's round runs in the Engine (engine.py). Each component adds what it measured
+to one RoundMetrics; the reduced Record goes to the after-round callbacks (the HDF5
+writer, the progress line, the checkpoint).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,14 +21,15 @@ from mpi4py import MPI
 
 from heal_mpi import checkpoint
 from heal_mpi import config as config_mod
-from heal_mpi.comm import Comm
+from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
+from heal_mpi.engine import Engine
 from heal_mpi.faults import FaultSchedule
-from heal_mpi.metrics import round_metrics
+from heal_mpi.metrics import Record, RoundMetrics
 from heal_mpi.output import Writer, run_attributes
 from heal_mpi.overlay import build_overlay
 from heal_mpi.progress import Progress
-from heal_mpi.protocols import RoundTraffic, build_protocol, protected_slots
+from heal_mpi.protocols import build_protocol, protected_slots
 from heal_mpi.runtime import World, debug_fault
 
 PHASES = ("faults", "overlay", "train", "mix", "evaluate")  # and "record", timed by the Writer
@@ -52,13 +57,16 @@ class PhaseTimer:
         self.seconds[dst] += seconds
 
 
+AfterRound = Callable[[RoundContext, Record], None]
+
+
 @dataclass
 class Simulation:
     cfg: config_mod.Config
     world: World
     faults: FaultSchedule
     overlay: object
-    protocol: object | None
+    engine: Engine | None  # None: no learning (protocol.kind = "none")
     writer: Writer
     progress: Progress
     alive: np.ndarray
@@ -68,6 +76,7 @@ class Simulation:
     timer: PhaseTimer = field(default_factory=PhaseTimer)
     stop: checkpoint.StopRequest = field(default_factory=checkpoint.StopRequest)
     n_snapshots: int = 0
+    after_round: list[AfterRound] = field(default_factory=list)
 
     @classmethod
     def build(cls, cfg: config_mod.Config, world: World, out: Path, resume: bool = False) -> "Simulation":
@@ -77,21 +86,25 @@ class Simulation:
         """
         set_threads(cfg, world)
         n = cfg.nodes.count
-        overlay = build_overlay(cfg, world)
-        protocol = None
+        channel = Channel(cfg.run.seed, cfg.faults.message_loss)
+        overlay = build_overlay(cfg, world, channel)
+        engine = None
         if cfg.protocol.kind != "none":
             from heal_mpi.learning.partition import load_local_data
             from heal_mpi.learning.population import Population
             data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
-            protocol = build_protocol(cfg, world, Comm(world), pop)
+            engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel)
         every = cfg.overlay.snapshot_every
-        writer = Writer(out, world, cfg.run.rounds, run_attributes(world, config_mod.to_toml(cfg)), resume=resume)
+        attrs = run_attributes(world, config_mod.to_toml(cfg), method=cfg.protocol.kind, overlay=cfg.overlay_kind,
+                               threads_per_rank=world.comm.allgather(torch.get_num_threads()))
+        writer = Writer(out, world, cfg.run.rounds, attrs, resume=resume)
         faults = FaultSchedule(cfg, n, protected_slots(cfg))
         alive, incarnation = faults.initial_state()
-        sim = cls(cfg=cfg, world=world, faults=faults, overlay=overlay, protocol=protocol, writer=writer,
+        sim = cls(cfg=cfg, world=world, faults=faults, overlay=overlay, engine=engine, writer=writer,
                   progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,
                   n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0)
+        sim.after_round = [sim.write, sim.show_progress]
         if resume:
             sim.start_round, state = checkpoint.load(out, world)
             sim.load_state_dict(state)
@@ -100,16 +113,16 @@ class Simulation:
 
     def state_dict(self) -> dict:
         state = {"alive": self.alive, "incarnation": self.incarnation, "overlay": self.overlay.state_dict()}
-        if self.protocol is not None:
-            state |= {"population": self.protocol.pop.state_dict(), "protocol": self.protocol.state_dict()}
+        if self.engine is not None:
+            state |= {"population": self.engine.pop.state_dict(), "protocol": self.engine.protocol.state_dict()}
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.alive, self.incarnation = state["alive"], state["incarnation"]
         self.overlay.load_state_dict(state["overlay"])
-        if self.protocol is not None:
-            self.protocol.pop.load_state_dict(state["population"])
-            self.protocol.load_state_dict(state["protocol"])
+        if self.engine is not None:
+            self.engine.pop.load_state_dict(state["population"])
+            self.engine.protocol.load_state_dict(state["protocol"])
 
     def run(self) -> int:
         """All rounds; returns the exit status. Collective over `world.comm`: every rank must call."""
@@ -128,17 +141,20 @@ class Simulation:
             self.overlay.step(ctx)
             self.timer.lap("overlay")
 
-            # 3. protocol: local training and mixing
-            traffic = self.protocol_round(ctx)
-            self.timer.lap("mix")
-            self.timer.move("mix", "train", traffic.train_seconds)
+            # 3. protocol: local training and mixing, step by step in the engine
+            if self.engine is not None:
+                self.engine.round(ctx, self.overlay)
+                self.timer.lap("mix")
+                self.timer.move("mix", "train", self.engine.train_seconds)
 
             # 4. evaluate
             acc, loss, distinct = self.evaluate(ctx)
             self.timer.lap("evaluate")
 
-            # 5. record
-            self.record(ctx, traffic, acc, loss, distinct)
+            # 5. record: reduce what every component measured, then the after-round callbacks
+            record = self.measure(ctx, acc, loss, distinct)
+            for callback in self.after_round:
+                callback(ctx, record)
 
             if self.checkpoint_due(rnd):  # a signal asked us to stop; the checkpoint is saved
                 interrupted = True
@@ -168,46 +184,46 @@ class Simulation:
     # -- the steps ---------------------------------------------------------------------
     def eval_due(self, rnd: int) -> bool:
         last = rnd == self.cfg.run.rounds - 1
-        return self.protocol is not None and (last or (rnd + 1) % self.cfg.eval.every == 0)
-
-    def protocol_round(self, ctx: RoundContext) -> RoundTraffic:
-        if self.protocol is None:
-            return RoundTraffic.zeros(self.world.n_local, 0)
-        pop = self.protocol.pop
-        joined = ctx.joined[(ctx.joined >= self.world.slot_lo) & (ctx.joined < self.world.slot_hi)]
-        if len(joined):  # churn newcomers start from a fresh model
-            pop.init_nodes(joined - self.world.slot_lo, ctx.incarnation[joined])
-            self.protocol.on_join(joined - self.world.slot_lo)
-        pop.train_seconds, pop.train_samples = 0.0, 0
-        traffic = self.protocol.round(ctx, self.overlay)
-        traffic.train_seconds, traffic.train_samples = pop.train_seconds, pop.train_samples
-        return traffic
+        return self.engine is not None and (last or (rnd + 1) % self.cfg.eval.every == 0)
 
     def evaluate(self, ctx: RoundContext):
         nan = np.full(self.world.n_local, np.nan)
         if not ctx.do_eval:
             return nan, nan, 0
         mask = ctx.alive[self.world.slot_lo:self.world.slot_hi]
-        return self.protocol.pop.evaluate(ctx.rnd, mask=mask)
+        return self.engine.pop.evaluate(ctx.rnd, mask=mask)
 
-    def record(self, ctx: RoundContext, traffic: RoundTraffic, acc, loss, distinct) -> None:
-        """Reduce and write this round's metrics, and a view snapshot when due."""
-        w = self.world
-        mpi_bytes = self.overlay_comm_bytes() + (self.protocol.comm.take_bytes() if self.protocol else 0)
-        rounds, nodes = round_metrics(w.comm, ctx, slice(w.slot_lo, w.slot_hi), traffic, self.overlay,
-                                      acc, loss, distinct, mpi_bytes, learning=self.protocol is not None)
-        ov_rounds, ov_nodes, ov_rows = self.overlay.metrics()
+    def measure(self, ctx: RoundContext, acc, loss, distinct) -> Record:
+        """This round's metrics from every component, reduced over the ranks (one Allreduce)."""
+        local = slice(self.world.slot_lo, self.world.slot_hi)
+        metrics = RoundMetrics()
+        metrics.set("alive", ctx.n_alive)
+        metrics.add_node("alive", ctx.alive[local].astype(np.int8))
+        metrics.add_node("incarnation", ctx.incarnation[local].astype(np.int32))
+        self.overlay.contribute(metrics)
+        if self.engine is not None:
+            self.engine.contribute(metrics)
+            metrics.add_mean("acc_mean", acc)
+            metrics.add_std("acc_std", acc)
+            metrics.add_mean("loss_mean", loss)
+            metrics.add_sum("evaluated_models", distinct)
+            metrics.add_node("acc", np.asarray(acc, dtype=np.float32))
+            metrics.add_node("loss", np.asarray(loss, dtype=np.float32))
+        record = metrics.reduce(self.world.comm)
         # seconds_record: the writer fills it in for this row at its next call
-        rounds |= ov_rounds | {f"seconds_{p}": s for p, s in self.timer.seconds.items() if p != "record"}
-        self.writer.record(ctx.rnd, rounds, nodes | ov_nodes, ov_rows)
+        record.rounds |= {f"seconds_{p}": s for p, s in self.timer.seconds.items() if p != "record"}
+        return record
+
+    # -- after-round callbacks ---------------------------------------------------------------
+    def write(self, ctx: RoundContext, record: Record) -> None:
+        """The round's row of /rounds, /nodes and /overlay, and a view snapshot when due."""
+        self.writer.record(ctx.rnd, record.rounds, record.nodes, record.rows)
         every = self.cfg.overlay.snapshot_every
         if every and ctx.rnd % every == 0:
             self.writer.snapshot("cache", ctx.rnd // every, ctx.rnd, self.overlay.snapshot(), self.n_snapshots)
-        self.progress.update(ctx.rnd, rounds)
 
-    def overlay_comm_bytes(self) -> int:
-        comm = getattr(self.overlay, "comm", None)
-        return comm.take_bytes() if comm is not None else 0
+    def show_progress(self, ctx: RoundContext, record: Record) -> None:
+        self.progress.update(ctx.rnd, record.rounds)
 
 
 def set_threads(cfg: config_mod.Config, world: World) -> None:

@@ -11,8 +11,11 @@ import torch
 from mpi4py import MPI
 
 from heal_mpi import config as cfgmod
+from heal_mpi.channel import Channel
 from heal_mpi.faults import FaultSchedule
+from heal_mpi.metrics import RoundMetrics
 from heal_mpi.overlay import build_overlay
+from heal_mpi.overlay.common import hub_metrics
 from heal_mpi.runtime import World, block_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +36,7 @@ def overlay_cfg(n, rounds, kind="elevator", seed=1, overlay=None, **faults):
 def simulate(cfg, comm=MPI.COMM_WORLD, observe=None):
     """Run cfg.run.rounds overlay cycles with the fault schedule; observe(ctx, overlay) after each."""
     world = make_world(comm, cfg.nodes.count)
-    ov = build_overlay(cfg, world)
+    ov = build_overlay(cfg, world, Channel(cfg.run.seed, cfg.faults.message_loss))
     faults = FaultSchedule(cfg, cfg.nodes.count)
     alive, inc = faults.initial_state()
     seen = []
@@ -44,6 +47,23 @@ def simulate(cfg, comm=MPI.COMM_WORLD, observe=None):
         if observe is not None:
             seen.append(observe(ctx, ov))
     return world, ov, seen
+
+
+def hubs(ov):
+    """Live nodes in at least 99% of the live views (the /rounds/hubs metric)."""
+    return hub_metrics(ov.in_degree, ov.alive, ov.hub_width)[0]
+
+
+def hub_ids(ov):
+    """The /overlay/hub_ids row: hubs by in-degree, -1 padded."""
+    return hub_metrics(ov.in_degree, ov.alive, ov.hub_width)[2]
+
+
+def reduced_metrics(ov):
+    """The overlay's contribution to /rounds, reduced over its communicator (collective)."""
+    metrics = RoundMetrics()
+    ov.contribute(metrics)
+    return metrics.reduce(ov.world.comm).rounds
 
 
 def gather_rows(world, rows):

@@ -9,11 +9,12 @@ import pytest
 from mpi4py import MPI
 
 from heal_mpi import config as cfgmod
+from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import elevator_ops as ops
 from heal_mpi.overlay.common import sample_from_pool
 from heal_mpi.overlay.elevator import Elevator
-from overlay_util import ROOT, make_world, overlay_cfg, simulate, topology_module
+from overlay_util import ROOT, hub_ids, hubs, make_world, overlay_cfg, simulate, topology_module
 
 E = np.zeros(0, np.int64)
 
@@ -98,57 +99,57 @@ def check_invariants(ctx, ov):
     assert (cache[~live] == -1).all(), "a dead node kept links"
     assert ctx.alive[cache[cache >= 0]].all(), "a link to a dead node survived the cycle"
     assert ((cache >= 0).sum(axis=1)[live] >= ov.h).all(), "a live node lost its view"
-    return ov.metrics()[0]["hubs"]
+    return hubs(ov)
 
 
 def test_invariants_under_every_fault():
     cfg = overlay_cfg(200, 25, message_loss=0.1, crash=[{"round": 8, "fraction": 0.3}],
                       hub_crash=[{"round": 14, "count": "all"}], churn=[{"start": 5, "end": 20, "fraction": 0.05}])
-    _, ov, hubs = simulate(cfg, MPI.COMM_SELF, check_invariants)
-    assert hubs[-1] == 10
+    _, ov, trace = simulate(cfg, MPI.COMM_SELF, check_invariants)
+    assert trace[-1] == 10
 
 
 def test_hubs_converge_to_h_and_every_hub_list_agrees():
     cfg = overlay_cfg(200, 15)
-    _, ov, hubs = simulate(cfg, MPI.COMM_SELF, lambda ctx, ov: ov.metrics()[0]["hubs"])
-    assert hubs[-1] == 10
-    first = next(i for i, h in enumerate(hubs) if h == 10)
-    assert all(h == 10 for h in hubs[first:])
-    ids = np.sort(ov.metrics()[2]["hub_ids"])
+    _, ov, trace = simulate(cfg, MPI.COMM_SELF, lambda ctx, ov: hubs(ov))
+    assert trace[-1] == 10
+    first = next(i for i, h in enumerate(trace) if h == 10)
+    assert all(h == 10 for h in trace[first:])
+    ids = np.sort(hub_ids(ov))
     assert (np.sort(ov.hub_lists(), axis=1) == ids).all()  # every node lists exactly the hubs
     assert ov.is_hub().sum() == 10 and (ov.in_degree[ids] == 200).all()  # a hub lists itself
 
 
 def test_top_c_variant_converges_too():
     cfg = overlay_cfg(200, 15, overlay={"preferred": "top-c"})
-    _, ov, hubs = simulate(cfg, MPI.COMM_SELF, lambda ctx, ov: ov.metrics()[0]["hubs"])
-    assert hubs[-1] == 10
+    _, ov, trace = simulate(cfg, MPI.COMM_SELF, lambda ctx, ov: hubs(ov))
+    assert trace[-1] == 10
 
 
 def test_messages_balance_and_follow_the_protocol():
     cfg = overlay_cfg(200, 12)
     _, ov, _ = simulate(cfg, MPI.COMM_SELF)
-    assert ov.msgs_sent.sum() == ov.msgs_recv.sum() and ov.bytes_sent.sum() == ov.bytes_recv.sum()
+    assert ov.traffic.msgs_sent.sum() == ov.traffic.msgs_recv.sum() and ov.traffic.bytes_sent.sum() == ov.traffic.bytes_recv.sum()
     # every request sent brings a reply, every request received sends one: per node, sent == received
-    assert (ov.msgs_sent == ov.msgs_recv).all()
+    assert (ov.traffic.msgs_sent == ov.traffic.msgs_recv).all()
     # converged: a non-hub sends c CACHE + h BACKWARD requests, plus a reply per request it gets
     hub = ov.is_hub()
-    assert (ov.msgs_sent[~hub] >= ov.c + ov.h).all() and (ov.msgs_sent[hub] >= 199).all()
+    assert (ov.traffic.msgs_sent[~hub] >= ov.c + ov.h).all() and (ov.traffic.msgs_sent[hub] >= 199).all()
     lossy = overlay_cfg(200, 12, message_loss=0.2)
     _, ov, _ = simulate(lossy, MPI.COMM_SELF)
-    assert ov.msgs_sent.sum() > ov.msgs_recv.sum() > 0.7 * ov.msgs_sent.sum()
+    assert ov.traffic.msgs_sent.sum() > ov.traffic.msgs_recv.sum() > 0.7 * ov.traffic.msgs_sent.sum()
 
 
 def test_total_message_loss_keeps_the_old_links():
     cfg = overlay_cfg(100, 3, message_loss=1.0)
     world, ov, _ = simulate(cfg, MPI.COMM_SELF)
-    fresh = Elevator(make_world(MPI.COMM_SELF, 100), 20, 10, seed=1)
-    assert np.array_equal(ov.cache, fresh.cache) and ov.msgs_recv.sum() == 0
+    fresh = Elevator(make_world(MPI.COMM_SELF, 100), Channel(1), 20, 10, seed=1)
+    assert np.array_equal(ov.cache, fresh.cache) and ov.traffic.msgs_recv.sum() == 0
 
 
 def test_newcomers_get_c_fresh_links_and_an_empty_backward_set():
     world = make_world(MPI.COMM_SELF, 100)
-    ov = Elevator(world, 20, 10, seed=2)
+    ov = Elevator(world, Channel(2), 20, 10, seed=2)
     alive, inc = np.ones(100, bool), np.zeros(100, np.int64)
     for r in range(4):
         ov.step(RoundContext(r, 2, alive, inc, E, E))
@@ -168,7 +169,7 @@ def test_same_seed_same_overlay_and_resume_from_state():
     assert np.array_equal(a.cache, b.cache) and np.array_equal(a.back, b.back)
     _, c, _ = simulate(overlay_cfg(150, 10, seed=9, churn=[{"start": 2, "end": 9, "fraction": 0.05}]), MPI.COMM_SELF)
     assert not np.array_equal(a.cache, c.cache)
-    fresh = Elevator(make_world(MPI.COMM_SELF, 150), 20, 10, seed=1)
+    fresh = Elevator(make_world(MPI.COMM_SELF, 150), Channel(1), 20, 10, seed=1)
     fresh.load_state_dict(a.state_dict())
     alive, inc = a.alive, np.zeros(150, np.int64)
     for ov in (a, fresh):
@@ -184,7 +185,7 @@ def preset(name, rounds):
 
 def hub_trace(ctx, ov):
     """(round, hubs = live nodes in >= 99% of the live views, live count)."""
-    return ctx.rnd, ov.metrics()[0]["hubs"], ctx.n_alive
+    return ctx.rnd, hubs(ov), ctx.n_alive
 
 
 @pytest.mark.slow
@@ -218,8 +219,8 @@ def test_paper_hub_attack_ten_new_hubs():
 
     def observe(ctx, ov):
         if ctx.rnd == 49:
-            old["ids"] = set(ov.metrics()[2]["hub_ids"].tolist())
-        return hub_trace(ctx, ov) + (set(ov.metrics()[2]["hub_ids"].tolist()),)
+            old["ids"] = set(hub_ids(ov).tolist())
+        return hub_trace(ctx, ov) + (set(hub_ids(ov).tolist()),)
     _, _, seen = simulate(preset("elevator_hub_attack", 61), MPI.COMM_SELF, observe)
     assert seen[50][1] == 0  # the 10 hubs are gone
     new = [s for s in seen[50:61] if s[1] == 10]

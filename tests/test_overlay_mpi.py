@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from overlay_util import gather_rows, overlay_cfg, simulate
+from overlay_util import gather_rows, reduced_metrics, overlay_cfg, simulate
 
 FAULTS = dict(message_loss=0.05, crash=[{"round": 6, "fraction": 0.2}], hub_crash=[{"round": 11, "count": "all"}],
               churn=[{"start": 3, "end": 16, "fraction": 0.05}])
@@ -18,10 +18,9 @@ FAULTS = dict(message_loss=0.05, crash=[{"round": 6, "fraction": 0.2}], hub_cras
 def traces(cfg, comm):
     """Per round: (hubs, max in-degree, in-degree [N], messages sent in all); then the final state."""
     def observe(ctx, ov):
-        m = ov.metrics()[0]
-        sent = comm.allreduce(int(ov.msgs_sent.sum()))
-        recv = comm.allreduce(int(ov.bytes_recv.sum()))
-        return m["hubs"], m["max_in_degree"], ov.in_degree.copy(), sent, recv
+        recv = comm.allreduce(int(ov.traffic.bytes_recv.sum()))
+        m = reduced_metrics(ov)
+        return m["hubs"], m["max_in_degree"], ov.in_degree.copy(), m["overlay_messages"], recv
     world, ov, seen = simulate(cfg, comm, observe)
     state = {"cache": gather_rows(world, ov.neighbours())}
     if hasattr(ov, "back"):

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay.static import StaticOverlay, random_regular_edges
-from overlay_util import make_world
+from overlay_util import hub_ids, hubs, make_world
 
 E = np.zeros(0, np.int64)
 
 
 def build(kind, n=12, **kw):
-    return StaticOverlay(make_world(MPI.COMM_SELF, n), kind, **kw)
+    return StaticOverlay(make_world(MPI.COMM_SELF, n), Channel(0), kind, **kw)
 
 
 def undirected(view):
@@ -28,7 +29,7 @@ def test_star():
     assert (ov.hub_lists() == 0).all() and ov.is_hub().tolist() == [True] + [False] * 5
     assert ov.in_degree.tolist() == [6, 1, 1, 1, 1, 1]  # the server lists itself as hub
     assert (ov.random_peers()[1:] == -1).all() and ov.random_peers()[0].tolist() == [1, 2, 3, 4, 5]
-    assert ov.metrics()[0]["hubs"] == 1 and ov.metrics()[2]["hub_ids"].tolist() == [0]
+    assert hubs(ov) == 1 and hub_ids(ov).tolist() == [0]
 
 
 def test_multistar_round_robin():
@@ -71,7 +72,7 @@ def test_in_degree_counts_live_viewers_only():
     alive = np.array([True, True, False, True, False, True])
     ov.step(RoundContext(0, 1, alive, np.zeros(6, np.int64), E, E))
     assert ov.in_degree.tolist() == [4, 1, 1, 1, 1, 1]
-    assert ov.is_hub()[0] and ov.metrics()[0]["hubs"] == 1
+    assert ov.is_hub()[0] and hubs(ov) == 1
     ring = build("ring", 5)
     ring.step(RoundContext(0, 1, np.array([True, False, True, True, True]), np.zeros(5, np.int64), E, E))
     assert ring.in_degree.tolist() == [1, 2, 1, 2, 2]

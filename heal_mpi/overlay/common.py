@@ -1,5 +1,5 @@
-"""Helpers shared by the overlays: keyed sampling without replacement, row compaction,
-in-degree reduction and the hub metrics.
+"""Helpers shared by the overlays: keyed sampling without replacement, row compaction
+and the hub metrics.
 
 Everything here is vectorized over the rows of `[n, k]` int64 arrays padded with -1, and
 every random draw is keyed (`rng.uniform`), so results never depend on the rank count.
@@ -8,7 +8,6 @@ every random draw is keyed (`rng.uniform`), so results never depend on the rank 
 from __future__ import annotations
 
 import numpy as np
-from mpi4py import MPI
 
 from heal_mpi.rng import uniform
 
@@ -104,24 +103,6 @@ def dedupe_rows(a: np.ndarray) -> np.ndarray:
     out = a.copy()
     np.put_along_axis(out, order, np.where(rep, -1, s), axis=1)
     return out
-
-
-def count_in_degree(comm: MPI.Comm, views: np.ndarray, n_nodes: int, extra: np.ndarray | None = None):
-    """Global in-degree from the local live nodes' views. Collective over `world.comm`: every rank must call.
-
-    One Allreduce of N (+ extras) int64; extra per-rank counters are summed alongside.
-
-    Args:
-        views: int64 [n, k] views of the local *live* nodes, -1 padded.
-        extra: int64 [e] per-rank counters to sum over the ranks (e.g. overflow counts).
-    Returns:
-        (in_degree int64 [N], summed extras int64 [e]).
-    """
-    extra = np.zeros(0, dtype=np.int64) if extra is None else np.asarray(extra, dtype=np.int64)
-    ids = views[views >= 0]
-    buf = np.concatenate([np.bincount(ids, minlength=n_nodes).astype(np.int64), extra])
-    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-    return buf[:n_nodes], buf[n_nodes:]
 
 
 def hub_metrics(in_degree: np.ndarray, alive: np.ndarray, width: int) -> tuple[int, int, np.ndarray]:

@@ -31,9 +31,10 @@ Decisions (design.md §8 and these):
   Recordings pushed out of the rings are counted in the `backward_evicted` metric.
 - A node never messages itself: its own cache and backward set are read directly,
   unrecorded, uncounted and never lost.
-- Message loss: every simulated request and every reply is lost with probability
-  `ctx.message_loss` (keyed draws). A lost request is neither recorded nor answered; a lost
-  reply was recorded but gives the requester nothing.
+- Message loss: every simulated request and every reply goes through the channel
+  (`channel.delivered`, keyed draws). A lost request is neither recorded nor answered; a
+  lost reply was recorded but gives the requester nothing. Cache replies pass through
+  `channel.alter` ("cache-reply"), where a forging attacker rewrites what it answers.
 - A node whose new cache would be empty (every answer lost) keeps its pruned old cache.
 - Simulated sizes: a message is `HEADER_BYTES` (16) + 8 bytes per id it carries.
 
@@ -48,13 +49,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from heal_mpi.comm import Comm
+from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
-from heal_mpi.overlay import Overlay
+from heal_mpi.metrics import RoundMetrics
 from heal_mpi.overlay import elevator_ops as ops
-from heal_mpi.overlay.common import (count_in_degree, compact_rows, local_mask, row_lengths, sample_from_pool, sorted_unique)
+from heal_mpi.overlay.base import Overlay
+from heal_mpi.overlay.common import compact_rows, local_mask, row_lengths, sample_from_pool, sorted_unique
 from heal_mpi.rng import uniform
-from heal_mpi.runtime import World
 
 CHUNK = 8192  # rows per frequency-map block: bounds the [rows, c*c] temporaries
 
@@ -63,7 +64,8 @@ class Elevator(Overlay):
     """Elevator on this rank's nodes. Collective over `world.comm`: every rank must call.
 
     Args:
-        world: the World; cache_size: c; hubs: h (< c); seed: the run's seed.
+        world: the World; channel: loses or alters the simulated messages;
+        cache_size: c; hubs: h (< c); seed: the run's seed.
         preferred: "top-h" (BACKWARD_REQUEST to the h preferred) or "top-c" (to the c
             preferred; still only the first h enter the cache).
         max_backward: most ids one BACKWARD_REQUEST answer carries.
@@ -80,13 +82,13 @@ class Elevator(Overlay):
         backward_evicted: recordings pushed out of the backward rings in the last cycle (all ranks).
     """
 
-    STATE = ("cache", "back", "back_t", "head", "since", "in_degree", "alive")  # what a resume needs
+    STATE = {"cache": np.int64, "back": np.int64, "back_t": np.int64, "head": np.int64, "since": np.int64,
+             "in_degree": np.int64, "alive": bool}
 
-    def __init__(self, world: World, cache_size: int, hubs: int, seed: int, preferred: str = "top-h",
+    def __init__(self, world, channel: Channel, cache_size: int, hubs: int, seed: int, preferred: str = "top-h",
                  max_backward: int = 100, backward_cap: int | None = None):
-        self.world, self.comm = world, Comm(world)
+        super().__init__(world, channel, hub_width=hubs)
         self.c, self.h, self.seed, self.max_backward = cache_size, hubs, seed, max_backward
-        self.hub_width = hubs
         self.k_pref = hubs if preferred == "top-h" else cache_size
         self.cap = backward_cap or max(2 * max_backward, 2 * cache_size)
         self.depth = min(self.k_pref * max_backward, 2 * (cache_size - hubs))  # buffer read depth
@@ -98,16 +100,13 @@ class Elevator(Overlay):
         self.back_t = np.zeros((world.n_local, self.cap), dtype=np.int64)
         self.head = np.zeros(world.n_local, dtype=np.int64)
         self.since = np.zeros(n, dtype=np.int64)
-        self.alive = np.ones(n, dtype=bool)
         self.backward_evicted = 0
-        self._zero_counters()
-        self.in_degree, _ = count_in_degree(self.comm.comm, self.cache, n)
+        self.in_degree, _ = self.count_in_degree(self.cache)
 
     # ------------------------------------------------------------------ the cycle
     def step(self, ctx: RoundContext) -> None:
         """One Elevator cycle. Collective over `world.comm`: every rank must call."""
-        self._zero_counters()
-        self.alive = ctx.alive
+        self.new_cycle(ctx)
         self._prune(ctx)
         rows = np.flatnonzero(ctx.alive[self.world.slot_lo:self.world.slot_hi])  # local live rows
         v = rows + self.world.slot_lo
@@ -119,17 +118,13 @@ class Elevator(Overlay):
         randoms = self._backward_phase(ctx, v, pref)
         self._rebuild(ctx, rows, v, pref, randoms, table, slot_row)
         live_caches = self.cache[rows]
-        self.in_degree, extra = count_in_degree(self.comm.comm, live_caches, self.world.n_nodes, [evicted])
+        self.in_degree, extra = self.count_in_degree(live_caches, [evicted])
         self.backward_evicted = int(extra[0])
-        self.comm.mpi_bytes += 8 * (self.world.n_nodes + 1) if self.world.size > 1 else 0  # the Allreduce
 
     def _prune(self, ctx: RoundContext) -> None:
         """Drop dead and departed ids; clear dead local nodes; wire the churn newcomers."""
         lo, hi = self.world.slot_lo, self.world.slot_hi
-        gone = ~ctx.alive
-        gone[ctx.crashed] = True  # a churned slot's old links pointed to the node that left
-        self.cache[(self.cache >= 0) & gone[np.maximum(self.cache, 0)]] = -1
-        self.cache[~ctx.alive[lo:hi]] = -1
+        self.cache = self.prune_departed(self.cache, ctx)
         self.since[ctx.joined] = ctx.rnd  # older records of these slots name the node that left
         new = local_mask(ctx.joined, lo, hi)
         if len(new):
@@ -139,13 +134,7 @@ class Elevator(Overlay):
                                                pool, self.c, ids)
             self.back[new], self.head[new] = -1, 0
 
-    def _lost(self, ctx: RoundContext, what: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Keyed message loss of the message `what` between a and b this round (never to self)."""
-        if ctx.message_loss <= 0:
-            return np.zeros(len(a), dtype=bool)
-        return (uniform(ctx.seed, f"elevator-loss-{what}", ctx.rnd, a, b) < ctx.message_loss) & (a != b)
-
-    def _send_pairs(self, tgt: np.ndarray, req: np.ndarray):
+    def _send_pairs(self, tgt: np.ndarray, req: np.ndarray, step: str):
         """Ship (target, requester) pairs, sorted by target, to the targets' owners.
 
         Returns (incoming pairs per source rank, unique targets asked, in rank order).
@@ -154,7 +143,7 @@ class Elevator(Overlay):
         tgt, req = tgt[order], req[order]
         cuts = np.searchsorted(tgt, self.world.bounds)  # owners are contiguous blocks of ids
         pairs = np.stack([tgt, req], axis=1)  # [m, 2]
-        incoming = self.comm.exchange([pairs[cuts[r]:cuts[r + 1]] for r in range(self.world.size)])
+        incoming = self.comm.exchange([pairs[cuts[r]:cuts[r + 1]] for r in range(self.world.size)], step)
         return incoming, sorted_unique(tgt)
 
     def _cache_phase(self, ctx, rows, v):
@@ -164,27 +153,33 @@ class Elevator(Overlay):
         tgt = self.cache[rows]  # [n, c] snapshot
         r_idx, col = np.nonzero(tgt >= 0)
         t, q = tgt[r_idx, col], v[r_idx]
-        lost_req, lost_rep = self._lost(ctx, "creq", q, t), self._lost(ctx, "crep", q, t)
-        self._count(q[q != t], sent=True)
-        incoming, asked = self._send_pairs(t[~lost_req], q[~lost_req])
+        lost_req, lost_rep = self.lost(ctx, "cache-request", q, t), self.lost(ctx, "cache-reply", t, q)
+        self.count(q[q != t], sent=True)
+        incoming, asked = self._send_pairs(t[~lost_req], q[~lost_req], "elevator-cache-request")
 
         arrived = np.concatenate(incoming)  # [M, 2] requests received here
         tl, rq = arrived[:, 0] - lo, arrived[:, 1]
         other = rq != tl + lo
-        self._count(tl[other] + lo, sent=False)
-        self._count(tl[other] + lo, sent=True, n_items=row_lengths(self.cache)[tl[other]])
+        self.count(tl[other] + lo, sent=False)
+        self.count(tl[other] + lo, sent=True, n_items=row_lengths(self.cache)[tl[other]])
         prio = uniform(ctx.seed, "elevator-backward-order", ctx.rnd, tl + lo, rq)
-        replies = [self.cache[sorted_unique(a[:, 0]) - lo] for a in incoming]
+        replies = []
+        for a in incoming:  # each asked cache once per requesting rank, as its owner sends it
+            asked_here = sorted_unique(a[:, 0])
+            reply = self.cache[asked_here - lo]
+            if self.channel.alterations:
+                reply = self.channel.alter("cache-reply", asked_here, reply, ctx.rnd)
+            replies.append(reply)
         evicted, *self._requesters = ops.record_backward(self.back, self.back_t, self.head, tl[other], rq[other],
                                                          prio[other], ctx.rnd, self.world.n_nodes)
         # ^ this cycle's requesters, all of them, sorted: part of the backward sets
-        table = np.concatenate(self.comm.exchange(replies)) if len(replies) else np.zeros((0, self.c), np.int64)
+        table = np.concatenate(self.comm.exchange(replies, "elevator-cache-reply"))
 
         got = ~lost_req & ~lost_rep
         slot_row = np.full(tgt.shape, -1, dtype=np.int64)
         slot_row[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
         heard = got & (q != t)
-        self._count(q[heard], sent=False, n_items=row_lengths(table)[slot_row[r_idx[heard], col[heard]]])
+        self.count(q[heard], sent=False, n_items=row_lengths(table)[slot_row[r_idx[heard], col[heard]]])
         return table, slot_row, evicted
 
     def _two_hop(self, table: np.ndarray, slot_row: np.ndarray) -> np.ndarray:
@@ -200,9 +195,9 @@ class Elevator(Overlay):
         lo = self.world.slot_lo
         r_idx, col = np.nonzero(pref >= 0)
         t, q = pref[r_idx, col], v[r_idx]
-        lost_req, lost_rep = self._lost(ctx, "breq", q, t), self._lost(ctx, "brep", q, t)
-        self._count(q[q != t], sent=True)
-        incoming, asked = self._send_pairs(t[~lost_req], q[~lost_req])
+        lost_req, lost_rep = self.lost(ctx, "backward-request", q, t), self.lost(ctx, "backward-reply", t, q)
+        self.count(q[q != t], sent=True)
+        incoming, asked = self._send_pairs(t[~lost_req], q[~lost_req], "elevator-backward-request")
         every = np.unique(np.concatenate([sorted_unique(a[:, 0]) for a in incoming])) - lo  # rows asked by anyone
         lens, ids = ops.backward_sets(self.back, self.back_t, every, *self._requesters, ctx.alive, self.since)
         owner_row = np.repeat(np.arange(len(every)), lens)  # [sum(lens)] which row each id belongs to
@@ -210,19 +205,19 @@ class Elevator(Overlay):
         for a in incoming:  # one answer per (requesting rank, distinct target): the whole set
             tl, rq = a[:, 0] - lo, a[:, 1]
             other = rq != tl + lo
-            self._count(tl[other] + lo, sent=False)
+            self.count(tl[other] + lo, sent=False)
             sample = np.minimum(lens[np.searchsorted(every, tl[other])], self.max_backward)
-            self._count(tl[other] + lo, sent=True, n_items=sample)
+            self.count(tl[other] + lo, sent=True, n_items=sample)
             uniq = np.searchsorted(every, sorted_unique(tl))
             outgoing.append(np.concatenate([lens[uniq], ids[np.isin(owner_row, uniq)]]))
-        sizes, flat, offsets = self._unpack_sets(self.comm.exchange(outgoing), asked)
+        sizes, flat, offsets = self._unpack_sets(self.comm.exchange(outgoing, "elevator-backward-reply"), asked)
 
         got = ~lost_req & ~lost_rep
         which = np.full(pref.shape, -1, dtype=np.int64)  # [n, K] index into `asked`
         which[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
         m = np.where(which >= 0, sizes[np.maximum(which, 0)], 0) if len(sizes) else np.zeros_like(which)  # [n, K]
         heard = got & (q != t)
-        self._count(q[heard], sent=False, n_items=np.minimum(m[r_idx[heard], col[heard]], self.max_backward))
+        self.count(q[heard], sent=False, n_items=np.minimum(m[r_idx[heard], col[heard]], self.max_backward))
         src, pos = ops.read_backward_buffer(ctx.seed, ctx.rnd, v, m, self.max_backward, self.depth)
         w = np.take_along_axis(which, np.maximum(src, 0), axis=1)  # [n, D]
         entries = np.where(src >= 0, flat[offsets[np.maximum(w, 0)] + np.maximum(pos, 0)] if len(flat) else -1, -1)
@@ -267,16 +262,15 @@ class Elevator(Overlay):
         """int64 [n_local, c - h]: the random part of each cache."""
         return self.cache[:, self.h:]
 
-    def is_hub(self) -> np.ndarray:
-        """bool [n_local]: the node is alive and in its own hub list."""
-        local = self.world.local_slots
-        return (self.hub_lists() == local[:, None]).any(axis=1) & self.alive[self.world.slot_lo:self.world.slot_hi]
-
     def snapshot(self) -> np.ndarray:
         """int64 [n_local, c]: a copy of the caches (dead nodes: all -1) for /overlay/cache."""
         return self.cache.copy()
 
-    def metrics(self) -> tuple[dict, dict, dict]:
-        """The base metrics plus `backward_evicted` (backward entries pushed out of the ring)."""
-        rounds, nodes, rows = super().metrics()
-        return rounds | {"backward_evicted": self.backward_evicted}, nodes, rows
+    def gossip_peers(self) -> np.ndarray:
+        """Gossip pushes along the random links only: the hub links would funnel every model to the hubs."""
+        return self.random_peers()
+
+    def contribute(self, metrics: RoundMetrics) -> None:
+        """The base metrics plus `backward_evicted` (backward entries pushed out of the rings)."""
+        super().contribute(metrics)
+        metrics.set("backward_evicted", self.backward_evicted)

@@ -11,7 +11,8 @@ round numbers. One `step` = one cycle (design.md §8):
    no duplicates (an id keeps its freshest stamp); freshest first, ties by a keyed coin
    (PeerSim alternates a coin); the first `c` are kept.
 
-Message loss: a lost request means no exchange; a lost reply means only B merged.
+Message loss (through the channel): a lost request means no exchange; a lost reply means
+only B merged. Replies pass through `channel.alter` ("cache-reply") like Elevator's.
 Simulated sizes: HEADER_BYTES + 16 bytes (id + timestamp) per cache entry carried.
 No hubs: `hub_lists()` is `[n_local, 0]` and `is_hub()` all False.
 """
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from heal_mpi.comm import Comm
+from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
-from heal_mpi.overlay import Overlay
-from heal_mpi.overlay.common import (ID_BYTES, count_in_degree, compact_rows, local_mask, row_lengths, sample_from_pool)
+from heal_mpi.overlay.base import Overlay
+from heal_mpi.overlay.common import ID_BYTES, compact_rows, local_mask, row_lengths, sample_from_pool
 from heal_mpi.rng import uniform
-from heal_mpi.runtime import World
 
 ENTRY_BYTES = 2 * ID_BYTES  # id + timestamp
 
@@ -34,7 +34,8 @@ class Newscast(Overlay):
     """Newscast on this rank's nodes. Collective over `world.comm`: every rank must call.
 
     Args:
-        world: the World; cache_size: c; seed: the run's seed; hub_width: width of the
+        world: the World; channel: loses or alters the simulated messages;
+        cache_size: c; seed: the run's seed; hub_width: width of the
             `hub_ids` metric row (kept equal to overlay.hubs so every overlay writes one shape).
 
     Attributes:
@@ -43,23 +44,20 @@ class Newscast(Overlay):
         alive: bool [N]; in_degree: int64 [N], occurrences in the live nodes' caches.
     """
 
-    STATE = ("ids", "stamps", "in_degree", "alive")
+    STATE = {"ids": np.int64, "stamps": np.int64, "in_degree": np.int64, "alive": bool}
     ITEM_BYTES = ENTRY_BYTES
 
-    def __init__(self, world: World, cache_size: int, seed: int, hub_width: int = 1):
-        self.world, self.comm = world, Comm(world)
-        self.c, self.seed, self.hub_width = cache_size, seed, hub_width
+    def __init__(self, world, channel: Channel, cache_size: int, seed: int, hub_width: int = 1):
+        super().__init__(world, channel, hub_width)
+        self.c, self.seed = cache_size, seed
         n, local = world.n_nodes, world.local_slots
         self.ids = sample_from_pool(seed, "newscast-init", (local,), np.arange(n, dtype=np.int64), cache_size, local)
         self.stamps = np.zeros_like(self.ids)
-        self.alive = np.ones(n, dtype=bool)
-        self._zero_counters()
-        self.in_degree, _ = count_in_degree(self.comm.comm, self.ids, n)
+        self.in_degree, _ = self.count_in_degree(self.ids)
 
     def step(self, ctx: RoundContext) -> None:
         """One Newscast cycle. Collective over `world.comm`: every rank must call."""
-        self._zero_counters()
-        self.alive = ctx.alive
+        self.new_cycle(ctx)
         self._prune(ctx)
         lo = self.world.slot_lo
         rows = np.flatnonzero(ctx.alive[lo:self.world.slot_hi])
@@ -69,35 +67,33 @@ class Newscast(Overlay):
                           np.maximum(length - 1, 0))
         has = length > 0
         rows, a, b = rows[has], a[has], self.ids[rows[has], pick[has]]
-        lost_req, lost_rep = self._lost(ctx, "req", a, b), self._lost(ctx, "rep", a, b)
-        self._count(a, sent=True, n_items=row_lengths(self.ids[rows]))
+        lost_req, lost_rep = self.lost(ctx, "newscast-request", a, b), self.lost(ctx, "newscast-reply", b, a)
+        self.count(a, sent=True, n_items=row_lengths(self.ids[rows]))
         go = ~lost_req
         payload = np.concatenate([a[go, None], self.ids[rows[go]], self.stamps[rows[go]]], axis=1)  # [k, 1+2c]
         self._inbox = np.zeros((0, 1 + 2 * self.c), dtype=np.int64)
-        reply = self.comm.request(b[go], payload, self._serve)  # [k, 2c]
+        self._rnd = ctx.rnd
+        reply = self.comm.request(b[go], payload, self._serve, "newscast-exchange")  # [k, 2c]
         heard = ~lost_rep[go]
         got_rows, got = rows[go][heard], reply[heard]
-        self._count(a[go][heard], sent=False, n_items=row_lengths(got[:, :self.c]))
+        self.count(a[go][heard], sent=False, n_items=row_lengths(got[:, :self.c]))
         self._merge(ctx, got_rows, b[go][heard], got)
-        self.in_degree, _ = count_in_degree(self.comm.comm, self.ids[ctx.alive[lo:self.world.slot_hi]],
-                                            self.world.n_nodes)
-        self.comm.mpi_bytes += 8 * self.world.n_nodes if self.world.size > 1 else 0  # the Allreduce
+        self.in_degree, _ = self.count_in_degree(self.ids[ctx.alive[lo:self.world.slot_hi]])
 
     def _serve(self, local_idx: np.ndarray, payload: np.ndarray) -> np.ndarray:
         """Passive side: keep the requests for the merge; answer with the cycle-start cache."""
         self._inbox = np.concatenate([local_idx[:, None], payload], axis=1)  # [m, 2 + 2c]: row, sender, cache
         lo = self.world.slot_lo
-        self._count(local_idx + lo, sent=False, n_items=row_lengths(payload[:, 1:1 + self.c]))
-        self._count(local_idx + lo, sent=True, n_items=row_lengths(self.ids[local_idx]))
-        return np.concatenate([self.ids[local_idx], self.stamps[local_idx]], axis=1)
+        self.count(local_idx + lo, sent=False, n_items=row_lengths(payload[:, 1:1 + self.c]))
+        self.count(local_idx + lo, sent=True, n_items=row_lengths(self.ids[local_idx]))
+        reply = np.concatenate([self.ids[local_idx], self.stamps[local_idx]], axis=1)
+        if self.channel.alterations:
+            reply = self.channel.alter("cache-reply", local_idx + lo, reply, self._rnd)
+        return reply
 
     def _prune(self, ctx: RoundContext) -> None:
         lo, hi = self.world.slot_lo, self.world.slot_hi
-        gone = ~ctx.alive
-        gone[ctx.crashed] = True
-        drop = (self.ids >= 0) & gone[np.maximum(self.ids, 0)]
-        self.ids[drop] = -1
-        self.ids[~ctx.alive[lo:hi]] = -1
+        self.ids = self.prune_departed(self.ids, ctx)
         keep = self.ids >= 0
         self.stamps = compact_rows(np.where(keep, self.stamps, -1))
         self.ids = compact_rows(self.ids)
@@ -134,11 +130,6 @@ class Newscast(Overlay):
         self.stamps = np.full_like(self.stamps, -1)
         self.ids[r[keep], rank[keep]], self.stamps[r[keep], rank[keep]] = i[keep], t[keep]
 
-    def _lost(self, ctx: RoundContext, what: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if ctx.message_loss <= 0:
-            return np.zeros(len(a), dtype=bool)
-        return uniform(ctx.seed, f"newscast-loss-{what}", ctx.rnd, a, b) < ctx.message_loss
-
     # ------------------------------------------------------------------ the API
     def neighbours(self) -> np.ndarray:
         """int64 [n_local, c]: the cache ids, freshest first, -1 padded."""
@@ -151,9 +142,6 @@ class Newscast(Overlay):
     def random_peers(self) -> np.ndarray:
         """int64 [n_local, c]: the whole cache (it is a random sample)."""
         return self.ids
-
-    def is_hub(self) -> np.ndarray:
-        return np.zeros(self.world.n_local, dtype=bool)
 
     def snapshot(self) -> np.ndarray:
         """int64 [n_local, c]: a copy of the cache ids for /overlay/cache."""

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
-from heal_mpi.overlay import Overlay
+from heal_mpi.overlay.base import Overlay
 from heal_mpi.overlay.common import compact_rows
 from heal_mpi.rng import stream
-from heal_mpi.runtime import World
 
 KINDS = ("star", "multistar", "ring", "regular", "complete")
 
@@ -112,28 +112,24 @@ class StaticOverlay(Overlay):
     """A fixed topology. Not collective (no step talks), but built on every rank alike.
 
     Args:
-        world: the World; kind: one of KINDS; servers: multistar's k; degree: regular's d;
+        world: the World; channel: unused (nothing is sent); kind: one of KINDS;
+        servers: multistar's k; degree: regular's d;
         seed: the run's seed (regular only); hub_width: width of the `hub_ids` metric row.
     """
 
-    STATE = ("in_degree", "alive")
+    STATE = {"in_degree": np.int64, "alive": bool}
 
-    def __init__(self, world: World, kind: str, servers: int = 1, degree: int = 4, seed: int = 0,
+    def __init__(self, world, channel: Channel, kind: str, servers: int = 1, degree: int = 4, seed: int = 0,
                  hub_width: int | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown static overlay {kind!r}")
-        self.world, self.kind, self.n = world, kind, world.n_nodes
-        self.servers = 1 if kind == "star" else servers
-        self.hub_width = hub_width or (self.servers if kind in ("star", "multistar") else 1)
-        self.comm = None  # no MPI traffic
+        servers = 1 if kind == "star" else servers
+        super().__init__(world, channel, hub_width or (servers if kind in ("star", "multistar") else 1))
+        self.kind, self.n, self.servers = kind, world.n_nodes, servers
         if kind != "complete":
             self.src, self.dst = _edge_list(kind, self.n, self.servers, degree, seed)
             self.deg_src, self.deg_dst = _with_hub_edges(self.src, self.dst, kind, self.n, self.servers)
         self._hubs = self._hub_lists_all()
-        n_local = world.n_local
-        self.msgs_sent, self.msgs_recv = np.zeros(n_local, np.int64), np.zeros(n_local, np.int64)
-        self.bytes_sent, self.bytes_recv = np.zeros(n_local, np.int64), np.zeros(n_local, np.int64)
-        self.alive = np.ones(self.n, dtype=bool)
         self.in_degree = self._in_degree(self.alive)
 
     def _hub_lists_all(self) -> np.ndarray:
@@ -157,7 +153,7 @@ class StaticOverlay(Overlay):
 
     def step(self, ctx: RoundContext) -> None:
         """Nothing moves; only the in-degree follows the live set."""
-        self.alive = ctx.alive
+        self.new_cycle(ctx)
         self.in_degree = self._in_degree(ctx.alive)
 
     def neighbours(self) -> np.ndarray:
@@ -183,11 +179,6 @@ class StaticOverlay(Overlay):
         view = self.neighbours()
         hub = (view[:, :, None] == self._hubs[:, None, :]).any(axis=2) if self._hubs.shape[1] else False
         return compact_rows(np.where(hub, -1, view))
-
-    def is_hub(self) -> np.ndarray:
-        """bool [n_local]: the node is in its own hub list (star: node 0; multistar: the servers)."""
-        local = self.world.local_slots
-        return (self._hubs == local[:, None]).any(axis=1) & self.alive[self.world.slot_lo:self.world.slot_hi]
 
     def snapshot(self) -> np.ndarray:
         return self.neighbours().copy()

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from heal_mpi.protocols.base import Protocol, RoundTraffic
+from heal_mpi.protocols.base import Protocol
 
 
-def build_protocol(cfg, world, comm, pop) -> Protocol:
+def build_protocol(cfg, local):
     kind = cfg.protocol.kind
     if kind in ("fedavg", "gaia", "heal"):
         from heal_mpi.protocols.hub import HubProtocol
-        return HubProtocol(cfg, world, comm, pop)
+        return HubProtocol(cfg, local)
     if kind == "gossip":
         from heal_mpi.protocols.gossip import GossipProtocol
-        return GossipProtocol(cfg, world, comm, pop)
+        return GossipProtocol(cfg, local)
     if kind == "epidemic":
         from heal_mpi.protocols.epidemic import EpidemicProtocol
-        return EpidemicProtocol(cfg, world, comm, pop)
+        return EpidemicProtocol(cfg, local)
     raise ValueError(f"protocol.kind: unknown protocol {kind!r}")
 
 
@@ -28,4 +28,4 @@ def protected_slots(cfg) -> list[int]:
     return []
 
 
-__all__ = ["Protocol", "RoundTraffic", "build_protocol", "protected_slots"]
+__all__ = ["Protocol", "build_protocol", "protected_slots"]

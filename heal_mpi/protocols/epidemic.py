@@ -14,11 +14,11 @@ each (plain averaging; Gossipy's weight-shrink quirk is not reproduced, see READ
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from heal_mpi.context import RoundContext
-from heal_mpi.protocols.base import Protocol, RoundTraffic
+from heal_mpi.protocols.base import Protocol, edges_of, live_only
 from heal_mpi.rng import uniform
+from heal_mpi.steps import Assign, Mix, Train
 
 
 def oracle_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
@@ -55,38 +55,18 @@ def local_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
 
 class EpidemicProtocol(Protocol):
     def targets(self, ctx: RoundContext, overlay) -> np.ndarray:
-        local = self.world.local_slots
         variant, s = self.cfg.protocol.epidemic, self.cfg.protocol.fanout
         if variant == "oracle":
-            return oracle_targets(ctx, s, local)
+            return oracle_targets(ctx, s, self.local)
         if variant == "local":
-            return local_targets(ctx, s, local)
-        view = overlay.neighbours()
-        view = np.where((view >= 0) & ctx.alive[np.maximum(view, 0)], view, -1)
-        view[~ctx.alive[local]] = -1
+            return local_targets(ctx, s, self.local)
+        view = live_only(overlay.neighbours(), ctx.alive)
+        view[~ctx.alive[self.local]] = -1
         return view
 
-    def round(self, ctx: RoundContext, overlay) -> RoundTraffic:
-        world, pop = self.world, self.pop
-        local = world.local_slots
-        alive = ctx.alive[local]
-        traffic = RoundTraffic.zeros(world.n_local, self.model_bytes)
-
-        # 1. train (half-step models)
-        traffic.train_loss = pop.train(alive, ctx.rnd, ctx.incarnation[local])
-
-        # 2. send to the variant's targets
-        targets = self.targets(ctx, overlay)  # [n_local, k]
-        src, col = np.nonzero(targets >= 0)
-        dst = targets[src, col]
-        traffic.send(src)
-        ok = self.delivered(ctx, local[src], dst, "epidemic")
-        got = self.comm.mix(pop.rows, src[ok], dst[ok])
-
-        # 3. average the own model with everything received, weight 1/(k+1) each
-        recv = np.nonzero(alive & (got.counts > 0))[0]
-        traffic.recv(recv, got.counts[recv])
-        k = torch.as_tensor(got.counts[recv], dtype=torch.float64, device=pop.rows.device)[:, None]
-        merged = (got.sums[self.on_device(recv)] + pop.rows[self.on_device(recv)].double()) / (k + 1)
-        pop.replace(recv, merged.to(torch.float32))
-        return traffic
+    def round(self, ctx: RoundContext, overlay):
+        alive = ctx.alive[self.local]
+        yield Train(alive)  # 1. half-step models
+        got = yield Mix("epidemic", *edges_of(self.targets(ctx, overlay)))  # 2. send to the targets
+        recv = np.flatnonzero(alive & (got.counts > 0))
+        yield Assign(got, recv, own_weight=np.ones(len(recv)))  # 3. 1/(k+1) each

@@ -1,0 +1,307 @@
+"""The engine: executes the steps a protocol yields (steps.py), the same way for every protocol.
+
+Owns the *how* of a learning round: training through the Population, every simulated
+message through the Channel (loss, alteration) with one message and its bytes counted per
+edge, and the MPI traffic of model rows. Protocols never call MPI, so they cannot issue
+collectives out of step: every Mix and Reply is exactly one `Comm.exchange`, named after
+its purpose, on every rank.
+
+Where rows live: a Mix first reduces its edges by destination on the rows' device
+(one partial sum per destination node). Partials for nodes of this rank are added where
+they are; only partials bound for other ranks are staged into contiguous host buffers for
+MPI, and what arrives is moved to the device once. The bytes that cross between device
+and host this way are counted (`staged_bytes`); on one rank they are 0. Results are
+compact: sums only for the local nodes that received.
+
+Transient memory of a HEAL round (n_local nodes, P parameters, H local hubs, C local
+clients that get a copy back; the floor is the rows and optimizer state, 12 P bytes a node
+with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge rows,
+then holds H float64 partial sums; the hub-hub mix H more; the reply C float32 rows
+(4 P bytes a client, 1/3 of the Adam floor), summed in chunks like the mix, divided in
+place and copied into the rows. Peak above the floor: about C * 4 P + CHUNK_BYTES.
+
+Sums across ranks run in float64 and add the partial sums in source-rank order, so a
+result does not depend on the rank count up to float64 rounding (exact for float32 rows of
+similar magnitude; the tests compare to 1e-6).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from heal_mpi.channel import Channel
+from heal_mpi.comm import Comm
+from heal_mpi.context import RoundContext
+from heal_mpi.metrics import RoundMetrics, Traffic
+from heal_mpi.steps import Assign, Mix, Reply, Train
+
+CHUNK_BYTES = 64 << 20  # bound on the float64 [edges, P] temporary of one reduction chunk
+
+
+class MixResult:
+    """What reached this rank's nodes in one Mix or Reply (see steps.Received).
+
+    Attributes:
+        counts, messages: int64 [n_local]; weights: float64 [n_local]; values: float64 [n_local, k].
+        nodes: int64 [m], the local rows that received (counts > 0), sorted.
+        sums: [m, P] tensor on the rows' device, the weighted sums for `nodes`.
+        pos: int64 [n_local], each local row's index in `nodes`, -1 if it received nothing.
+        edges: (src local rows [E], dst global ids [E]) of the delivered edges this rank sent.
+        sent_to: per rank, the distinct remote destinations this rank's partials went to, sorted.
+        heard_from: per rank, the local rows that got a partial from that rank, in block order.
+    """
+
+    def __init__(self, n_local: int, nodes: np.ndarray, sums: torch.Tensor, weights, counts, messages,
+                 values=None, edges=None, sent_to=None, heard_from=None):
+        self.nodes, self.sums = nodes, sums
+        self.counts, self.messages, self.weights = counts, messages, weights
+        self.values = np.zeros((n_local, 0)) if values is None else values
+        self.pos = np.full(n_local, -1, dtype=np.int64)
+        self.pos[nodes] = np.arange(len(nodes))
+        self.edges, self.sent_to, self.heard_from = edges, sent_to, heard_from
+
+    def means(self) -> torch.Tensor:
+        """float32 [m, P]: the weighted mean of each receiving node (order of `nodes`)."""
+        w = torch.as_tensor(self.weights[self.nodes], dtype=torch.float64, device=self.sums.device)
+        return (self.sums.double() / w[:, None]).to(torch.float32)
+
+
+class Engine:
+    """Runs a protocol's rounds on this rank's Population. Collective over `world.comm`.
+
+    Attributes (of the last round): traffic (Traffic), train_loss float64 [n_local],
+    protocol_metrics (what the protocol's round returned), staged_bytes, train_seconds,
+    train_samples.
+    """
+
+    def __init__(self, world, pop, protocol, channel: Channel, model_bytes: int | None = None):
+        self.world, self.pop, self.protocol, self.channel = world, pop, protocol, channel
+        self.comm = Comm(world)
+        self.model_bytes = model_bytes or int(pop.n_params) * 4  # float32 parameters
+        self._fresh_round()
+
+    def _fresh_round(self) -> None:
+        n = self.world.n_local
+        self.traffic = Traffic(n)
+        self.train_loss = np.full(n, np.nan)
+        self.protocol_metrics: dict = {}
+        self.staged_bytes = 0
+        self.train_seconds, self.train_samples = 0.0, 0
+
+    # ------------------------------------------------------------------ the round
+    def round(self, ctx: RoundContext, overlay) -> None:
+        """Newcomers get fresh models, then the protocol's steps run one by one."""
+        self._fresh_round()
+        lo, hi = self.world.slot_lo, self.world.slot_hi
+        joined = ctx.joined[(ctx.joined >= lo) & (ctx.joined < hi)]
+        if len(joined):
+            self.pop.init_nodes(joined - lo, ctx.incarnation[joined])
+            self.protocol.on_join(joined - lo)
+        steps = self.protocol.round(ctx, overlay)
+        answer = None
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration as end:
+                self.protocol_metrics = end.value or {}
+                return
+            answer = self.execute(step, ctx)
+
+    def execute(self, step, ctx: RoundContext):
+        if isinstance(step, Train):
+            return self._train(step, ctx)
+        if isinstance(step, Mix):
+            return self._mix(step, ctx)
+        if isinstance(step, Reply):
+            return self._reply(step, ctx)
+        if isinstance(step, Assign):
+            return self._assign(step)
+        raise TypeError(f"{type(self.protocol).__name__} yielded {step!r}, not a step")
+
+    def contribute(self, metrics: RoundMetrics) -> None:
+        """This round's model traffic, train loss, staging and protocol metrics."""
+        self.traffic.contribute(metrics, "model")
+        metrics.add_mean("train_loss_mean", self.train_loss)
+        metrics.add_sum("train_samples", self.train_samples)
+        metrics.add_sum("staged_bytes", self.staged_bytes)
+        metrics.add_sum("mpi_bytes", self.comm.take_bytes())
+        for name, value in self.protocol_metrics.items():
+            metrics.add_sum(name, value)
+
+    # ------------------------------------------------------------------ the steps
+    def _train(self, step: Train, ctx: RoundContext) -> np.ndarray:
+        local = self.world.local_slots
+        before_s, before_n = self.pop.train_seconds, self.pop.train_samples
+        loss = self.pop.train(step.nodes, ctx.rnd, ctx.incarnation[local])
+        self.train_seconds += self.pop.train_seconds - before_s
+        self.train_samples += self.pop.train_samples - before_n
+        self.train_loss = np.where(np.isnan(loss), self.train_loss, loss)
+        return loss
+
+    def _sources(self, purpose: str, rows, src: np.ndarray, rnd: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The rows the senders send (as altered by the channel) and each edge's index into them."""
+        if rows is None:
+            table, index = self.pop.rows, src
+        else:
+            if (rows.pos[src] < 0).any():
+                raise ValueError(f"Mix {purpose!r}: a sender has no row in the result it sends from")
+            table, index = rows.means(), rows.pos[src]
+        if self.channel.alterations:
+            senders, index = np.unique(src, return_inverse=True)
+            own = table[torch.as_tensor(rows.pos[senders] if rows is not None else senders, device=table.device)]
+            table = self.channel.alter(purpose, self.world.slot_lo + senders, own, rnd)
+        return table, index
+
+    @staticmethod
+    def _reduce(table: torch.Tensor, index: np.ndarray, inverse: np.ndarray, w: np.ndarray | None,
+                n_out: int, dtype=torch.float64) -> torch.Tensor:
+        """[n_out, P] of `dtype`: sum of w * table[index] per inverse group, in chunks of edges
+        (so no [edges, P] temporary larger than CHUNK_BYTES exists)."""
+        p, dev = table.shape[1], table.device
+        out = torch.zeros((n_out, p), dtype=dtype, device=dev)
+        chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
+        for a in range(0, len(index), chunk):
+            rows = table[torch.as_tensor(index[a:a + chunk], device=dev)].to(dtype)
+            if w is not None:
+                rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
+            out.index_add_(0, torch.as_tensor(inverse[a:a + chunk], device=dev), rows)
+        return out
+
+    def _mix(self, step: Mix, ctx: RoundContext) -> MixResult:
+        world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
+        src = np.asarray(step.src, dtype=np.int64)
+        dst = np.asarray(step.dst, dtype=np.int64)
+        w = np.ones(len(dst)) if step.weight is None else np.asarray(step.weight, dtype=np.float64)
+        vals = np.zeros((len(dst), 0)) if step.values is None else np.asarray(step.values, np.float64).reshape(len(dst), -1)
+        real = src + lo != dst  # a node's edge to itself is no message
+        self.traffic.send(src[real], self.model_bytes)
+        ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
+        src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
+        table, index = self._sources(step.purpose, step.rows, src, ctx.rnd)
+
+        # rank-local reduction: one partial (dst, weight sum, count, messages, values, row sum) per destination
+        uniq, inverse = np.unique(dst, return_inverse=True)
+        part = self._reduce(table, index, inverse, w, len(uniq))  # [U, P] on the device
+        head = np.concatenate([np.stack([uniq.astype(np.float64),  # ids exact below 2**53
+                                         np.bincount(inverse, w, len(uniq)),
+                                         np.bincount(inverse, minlength=len(uniq)).astype(np.float64),
+                                         np.bincount(inverse, real, len(uniq))], axis=1),
+                               _group_sum(vals * w[:, None], inverse, len(uniq))], axis=1)  # [U, 4 + k]
+        cuts = np.searchsorted(world.owner(uniq), np.arange(size + 1))
+        outgoing = []
+        for r in range(size):
+            a, b = cuts[r], cuts[r + 1]
+            if r == rank:
+                outgoing.append(np.zeros((0, head.shape[1] + part.shape[1])))
+                continue
+            staged = part[a:b].cpu().numpy()  # only partials bound for other ranks leave the device
+            self.staged_bytes += staged.nbytes
+            outgoing.append(np.concatenate([head[a:b], staged], axis=1))
+        incoming = self.comm.exchange(outgoing, f"mix-{step.purpose}")
+
+        k = head.shape[1] - 4
+        mine = slice(cuts[rank], cuts[rank + 1])
+        blocks = [(head[mine], part[mine]) if r == rank else (incoming[r][:, :4 + k], incoming[r][:, 4 + k:])
+                  for r in range(size)]
+        local_of = [blk[:, 0].astype(np.int64) - lo for blk, _ in blocks]
+        nodes = np.unique(np.concatenate(local_of)) if local_of else np.zeros(0, np.int64)
+        sums = torch.zeros((len(nodes), table.shape[1]), dtype=torch.float64, device=table.device)
+        n = world.n_local
+        weights, counts, messages, values = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, k))
+        for r, ((blk, rows), rows_of) in enumerate(zip(blocks, local_of)):  # canonical: source rank 0, 1, ...
+            if len(blk) == 0:
+                continue
+            if r != rank:
+                rows = torch.as_tensor(rows, device=sums.device)
+                self.staged_bytes += rows.numel() * 8
+            sums.index_add_(0, torch.as_tensor(np.searchsorted(nodes, rows_of), device=sums.device), rows)
+            np.add.at(weights, rows_of, blk[:, 1])
+            np.add.at(counts, rows_of, blk[:, 2].astype(np.int64))
+            np.add.at(messages, rows_of, blk[:, 3].astype(np.int64))
+            np.add.at(values, rows_of, blk[:, 4:])
+        self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
+        return MixResult(n, nodes, sums, weights, counts, messages, values, edges=(src, dst),
+                         sent_to=[uniq[cuts[r]:cuts[r + 1]] if r != rank else None for r in range(size)],
+                         heard_from=[rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
+
+    def _reply(self, step: Reply, ctx: RoundContext) -> MixResult:
+        """Answer along `step.to`'s delivered edges: one exchange, each answering row sent once per rank."""
+        world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
+        to, answering = step.to, np.asarray(step.answering, dtype=bool)
+        ans = np.flatnonzero(answering)
+        if (step.rows.pos[ans] < 0).any():
+            raise ValueError(f"Reply {step.purpose!r}: an answering node has no row in `rows`")
+        table = step.rows.means()  # float32 [m, P], rows of step.rows.nodes
+        if self.channel.alterations and len(ans):
+            at = torch.as_tensor(step.rows.pos[ans], device=table.device)
+            table[at] = self.channel.alter(step.purpose, ans + lo, table[at], ctx.rnd)
+        self.traffic.send(ans, self.model_bytes, to.messages[ans])
+
+        outgoing = []
+        for r in range(size):  # to every rank that reached us: ready flags, then the ready rows
+            asked = to.heard_from[r] if r != rank else None
+            if asked is None or len(asked) == 0:
+                outgoing.append(np.zeros(0, np.float32))
+                continue
+            ready = answering[asked]
+            rows = table[torch.as_tensor(step.rows.pos[asked[ready]], device=table.device)].cpu().numpy()
+            self.staged_bytes += rows.nbytes
+            outgoing.append(np.concatenate([ready.astype(np.float32), rows.ravel()]))
+        incoming = self.comm.exchange(outgoing, f"reply-{step.purpose}")
+
+        # every answer this rank can use, by global id of the answering node
+        ids, parts = [ans + lo], [table[torch.as_tensor(step.rows.pos[ans], device=table.device)]]
+        p = table.shape[1]
+        for r in range(size):
+            asked = to.sent_to[r] if r != rank else None
+            if asked is None or len(asked) == 0:
+                continue
+            ready = incoming[r][:len(asked)] > 0
+            ids.append(asked[ready])
+            parts.append(torch.as_tensor(incoming[r][len(asked):].reshape(-1, p), device=table.device))
+            self.staged_bytes += parts[-1].numel() * 4
+        ids = np.concatenate(ids)
+        order = np.argsort(ids, kind="stable")
+        ids, answers = ids[order], torch.cat(parts)[torch.as_tensor(order, device=table.device)]
+
+        src, dst = to.edges  # the edges this rank's nodes sent: now answered dst -> src
+        j = np.minimum(np.searchsorted(ids, dst), max(len(ids) - 1, 0))
+        has = (j < len(ids)) & (ids[j] == dst) if len(ids) else np.zeros(len(dst), bool)
+        ok = has & self.channel.delivered(step.purpose, dst, src + lo, ctx.rnd)
+        src, j, real = src[ok], j[ok], (src + lo != dst)[ok]
+        n = world.n_local
+        nodes = np.unique(src)
+        sums = self._reduce(answers, j, np.searchsorted(nodes, src), None, len(nodes), dtype=table.dtype)
+        counts = np.bincount(src, minlength=n).astype(np.int64)
+        messages = np.bincount(src[real], minlength=n).astype(np.int64)
+        self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
+        return MixResult(n, nodes, sums, counts.astype(np.float64), counts, messages)
+
+    def _assign(self, step: Assign) -> None:
+        nodes = np.asarray(step.nodes, dtype=np.int64)
+        if len(nodes) == 0:
+            return
+        res = step.result
+        at = res.pos[nodes]
+        if (at < 0).any():
+            raise ValueError("Assign: a node takes a mean of a result it received nothing in")
+        whole = np.array_equal(at, np.arange(len(res.nodes)))
+        rows = res.sums if whole else res.sums[torch.as_tensor(at, device=res.sums.device)]
+        dev = rows.device
+        w = torch.as_tensor(res.weights[nodes], dtype=rows.dtype, device=dev)[:, None]
+        if step.own_weight is not None:
+            own = torch.as_tensor(np.asarray(step.own_weight, dtype=np.float64), dtype=rows.dtype, device=dev)[:, None]
+            rows.add_(self.pop.rows[torch.as_tensor(nodes, device=dev)].to(rows.dtype) * own)
+            w = w + own
+        rows.div_(w)  # in place: an Assign consumes its result's sums (the reply's rows are the big ones)
+        self.pop.replace(nodes, rows)
+
+
+def _group_sum(x: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:
+    """[n, k]: rows of x [E, k] summed per group."""
+    out = np.zeros((n, x.shape[1]))
+    np.add.at(out, inverse, x)
+    return out

@@ -1,0 +1,88 @@
+"""The steps a protocol yields: *what* moves in a round. The engine (engine.py) does the *how*.
+
+A protocol's `round` is a generator over NumPy arrays only (no torch, no MPI):
+
+    loss = yield Train(nodes)                 # local training of these local rows
+    got = yield Mix(purpose, src, dst, ...)   # rows along edges -> a MixResult at the receivers
+    back = yield Reply(purpose, to=got, ...)  # each receiver answers along got's delivered edges
+    yield Assign(got, nodes, own_weight)      # these nodes take their mean of a result
+
+Every rank runs the same generator code, so every rank yields the same sequence of
+steps; the engine checks this on every collective step (a rank that yields another step
+fails with a message, it does not hang). Results handed back to the protocol expose only
+NumPy arrays (`counts`, `weights`, `values`, `messages`); the rows stay inside the engine,
+on the rows' device.
+
+Ids: `src` and `nodes` are *local rows* (0..n_local-1), `dst` are *global ids*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol as _Typing
+
+import numpy as np
+
+
+class Received(_Typing):
+    """What a protocol may read of a mix or reply result (per local node, dense [n_local])."""
+
+    counts: np.ndarray    # int64: edges that arrived (a node's edge to itself included)
+    messages: np.ndarray  # int64: of those, simulated messages (the self-edge excluded)
+    weights: np.ndarray   # float64: sum of the arrived edges' weights
+    values: np.ndarray    # float64 [n_local, k]: weighted sums of the edges' `values`
+
+
+@dataclass(frozen=True)
+class Train:
+    """Train the local rows where `nodes` (bool [n_local]). The engine sends back the train
+    loss per local node, float64 [n_local], NaN where a node did not train."""
+
+    nodes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Mix:
+    """x_dst <- sum over edges of weight * x_src: the one mixing primitive.
+
+    Attributes:
+        purpose: names the message kind (keys its loss draws; "up", "hub-hub", "gossip", ...).
+        src: int64 [E], local row of each edge's sender.
+        dst: int64 [E], global id of each edge's receiver.
+        weight: float64 [E] edge weights, or None for 1.
+        rows: None to send the senders' models, or an earlier result: each sender sends its
+            mean in that result (every sender must have received in it).
+        values: float64 [E, k] per-edge scalars summed (times the weight) at the receiver, or None.
+    """
+
+    purpose: str
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray | None = None
+    rows: Received | None = None
+    values: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Every receiver of `to` where `answering` sends its mean in `rows` back along each edge
+    of `to` that reached it (HEAL step 5). Self-edges answer without a message."""
+
+    purpose: str
+    to: Received
+    rows: Received
+    answering: np.ndarray  # bool [n_local]
+
+
+@dataclass(frozen=True)
+class Assign:
+    """Local rows `nodes` (int64 [k], each received in `result`) take a new model:
+    (sum of what arrived + own_weight * own model) / (weights + own_weight);
+    own_weight None means the plain mean of what arrived."""
+
+    result: Received
+    nodes: np.ndarray
+    own_weight: np.ndarray | None = None
+
+
+Step = Train | Mix | Reply | Assign

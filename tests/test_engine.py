@@ -1,0 +1,264 @@
+"""The engine: Mix and Reply against dense computations at any rank count, the channel's
+loss and alteration, traffic counting, staging, and the protocols' rules on a fake overlay."""
+
+import numpy as np
+import pytest
+import torch
+from mpi4py import MPI
+
+from heal_mpi import config as cfgmod
+from heal_mpi.channel import Channel
+from heal_mpi.context import RoundContext
+from heal_mpi.engine import Engine
+from heal_mpi.metrics import RoundMetrics
+from heal_mpi.protocols import build_protocol
+from heal_mpi.steps import Assign, Mix, Reply, Train
+from overlay_util import make_world
+
+P = 5
+
+
+class FakePop:
+    """The Population's engine-facing surface: rows, train (adds 1 to a trained row), replace."""
+
+    def __init__(self, full: torch.Tensor, world):
+        self.rows = full[world.slot_lo:world.slot_hi].clone()
+        self.n_params = full.shape[1]
+        self.train_seconds, self.train_samples = 0.0, 0
+
+    def train(self, active, rnd, incarnation):
+        active = np.asarray(active, dtype=bool)
+        self.rows[torch.as_tensor(active)] += 1
+        self.train_samples += int(active.sum())
+        return np.where(active, 0.5, np.nan)
+
+    def replace(self, idx, rows):
+        self.rows[torch.as_tensor(idx)] = rows.to(torch.float32)
+
+    def init_nodes(self, idx, incarnation):
+        pass
+
+
+class Script:
+    """A protocol whose round is the given generator function; keeps what the steps returned."""
+
+    def __init__(self, body):
+        self.body, self.seen = body, []
+
+    def round(self, ctx, overlay):
+        return self.body(ctx, self.seen)
+
+    def on_join(self, idx):
+        pass
+
+
+def context(n, rnd=0, alive=None):
+    alive = np.ones(n, dtype=bool) if alive is None else alive
+    e = np.zeros(0, np.int64)
+    return RoundContext(rnd, 3, alive, np.zeros(n, np.int64), e, e)
+
+
+def setup(comm, n, body, loss=0.0, seed=42):
+    world = make_world(comm, n)
+    g = np.random.default_rng(seed)  # the same on every rank
+    full = torch.as_tensor(g.standard_normal((n, P)), dtype=torch.float32)
+    proto = Script(body)
+    engine = Engine(world, FakePop(full, world), proto, Channel(7, loss))
+    return world, full, proto, engine
+
+
+def random_edges(n, e, seed=1):
+    g = np.random.default_rng(seed)
+    return g.integers(0, n, e), g.integers(0, n, e), g.random(e)
+
+
+def check_mix_matches_dense(comm):
+    n = 13
+    src, dst, wt = random_edges(n, 60)
+
+    def body(ctx, seen):
+        mine = (src >= world.slot_lo) & (src < world.slot_hi)
+        seen.append((yield Mix("test", src[mine] - world.slot_lo, dst[mine], weight=wt[mine],
+                               values=np.stack([wt[mine], 2 * wt[mine]], axis=1))))
+
+    world, full, proto, engine = setup(comm, n, body)
+    engine.round(context(n), None)
+    got = proto.seen[0]
+    expect = np.zeros((n, P))
+    np.add.at(expect, dst, full.double().numpy()[src] * wt[:, None])
+    local = slice(world.slot_lo, world.slot_hi)
+    np.testing.assert_allclose(got.sums.numpy(), expect[local][got.nodes], rtol=1e-12, atol=1e-12)
+    assert (got.nodes == np.flatnonzero(np.bincount(dst, minlength=n)[local])).all()  # compact: receivers only
+    np.testing.assert_allclose(got.weights, np.bincount(dst, wt, n)[local], rtol=1e-12)
+    np.testing.assert_allclose(got.values[:, 1], 2 * np.bincount(dst, wt * wt, n)[local], rtol=1e-12)
+    assert (got.counts == np.bincount(dst, minlength=n)[local]).all()
+    assert (got.messages == np.bincount(dst[src != dst], minlength=n)[local]).all()  # self-edges are no messages
+    assert comm.allreduce(engine.traffic.msgs_sent.sum()) == (src != dst).sum()
+    if comm.Get_size() == 1:
+        assert engine.staged_bytes == 0  # one rank: the rows never leave the device
+
+
+def check_reply_answers_along_the_delivered_edges(comm):
+    n = 11
+    src, dst, _ = random_edges(n, 40, seed=5)
+
+    def body(ctx, seen):
+        mine = (src >= world.slot_lo) & (src < world.slot_hi)
+        up = yield Mix("up", src[mine] - world.slot_lo, dst[mine])
+        back = yield Reply("down", to=up, rows=up, answering=up.counts > 0)
+        seen.extend([up, back])
+
+    world, full, proto, engine = setup(comm, n, body)
+    engine.round(context(n), None)
+    up, back = proto.seen
+    x = full.double().numpy()
+    mean_in = np.zeros((n, P))
+    np.add.at(mean_in, dst, x[src])
+    mean_in /= np.maximum(np.bincount(dst, minlength=n), 1)[:, None]
+    expect = np.zeros((n, P))
+    np.add.at(expect, src, mean_in[dst])  # every sender gets its receiver's mean back, once per edge
+    local = slice(world.slot_lo, world.slot_hi)
+    np.testing.assert_allclose(back.sums.numpy(), expect[local][back.nodes], rtol=1e-5, atol=1e-5)
+    assert (back.counts == np.bincount(src, minlength=n)[local]).all()
+
+
+def check_channel_loses_and_alters(comm):
+    n = 12
+    src, dst, _ = random_edges(n, 80, seed=9)
+    channel = Channel(7, 0.3)
+    ok = channel.delivered("lossy", src, dst, 0)
+    assert ok[src == dst].all() and 0.5 < ok[src != dst].mean() < 0.9  # self never lost
+
+    def body(ctx, seen):
+        mine = (src >= world.slot_lo) & (src < world.slot_hi)
+        seen.append((yield Mix("lossy", src[mine] - world.slot_lo, dst[mine])))
+
+    world, full, proto, engine = setup(comm, n, body, loss=0.3)
+    engine.channel.alterations.append(lambda purpose, senders, rows, rnd: torch.where(
+        torch.as_tensor(senders == 0)[:, None], -100 * torch.ones_like(rows), rows))  # node 0 lies
+    engine.round(context(n), None)
+    got = proto.seen[0]
+    x = full.double().numpy()
+    x[0] = -100
+    expect = np.zeros((n, P))
+    np.add.at(expect, dst[ok], x[src[ok]])
+    local = slice(world.slot_lo, world.slot_hi)
+    np.testing.assert_allclose(got.sums.numpy(), expect[local][got.nodes], rtol=1e-6, atol=1e-5)
+    # every attempt is a sent message, only the delivered ones are received
+    assert comm.allreduce(engine.traffic.msgs_sent.sum()) == (src != dst).sum()
+    assert comm.allreduce(engine.traffic.msgs_recv.sum()) == (ok & (src != dst)).sum()
+
+
+CHECKS = [check_mix_matches_dense, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_single_rank(check):
+    check(MPI.COMM_SELF)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("check", CHECKS)
+def test_across_ranks(check):
+    check(MPI.COMM_WORLD)
+
+
+def test_a_protocol_that_is_not_a_step_fails_clearly():
+    def body(ctx, seen):
+        yield "train please"
+
+    _, _, _, engine = setup(MPI.COMM_SELF, 4, body)
+    with pytest.raises(TypeError, match="not a step"):
+        engine.round(context(4), None)
+
+
+def test_assign_needs_a_received_row():
+    def body(ctx, seen):
+        got = yield Mix("m", np.array([0]), np.array([1]))
+        yield Assign(got, np.array([2]))
+
+    _, _, _, engine = setup(MPI.COMM_SELF, 4, body)
+    with pytest.raises(ValueError, match="received nothing"):
+        engine.round(context(4), None)
+
+
+# -- the protocols' rules, on one rank with a fake overlay --------------------------------------
+
+class FakeOverlay:
+    def __init__(self, hub_lists, views, n):
+        self._hubs, self._views, self.n = hub_lists, views, n
+
+    def hub_lists(self):
+        return self._hubs
+
+    def neighbours(self):
+        return self._views
+
+    def gossip_peers(self):
+        return self._views
+
+    def is_hub(self):
+        return (self._hubs == np.arange(self.n)[:, None]).any(axis=1)
+
+
+def run_protocol(kind, overlay, n, alive=None, **protocol):
+    cfg = cfgmod.from_dict({"nodes": {"count": n}, "protocol": {"kind": kind, **protocol}})
+    world = make_world(MPI.COMM_SELF, n)
+    full = torch.as_tensor(np.random.default_rng(0).standard_normal((n, P)), dtype=torch.float32)
+    engine = Engine(world, FakePop(full, world), build_protocol(cfg, world.local_slots), Channel(1))
+    engine.round(context(n, alive=alive), overlay)
+    metrics = RoundMetrics()
+    engine.contribute(metrics)
+    return full.double().numpy(), engine.pop.rows.double().numpy(), metrics.reduce(MPI.COMM_SELF).rounds
+
+
+def test_heal_round_gives_every_client_the_mean_of_the_hub_averages():
+    n = 8  # hubs 0 and 1; clients 2..7 list both, fanout 1
+    hubs = np.tile([0, 1], (n, 1))
+    x, after, rounds = run_protocol("heal", FakeOverlay(hubs, hubs, n), n, fanout=1)
+    trained = x + 1  # FakePop.train adds 1 to the clients
+    got = after[2:]
+    assert np.allclose(got, got[0], atol=1e-6)  # every client holds the one global model
+    active = rounds["hubs_active"]
+    assert active in (1, 2)
+    assert sum(np.allclose(after[h], got[0], atol=1e-6) for h in (0, 1)) >= active  # aggregating hubs keep it
+    # the global model is a mean of two hub means of trained clients: inside their convex hull
+    lo, hi = trained[2:].min(axis=0), trained[2:].max(axis=0)
+    assert ((got[0] >= lo - 1e-6) & (got[0] <= hi + 1e-6)).all()
+    assert rounds["model_messages"] == 2 * 6 + active  # up + down, and each active hub to the other hub
+
+
+def test_fedavg_on_one_hub_is_the_plain_mean_of_the_trained_clients():
+    n = 6
+    hubs = np.zeros((n, 1), np.int64)
+    x, after, rounds = run_protocol("heal", FakeOverlay(hubs, hubs, n), n, fanout=1)
+    expect = (x[1:] + 1).mean(axis=0)
+    assert np.allclose(after, expect, atol=1e-6)  # clients and the hub
+    assert rounds["hubs_active"] == 1 and rounds["model_messages"] == 2 * 5
+
+
+def test_epidemic_averages_own_and_received_models_equally():
+    n = 5
+    views = np.array([[1], [2], [3], [4], [0]])  # a ring: i sends to i+1
+    x, after, _ = run_protocol("epidemic", FakeOverlay(np.zeros((n, 0), np.int64), views, n), n)
+    half = x + 1
+    expect = (half + np.roll(half, 1, axis=0)) / 2
+    assert np.allclose(after, expect, atol=1e-6)
+
+
+def test_gossip_merges_then_trains_only_the_receivers():
+    n = 4
+    views = np.array([[1], [0], [1], [0]])  # 0 -> 1, 1 -> 0, 2 -> 1, 3 -> 0
+    x, after, _ = run_protocol("gossip", FakeOverlay(np.zeros((n, 0), np.int64), views, n), n)
+    expect = x.copy()
+    expect[1] = (x[1] + x[0] + x[2]) / 3 + 1
+    expect[0] = (x[0] + x[1] + x[3]) / 3 + 1
+    assert np.allclose(after, expect, atol=1e-6)  # 2 and 3 received nothing: untouched, untrained
+
+
+def test_dead_nodes_neither_send_nor_receive():
+    n = 5
+    views = np.array([[1], [2], [3], [4], [0]])
+    alive = np.array([True, True, False, True, True])
+    x, after, rounds = run_protocol("epidemic", FakeOverlay(np.zeros((n, 0), np.int64), views, n), n, alive=alive)
+    assert np.allclose(after[2], x[2]) and rounds["model_messages"] == 3  # 2 is dead: 1->2 and 2->3 do not happen
