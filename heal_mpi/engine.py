@@ -16,9 +16,11 @@ compact: sums only for the local nodes that received.
 Transient memory of a HEAL round (n_local nodes, P parameters, H local hubs, C local
 clients that get a copy back; the floor is the rows and optimizer state, 12 P bytes a node
 with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge rows,
-then holds H float64 partial sums; the hub-hub mix H more; the reply C float32 rows
-(4 P bytes a client, 1/3 of the Adam floor), summed in chunks like the mix, divided in
-place and copied into the rows. Peak above the floor: about C * 4 P + CHUNK_BYTES.
+then holds H float64 partial sums; the hub-hub mix H more; the reply holds only the
+distinct answers (at most one per hub) and the clients' new rows are formed and assigned
+a chunk at a time. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and
+Epidemic mixes, where every node receives, hold one float64 sum per receiver: 8 P bytes
+a node, 2/3 of the Adam floor.)
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a
 result does not depend on the rank count up to float64 rounding (exact for float32 rows of
@@ -47,26 +49,56 @@ class MixResult:
     Attributes:
         counts, messages: int64 [n_local]; weights: float64 [n_local]; values: float64 [n_local, k].
         nodes: int64 [m], the local rows that received (counts > 0), sorted.
-        sums: [m, P] tensor on the rows' device, the weighted sums for `nodes`.
         pos: int64 [n_local], each local row's index in `nodes`, -1 if it received nothing.
         edges: (src local rows [E], dst global ids [E]) of the delivered edges this rank sent.
         sent_to: per rank, the distinct remote destinations this rank's partials went to, sorted.
         heard_from: per rank, the local rows that got a partial from that rank, in block order.
+
+    The weighted sums ([m, P] on the rows' device) are either held (`sums`, a Mix: a few
+    rows per receiver at most) or kept as terms (a Reply: sums[k] = sum of table[index[e]]
+    over the edges e with group[e] == k, where table holds the few distinct answers), so a
+    reply to every client costs the answers, not one row per client, until `sums_of` reads it.
     """
 
-    def __init__(self, n_local: int, nodes: np.ndarray, sums: torch.Tensor, weights, counts, messages,
-                 values=None, edges=None, sent_to=None, heard_from=None):
-        self.nodes, self.sums = nodes, sums
+    def __init__(self, n_local: int, nodes: np.ndarray, sums: torch.Tensor | None, weights, counts, messages,
+                 values=None, edges=None, sent_to=None, heard_from=None, terms=None):
+        self.nodes, self._sums, self._terms = nodes, sums, terms
         self.counts, self.messages, self.weights = counts, messages, weights
         self.values = np.zeros((n_local, 0)) if values is None else values
         self.pos = np.full(n_local, -1, dtype=np.int64)
         self.pos[nodes] = np.arange(len(nodes))
         self.edges, self.sent_to, self.heard_from = edges, sent_to, heard_from
 
+    def sums_of(self, at: np.ndarray) -> torch.Tensor:
+        """[len(at), P]: the weighted sums of nodes[at] (a copy)."""
+        if self._terms is None:
+            return self._sums[torch.as_tensor(at, device=self._sums.device)]
+        table, index, group = self._terms
+        where = np.full(len(self.nodes), -1, dtype=np.int64)
+        where[at] = np.arange(len(at))
+        keep = where[group] >= 0
+        return weighted_sum(table, index[keep], where[group[keep]], None, len(at), table.dtype)
+
     def means(self) -> torch.Tensor:
         """float32 [m, P]: the weighted mean of each receiving node (order of `nodes`)."""
-        w = torch.as_tensor(self.weights[self.nodes], dtype=torch.float64, device=self.sums.device)
-        return (self.sums.double() / w[:, None]).to(torch.float32)
+        sums = self.sums_of(np.arange(len(self.nodes))).double()
+        w = torch.as_tensor(self.weights[self.nodes], dtype=torch.float64, device=sums.device)
+        return (sums / w[:, None]).to(torch.float32)
+
+
+def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
+                 n_out: int, dtype=torch.float64) -> torch.Tensor:
+    """[n_out, P] of `dtype`: sum of w * table[index] per group, in chunks of edges (so no
+    [edges, P] temporary larger than CHUNK_BYTES exists)."""
+    p, dev = table.shape[1], table.device
+    out = torch.zeros((n_out, p), dtype=dtype, device=dev)
+    chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
+    for a in range(0, len(index), chunk):
+        rows = table[torch.as_tensor(index[a:a + chunk], device=dev)].to(dtype)
+        if w is not None:
+            rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
+        out.index_add_(0, torch.as_tensor(group[a:a + chunk], device=dev), rows)
+    return out
 
 
 class Engine:
@@ -155,27 +187,14 @@ class Engine:
             table = self.channel.alter(purpose, self.world.slot_lo + senders, own, rnd)
         return table, index
 
-    @staticmethod
-    def _reduce(table: torch.Tensor, index: np.ndarray, inverse: np.ndarray, w: np.ndarray | None,
-                n_out: int, dtype=torch.float64) -> torch.Tensor:
-        """[n_out, P] of `dtype`: sum of w * table[index] per inverse group, in chunks of edges
-        (so no [edges, P] temporary larger than CHUNK_BYTES exists)."""
-        p, dev = table.shape[1], table.device
-        out = torch.zeros((n_out, p), dtype=dtype, device=dev)
-        chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
-        for a in range(0, len(index), chunk):
-            rows = table[torch.as_tensor(index[a:a + chunk], device=dev)].to(dtype)
-            if w is not None:
-                rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
-            out.index_add_(0, torch.as_tensor(inverse[a:a + chunk], device=dev), rows)
-        return out
-
     def _mix(self, step: Mix, ctx: RoundContext) -> MixResult:
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
         src = np.asarray(step.src, dtype=np.int64)
         dst = np.asarray(step.dst, dtype=np.int64)
         w = np.ones(len(dst)) if step.weight is None else np.asarray(step.weight, dtype=np.float64)
-        vals = np.zeros((len(dst), 0)) if step.values is None else np.asarray(step.values, np.float64).reshape(len(dst), -1)
+        vals = np.zeros((len(dst), 0))
+        if step.values is not None:
+            vals = np.asarray(step.values, np.float64).reshape(len(dst), -1)
         real = src + lo != dst  # a node's edge to itself is no message
         self.traffic.send(src[real], self.model_bytes)
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
@@ -184,7 +203,7 @@ class Engine:
 
         # rank-local reduction: one partial (dst, weight sum, count, messages, values, row sum) per destination
         uniq, inverse = np.unique(dst, return_inverse=True)
-        part = self._reduce(table, index, inverse, w, len(uniq))  # [U, P] on the device
+        part = weighted_sum(table, index, inverse, w, len(uniq))  # [U, P] on the device
         head = np.concatenate([np.stack([uniq.astype(np.float64),  # ids exact below 2**53
                                          np.bincount(inverse, w, len(uniq)),
                                          np.bincount(inverse, minlength=len(uniq)).astype(np.float64),
@@ -274,30 +293,31 @@ class Engine:
         src, j, real = src[ok], j[ok], (src + lo != dst)[ok]
         n = world.n_local
         nodes = np.unique(src)
-        sums = self._reduce(answers, j, np.searchsorted(nodes, src), None, len(nodes), dtype=table.dtype)
         counts = np.bincount(src, minlength=n).astype(np.int64)
         messages = np.bincount(src[real], minlength=n).astype(np.int64)
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
-        return MixResult(n, nodes, sums, counts.astype(np.float64), counts, messages)
+        return MixResult(n, nodes, None, counts.astype(np.float64), counts, messages,
+                         terms=(answers, j, np.searchsorted(nodes, src)))
 
     def _assign(self, step: Assign) -> None:
+        """New rows for step.nodes, a bounded chunk of rows at a time."""
         nodes = np.asarray(step.nodes, dtype=np.int64)
-        if len(nodes) == 0:
-            return
         res = step.result
         at = res.pos[nodes]
         if (at < 0).any():
             raise ValueError("Assign: a node takes a mean of a result it received nothing in")
-        whole = np.array_equal(at, np.arange(len(res.nodes)))
-        rows = res.sums if whole else res.sums[torch.as_tensor(at, device=res.sums.device)]
-        dev = rows.device
-        w = torch.as_tensor(res.weights[nodes], dtype=rows.dtype, device=dev)[:, None]
-        if step.own_weight is not None:
-            own = torch.as_tensor(np.asarray(step.own_weight, dtype=np.float64), dtype=rows.dtype, device=dev)[:, None]
-            rows.add_(self.pop.rows[torch.as_tensor(nodes, device=dev)].to(rows.dtype) * own)
-            w = w + own
-        rows.div_(w)  # in place: an Assign consumes its result's sums (the reply's rows are the big ones)
-        self.pop.replace(nodes, rows)
+        own_weight = None if step.own_weight is None else np.asarray(step.own_weight, dtype=np.float64)
+        chunk = max(1, CHUNK_BYTES // (8 * max(self.pop.n_params, 1)))
+        for a in range(0, len(nodes), chunk):
+            idx = nodes[a:a + chunk]
+            rows = res.sums_of(at[a:a + chunk])
+            dev = rows.device
+            w = torch.as_tensor(res.weights[idx], dtype=rows.dtype, device=dev)[:, None]
+            if own_weight is not None:
+                own = torch.as_tensor(own_weight[a:a + chunk], dtype=rows.dtype, device=dev)[:, None]
+                rows.add_(self.pop.rows[torch.as_tensor(idx, device=dev)].to(rows.dtype) * own)
+                w = w + own
+            self.pop.replace(idx, rows.div_(w))
 
 
 def _group_sum(x: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:

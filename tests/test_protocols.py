@@ -62,6 +62,15 @@ def test_heal_on_one_static_hub_equals_fedavg(tmp_path):
     np.testing.assert_array_equal(heal["nodes/acc"], fed["nodes/acc"])
 
 
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+def test_one_rank_stages_nothing(name, tmp_path):
+    """On one rank every mix is reduced where the rows live: no byte crosses device and host."""
+    out = tmp_path / "one.h5"
+    simulate(config(*PROTOCOLS[name], *FAULTS), MPI.COMM_SELF, out)
+    with h5py.File(out, "r") as f:
+        assert (f["rounds/staged_bytes"][:] == 0).all() and (f["rounds/model_messages"][:] > 0).all()
+
+
 def model_messages(cfg, tmp_path):
     out = tmp_path / "m.h5"
     simulate(cfg, MPI.COMM_SELF, out)

@@ -38,8 +38,11 @@ def test_output_layout_and_mpio_driver(small_fedavg, tmp_path):
         assert f.attrs["hdf5_driver"] == ("mpio" if h5py.get_config().mpi else "rank0-gather")
         for key in ("config", "version", "mpi_library", "h5py_version", "torch_version"):
             assert key in f.attrs
-        for name in ("acc_mean", "loss_mean", "alive", "messages", "mpi_bytes"):
+        assert f.attrs["method"] == "fedavg" and f.attrs["overlay"] == "star"
+        assert f.attrs["threads_per_rank"].tolist() == [1, 1]  # small_fedavg pins run.threads
+        for name in ("acc_mean", "loss_mean", "alive", "messages", "mpi_bytes", "staged_bytes"):
             assert f[f"rounds/{name}"].shape == (5,)
+        assert (f["rounds/staged_bytes"][:] > 0).all()  # 2 ranks: the hub's partials cross
         assert f["nodes/alive"].shape == (5, 11) and f["nodes/alive"][:].all()
         # FedAvg, fault free: 2(n-1) simulated model messages per round (paper formula)
         assert (f["rounds/messages"][:] == 2 * (11 - 1)).all()

@@ -82,16 +82,15 @@ class Population:
         incarnation = np.broadcast_to(np.asarray(incarnation, dtype=np.int64), local_idx.shape)
         if len(local_idx) == 0:
             return
-        fresh = []
-        for node, inc in zip(self._slots(local_idx), incarnation):
-            if inc == 0:
-                if self._common_init is None:
-                    self._common_init = init_row(self.model, torch_generator(self.seed, "init", 0, 0))
-                fresh.append(self._common_init)
-            else:
-                fresh.append(init_row(self.model, torch_generator(self.seed, "init", int(node), int(inc))))
         sel = torch.from_numpy(local_idx).to(self.device)
-        self.rows.index_copy_(0, sel, torch.stack(fresh).to(self.device))  # [k, P]
+        common = incarnation == 0
+        if common.any():  # one row for all of them: copied from a view, never stacked [k, P]
+            if self._common_init is None:
+                self._common_init = init_row(self.model, torch_generator(self.seed, "init", 0, 0)).to(self.device)
+            self.rows.index_copy_(0, sel[torch.from_numpy(common)], self._common_init.expand(int(common.sum()), -1))
+        for i, node, inc in zip(local_idx[~common], self._slots(local_idx[~common]), incarnation[~common]):
+            row = init_row(self.model, torch_generator(self.seed, "init", int(node), int(inc)))
+            self.rows[int(i)] = row.to(self.device)
         self._reset_state(sel)
 
     def _reset_state(self, sel: torch.Tensor) -> None:
