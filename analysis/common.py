@@ -28,15 +28,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from heal_mpi import registry
+
 # Keys that do not change what a run computes: two seeds of one experiment may differ in them.
 IGNORED_KEYS = {"run.seed", "run.out", "run.progress", "run.threads", "run.device",
                 "run.checkpoint_every", "overlay.snapshot_every"}
-# overlay.kind = "auto" resolves to these (heal_mpi/config.py, `heal-mpi config`).
-DEFAULT_OVERLAY = {"fedavg": "star", "gaia": "multistar", "heal": "elevator",
-                   "gossip": "newscast", "epidemic": "newscast"}
-METHOD_NAMES = {"heal": "HEAL", "fedavg": "FedAvg", "gaia": "Gaia", "gossip": "Gossip",
-                "epidemic": "Epidemic", "none": "overlay only"}
-METHOD_ORDER = ["heal", "fedavg", "gaia", "gossip", "epidemic"]
+METHOD_ORDER = list(registry.PROTOCOLS)  # display order: the registry's
 
 
 class AnalysisError(Exception):
@@ -59,6 +56,8 @@ class Run:
 
     path: Path
     config: dict
+    method: str           # the protocol (root attribute `method`)
+    overlay: str          # the overlay it ran on (root attribute `overlay`)
     seed: int
     rounds: int           # run.rounds, as configured
     completed: int        # rounds_completed: how many rows are valid
@@ -120,10 +119,14 @@ def load_run(path: str | Path) -> Run:
         except tomllib.TOMLDecodeError as e:
             raise AnalysisError(f"{path}: its 'config' attribute is not valid TOML ({e})") from None
         completed = int(f.attrs.get("rounds_completed", 0))
+        # files written before the attributes existed: the config says (overlay "auto": the default)
+        method = _text(f.attrs.get("method", config.get("protocol", {}).get("kind", "?")))
+        overlay = _text(f.attrs.get("overlay", config.get("overlay", {}).get("kind", "auto")))
         series = {name: np.asarray(ds[:completed], dtype=np.float64)
                   for name, ds in f["rounds"].items() if isinstance(ds, h5py.Dataset) and ds.ndim == 1}
     run = config.get("run", {})
-    return Run(path=path, config=config, seed=int(run.get("seed", 0)), rounds=int(run.get("rounds", completed)),
+    return Run(path=path, config=config, method=method, overlay=overlay, seed=int(run.get("seed", 0)),
+               rounds=int(run.get("rounds", completed)),
                completed=min([completed, *(len(v) for v in series.values())]), series=series)
 
 
@@ -168,7 +171,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     for run in runs:
         key = experiment_key(run.config)
         if key not in groups:
-            groups[key] = Group(key=key, config=run.config, method=method_label(run.config),
+            groups[key] = Group(key=key, config=run.config, method=registry.method_label(run.method, run.overlay),
                                 scenario=scenario_label(run.config), events=fault_events(run.config))
         groups[key].runs.append(run)
     out = list(groups.values())
@@ -206,17 +209,13 @@ def _disambiguate(groups: list[Group]) -> None:
 # -- labels ----------------------------------------------------------------------------------
 
 def method_label(config: dict) -> str:
-    """"FedAvg", "HEAL", "Gossip (elevator)": the protocol, plus the overlay when not its default."""
-    kind = str(config.get("protocol", {}).get("kind", "?"))
-    overlay = str(config.get("overlay", {}).get("kind", "auto"))
-    name = METHOD_NAMES.get(kind, kind)
-    if overlay not in ("auto", DEFAULT_OVERLAY.get(kind)):
-        name += f" ({overlay})"
-    return name
+    """"FedAvg", "HEAL", "Gossip (elevator)" for a config dict (the registry's labels)."""
+    return registry.method_label(str(config.get("protocol", {}).get("kind", "?")),
+                                 str(config.get("overlay", {}).get("kind", "auto")))
 
 
 def method_rank(group: Group) -> int:
-    kind = str(group.config.get("protocol", {}).get("kind", ""))
+    kind = group.runs[0].method if group.runs else ""
     return METHOD_ORDER.index(kind) if kind in METHOD_ORDER else len(METHOD_ORDER)
 
 

@@ -1,7 +1,9 @@
 """Run configuration: TOML sections as frozen dataclasses, overrides, validation.
 
 Owns every option's name, type, default, allowed range and meaning (the `doc` in each
-field's metadata; `heal-mpi config` prints them as the README's reference). Anything a
+field's metadata; `heal-mpi config` prints them as the README's reference). The kinds of
+protocol, overlay and fault event, the protocols' own options and the cross-key checks of
+each kind come from the registries (heal_mpi/registry.py). Anything a
 user can get wrong fails here, before any rank writes a byte, with one line naming the
 dotted key.
 """
@@ -16,35 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from heal_mpi.errors import ConfigError
-
-
-def opt(default, doc: str, *, choices=None, lo=None, hi=None, lo_open=False):
-    """A config field: default, one-line doc, and its allowed values."""
-    meta = {"doc": doc, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-# ----------------------------------------------------------------------------- fault events
-
-@dataclass(frozen=True)
-class CrashEvent:
-    round: int = opt(0, "round at whose start the nodes crash", lo=0)
-    fraction: float = opt(0.0, "fraction of the live nodes that crash", lo=0.0, hi=1.0)
-
-
-@dataclass(frozen=True)
-class HubCrashEvent:
-    round: int = opt(0, "round at whose start the hubs crash", lo=0)
-    count: int | str = opt("all", 'how many of the highest in-degree nodes crash, or "all" (= overlay.hubs)')
-
-
-@dataclass(frozen=True)
-class ChurnEvent:
-    start: int = opt(0, "first round of the churn window", lo=0)
-    end: int = opt(0, "round after the last one of the window", lo=0)
-    fraction: float = opt(0.0, "fraction of the live nodes replaced every round of the window", lo=0.0, hi=1.0)
+from heal_mpi.fault_events import ChurnEvent, CrashEvent, HubCrashEvent  # noqa: F401 (the event types)
+from heal_mpi.options import opt
+from heal_mpi.registry import FAULT_EVENTS, NO_PROTOCOL, NO_PROTOCOL_OVERLAY, OVERLAYS, PROTOCOLS
 
 
 # ----------------------------------------------------------------------------- sections
@@ -70,9 +46,8 @@ class NodesConfig:
 
 @dataclass(frozen=True)
 class OverlayConfig:
-    kind: str = opt("auto", "auto picks by protocol: fedavg star, gaia multistar, heal elevator, "
-                    "gossip/epidemic newscast", choices=("auto", "elevator", "newscast", "star", "multistar",
-                                                          "ring", "regular", "complete"))
+    kind: str = opt("auto", "auto = the protocol's default: " + ", ".join(
+        f"{name} {spec.default_overlay}" for name, spec in PROTOCOLS.items()), choices=("auto", *OVERLAYS))
     cache_size: int = opt(20, "c: out-view size of Elevator and Newscast, and links of a churn newcomer", lo=1)
     hubs: int = opt(10, "h: number of hubs Elevator elects (HEAL's h)", lo=1)
     preferred: str = opt("top-h", "Elevator variant: BACKWARD_REQUEST to the top-h or the top-c",
@@ -83,15 +58,24 @@ class OverlayConfig:
     snapshot_every: int = opt(0, "store every cache in /overlay/cache every k rounds; 0 = never", lo=0)
 
 
-@dataclass(frozen=True)
-class ProtocolConfig:
-    kind: str = opt("fedavg", "learning protocol; none = overlay only",
-                    choices=("fedavg", "gaia", "heal", "gossip", "epidemic", "none"))
-    fanout: int = opt(1, "s: hubs a HEAL client sends to; peers an EL node sends to", lo=1)
-    merge: str = opt("uniform", "gossip merge weights: uniform, or by model age", choices=("uniform", "age"))
-    epidemic: str = opt("neighbours", "EL variant: oracle (random s-regular graph), local (s random "
-                        "peers), neighbours (every overlay neighbour, as the HEAL evaluation ran it)",
-                        choices=("oracle", "local", "neighbours"))
+def _section(name: str, fields: list[tuple], parts) -> type:
+    """A frozen section dataclass of `fields` plus the fields of every dataclass in `parts`
+    (each kind's own options), in registry order, each name once."""
+    seen = {f[0] for f in fields}
+    for part in parts:
+        for f in dataclasses.fields(part):
+            if f.name not in seen:
+                seen.add(f.name)
+                fields.append((f.name, f.type, field(default=f.default, metadata=f.metadata)))
+    cls = dataclasses.make_dataclass(name, fields, frozen=True)
+    cls.__module__ = __name__  # pickles and prints as heal_mpi.config.<name>
+    return cls
+
+
+ProtocolConfig = _section("ProtocolConfig", [
+    ("kind", "str", opt("fedavg", "learning protocol; none = overlay only", choices=(*PROTOCOLS, NO_PROTOCOL))),
+    ("fanout", "int", opt(1, "s: hubs a HEAL client sends to; peers an EL node sends to", lo=1)),
+], [spec.params for spec in PROTOCOLS.values() if spec.params])
 
 
 @dataclass(frozen=True)
@@ -141,12 +125,10 @@ class EvalConfig:
                   choices=("global", "local"))
 
 
-@dataclass(frozen=True)
-class FaultsConfig:
-    message_loss: float = opt(0.0, "probability that any one simulated message is lost", lo=0.0, hi=1.0)
-    crash: list[CrashEvent] = opt([], "crash events: [{round, fraction}]")
-    hub_crash: list[HubCrashEvent] = opt([], 'hub attacks: [{round, count}], count an integer or "all"')
-    churn: list[ChurnEvent] = opt([], "churn windows: [{start, end, fraction}]")
+FaultsConfig = _section("FaultsConfig", [
+    ("message_loss", "float", opt(0.0, "probability that any one simulated message is lost", lo=0.0, hi=1.0)),
+    *[(name, f"list[{spec.event.__name__}]", opt([], spec.doc)) for name, spec in FAULT_EVENTS.items()],
+], [])
 
 
 @dataclass(frozen=True)
@@ -166,15 +148,16 @@ class Config:
         """The overlay actually run (resolves overlay.kind = auto)."""
         if self.overlay.kind != "auto":
             return self.overlay.kind
-        return {"fedavg": "star", "gaia": "multistar", "heal": "elevator", "none": "elevator"}.get(
-            self.protocol.kind, "newscast")
+        if self.protocol.kind == NO_PROTOCOL:
+            return NO_PROTOCOL_OVERLAY
+        return PROTOCOLS[self.protocol.kind].default_overlay
 
     def replace(self, section: str, **changes) -> "Config":
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # name -> section class
-EVENT_TYPES = {"crash": CrashEvent, "hub_crash": HubCrashEvent, "churn": ChurnEvent}
+EVENT_TYPES = {name: spec.event for name, spec in FAULT_EVENTS.items()}
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -277,40 +260,21 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True) -> Config:
     if n_ranks > n:
         raise ConfigError(f"nodes.count: {n} nodes cannot be split over {n_ranks} ranks")
     kind = cfg.overlay_kind
-    if kind in ("elevator", "newscast") and ov.cache_size >= n:
-        raise ConfigError(f"overlay.cache_size: c = {ov.cache_size} must be < nodes.count = {n}")
-    if kind == "elevator" and ov.hubs >= ov.cache_size:
-        raise ConfigError(f"overlay.hubs: h = {ov.hubs} must be < overlay.cache_size = {ov.cache_size}")
-    if kind == "multistar" and ov.servers >= n:
-        raise ConfigError(f"overlay.servers: {ov.servers} servers need more than nodes.count = {n}")
-    if kind == "ring" and n < 3:
-        raise ConfigError(f"overlay.kind: a ring needs nodes.count >= 3, not {n}")
-    if kind == "regular" and (ov.degree >= n or (ov.degree * n) % 2):
-        raise ConfigError(f"overlay.degree: no {ov.degree}-regular graph on {n} nodes")
-    need = {"fedavg": ("star",), "gaia": ("multistar",), "heal": ("elevator", "star", "multistar")}.get(
-        cfg.protocol.kind)
-    if need and kind not in need:
-        raise ConfigError(f"overlay.kind: protocol.kind = {cfg.protocol.kind!r} runs on {need[0]}, not {kind!r}")
-    if cfg.protocol.kind == "heal" and kind == "elevator" and cfg.protocol.fanout > ov.hubs:
-        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be <= overlay.hubs = {ov.hubs}")
-    if cfg.protocol.kind == "epidemic" and cfg.protocol.epidemic != "neighbours" and cfg.protocol.fanout >= n:
-        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be < nodes.count = {n}")
-    for i, ev in enumerate(cfg.faults.crash):
-        if ev.round >= rounds:
-            raise ConfigError(f"faults.crash[{i}].round: {ev.round} is past the last round {rounds - 1}")
-    for i, ev in enumerate(cfg.faults.hub_crash):
-        if ev.round >= rounds:
-            raise ConfigError(f"faults.hub_crash[{i}].round: {ev.round} is past the last round {rounds - 1}")
-        if isinstance(ev.count, int) and ev.count >= n:
-            raise ConfigError(f"faults.hub_crash[{i}].count: {ev.count} must be < nodes.count = {n}")
-    for i, ev in enumerate(cfg.faults.churn):
-        if ev.end <= ev.start:
-            raise ConfigError(f"faults.churn[{i}].end: {ev.end} must be > start = {ev.start}")
-        if ev.start >= rounds:
-            raise ConfigError(f"faults.churn[{i}].start: {ev.start} is past the last round {rounds - 1}")
-        if ev.end > rounds:
-            raise ConfigError(f"faults.churn[{i}].end: {ev.end} is past the end of the run (run.rounds = {rounds})")
-    if cfg.protocol.kind != "none":
+    OVERLAYS[kind].check(cfg)
+    spec = PROTOCOLS.get(cfg.protocol.kind)
+    if spec is not None:
+        if spec.overlays and kind not in spec.overlays:
+            raise ConfigError(f"overlay.kind: protocol.kind = {cfg.protocol.kind!r} runs on {spec.overlays[0]}, "
+                              f"not {kind!r}")
+        spec.check(cfg)
+    for name, fault in FAULT_EVENTS.items():
+        for i, ev in enumerate(getattr(cfg.faults, name)):
+            key = f"faults.{name}[{i}]"
+            first = "round" if hasattr(ev, "round") else "start"
+            if getattr(ev, first) >= rounds:
+                raise ConfigError(f"{key}.{first}: {getattr(ev, first)} is past the last round {rounds - 1}")
+            fault.check(key, ev, cfg)
+    if cfg.protocol.kind != NO_PROTOCOL:
         _validate_learning(cfg, check_files)
     return cfg
 

@@ -4,8 +4,9 @@ Owns the `[faults]` section's semantics. Every decision is a keyed draw from the
 seed (`rng.uniform`), so every rank computes the same `alive[N]` and `incarnation[N]`
 vectors without talking, whatever the rank count.
 
-Order inside one round: crash events, then hub attacks, then churn windows (each list in
-config order). Rules:
+The event kinds are registered in `heal_mpi.registry.FAULT_EVENTS` (event dataclass and
+`apply`, in heal_mpi/fault_events.py); within a round they apply in registry order, each
+list in config order. The built-in ones:
 
 - **crash**: `round(fraction * L)` of the L live, unprotected slots, chosen uniformly, die
   for good (`alive = False`).
@@ -18,8 +19,7 @@ config order). Rules:
   newcomer arrived): overlays drop links to it and give it fresh links; protocols give it
   a fresh model.
 - **protected** slots (FedAvg's and Gaia's servers) are never picked by any of them.
-- **message loss** is not decided here: it travels in the RoundContext and every
-  simulated message draws its own keyed loss.
+- **message loss** is not decided here: the Channel (channel.py) draws it per message.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from heal_mpi.context import RoundContext
-from heal_mpi.rng import uniform
+from heal_mpi.fault_events import FaultState, pick_top_degree, pick_uniform, share  # noqa: F401
+from heal_mpi.registry import FAULT_EVENTS
 
 
 @dataclass(frozen=True)
@@ -47,32 +48,6 @@ class FaultStep:
     incarnation: np.ndarray
     joined: np.ndarray
     crashed: np.ndarray
-
-
-def pick_uniform(seed: int, purpose: str, rnd: int, event: int, eligible: np.ndarray, k: int) -> np.ndarray:
-    """k slots drawn uniformly (without replacement) from the True entries of `eligible`.
-
-    Keyed by (seed, purpose, round, event, slot): the same on every rank. Returns sorted ids.
-    """
-    ids = np.flatnonzero(eligible)
-    k = min(k, len(ids))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    prio = uniform(seed, purpose, rnd, event, ids)  # [L]
-    pick = np.argpartition(prio, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
-    return np.sort(ids[pick]).astype(np.int64)
-
-
-def pick_top_degree(in_degree: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
-    """The k eligible slots of highest in-degree, ties by smallest id. Returns sorted ids."""
-    ids = np.flatnonzero(eligible)
-    order = np.lexsort((ids, -np.asarray(in_degree)[ids]))  # degree desc, then id asc
-    return np.sort(ids[order[:k]]).astype(np.int64)
-
-
-def share(fraction: float, count: int) -> int:
-    """round(fraction * count), halves rounded up (50% of 999 is 500)."""
-    return int(np.floor(fraction * count + 0.5))
 
 
 class FaultSchedule:
@@ -105,29 +80,14 @@ class FaultSchedule:
             incarnation: int64 [N], before this round.
             in_degree: int64 [N], the overlay's in-degree after the previous round (hub attack).
         """
-        alive = np.array(alive, dtype=bool)
-        incarnation = np.array(incarnation, dtype=np.int64)
-        gone, joined = [], []
-        for i, ev in enumerate(self.faults.crash):
-            if ev.round == rnd:
-                out = pick_uniform(self.seed, "fault-crash", rnd, i, alive & ~self.protected,
-                                   share(ev.fraction, int((alive & ~self.protected).sum())))
-                alive[out] = False
-                gone.append(out)
-        for ev in self.faults.hub_crash:
-            if ev.round == rnd:
-                count = self.default_hubs if ev.count == "all" else int(ev.count)
-                out = pick_top_degree(in_degree, alive & ~self.protected, count)
-                alive[out] = False
-                gone.append(out)
-        for i, ev in enumerate(self.faults.churn):
-            if ev.start <= rnd < ev.end:
-                out = pick_uniform(self.seed, "fault-churn", rnd, i, alive & ~self.protected,
-                                   share(ev.fraction, int((alive & ~self.protected).sum())))
-                incarnation[out] += 1  # the newcomer takes the slot; alive stays True
-                gone.append(out)
-                joined.append(out)
-        return FaultStep(alive=alive, incarnation=incarnation, joined=_union(joined), crashed=_union(gone))
+        state = FaultState(rnd=rnd, seed=self.seed, alive=np.array(alive, dtype=bool),
+                           incarnation=np.array(incarnation, dtype=np.int64), eligible_base=~self.protected,
+                           in_degree=np.asarray(in_degree), default_hubs=self.default_hubs)
+        for name, spec in FAULT_EVENTS.items():
+            for i, ev in enumerate(getattr(self.faults, name)):
+                spec.apply(state, i, ev)
+        return FaultStep(alive=state.alive, incarnation=state.incarnation, joined=_union(state.joined),
+                         crashed=_union(state.gone))
 
     def start_round(self, rnd: int, alive: np.ndarray, incarnation: np.ndarray, in_degree: np.ndarray,
                     do_eval: bool = True) -> RoundContext:

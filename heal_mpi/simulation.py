@@ -27,9 +27,8 @@ from heal_mpi.engine import Engine
 from heal_mpi.faults import FaultSchedule
 from heal_mpi.metrics import Record, RoundMetrics
 from heal_mpi.output import Writer, run_attributes
-from heal_mpi.overlay import build_overlay
 from heal_mpi.progress import Progress
-from heal_mpi.protocols import build_protocol, protected_slots
+from heal_mpi.registry import build_overlay, build_protocol, protected_slots
 from heal_mpi.runtime import World, debug_fault
 
 PHASES = ("faults", "overlay", "train", "mix", "evaluate")  # and "record", timed by the Writer

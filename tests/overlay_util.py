@@ -14,8 +14,8 @@ from heal_mpi import config as cfgmod
 from heal_mpi.channel import Channel
 from heal_mpi.faults import FaultSchedule
 from heal_mpi.metrics import RoundMetrics
-from heal_mpi.overlay import build_overlay
 from heal_mpi.overlay.common import hub_metrics
+from heal_mpi.registry import build_overlay
 from heal_mpi.runtime import World, block_bounds
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -222,3 +222,13 @@ def test_same_method_differing_elsewhere_gets_distinct_labels(runs, tmp_path):
         f.attrs["config"] = f.attrs["config"].replace("lr = 0.05", "lr = 0.2")
     labels = sorted(g.method for g in common.load_groups([runs[("fedavg", 1)], other]))
     assert labels == ["FedAvg (train.lr=0.05)", "FedAvg (train.lr=0.2)"]
+
+
+def test_labels_come_from_the_method_and_overlay_attributes(runs, tmp_path):
+    """The file says what ran; the analysis does not keep its own map of protocols."""
+    other = tmp_path / "gossip_on_elevator.h5"
+    shutil.copy(runs[("gossip", 1)], other)
+    with h5py.File(other, "r+") as f:
+        assert f.attrs["method"] == "gossip" and f.attrs["overlay"] == "newscast"
+        f.attrs["overlay"] = "elevator"
+    assert common.load_groups([other])[0].method == "Gossip (elevator)"

@@ -11,7 +11,7 @@ from heal_mpi.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.engine import Engine
 from heal_mpi.metrics import RoundMetrics
-from heal_mpi.protocols import build_protocol
+from heal_mpi.registry import build_protocol
 from heal_mpi.steps import Assign, Mix, Reply, Train
 from overlay_util import make_world
 

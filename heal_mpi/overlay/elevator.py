@@ -103,6 +103,12 @@ class Elevator(Overlay):
         self.backward_evicted = 0
         self.in_degree, _ = self.count_in_degree(self.cache)
 
+    @classmethod
+    def from_config(cls, cfg, world, channel: Channel) -> "Elevator":
+        ov = cfg.overlay
+        return cls(world, channel, ov.cache_size, ov.hubs, cfg.run.seed, preferred=ov.preferred,
+                   max_backward=ov.max_backward)
+
     # ------------------------------------------------------------------ the cycle
     def step(self, ctx: RoundContext) -> None:
         """One Elevator cycle. Collective over `world.comm`: every rank must call."""

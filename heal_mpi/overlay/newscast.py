@@ -55,6 +55,10 @@ class Newscast(Overlay):
         self.stamps = np.zeros_like(self.ids)
         self.in_degree, _ = self.count_in_degree(self.ids)
 
+    @classmethod
+    def from_config(cls, cfg, world, channel: Channel) -> "Newscast":
+        return cls(world, channel, cfg.overlay.cache_size, cfg.run.seed, hub_width=cfg.overlay.hubs)
+
     def step(self, ctx: RoundContext) -> None:
         """One Newscast cycle. Collective over `world.comm`: every rank must call."""
         self.new_cycle(ctx)

@@ -132,6 +132,11 @@ class StaticOverlay(Overlay):
         self._hubs = self._hub_lists_all()
         self.in_degree = self._in_degree(self.alive)
 
+    @classmethod
+    def from_config(cls, cfg, world, channel: Channel) -> "StaticOverlay":
+        ov = cfg.overlay
+        return cls(world, channel, cfg.overlay_kind, servers=ov.servers, degree=ov.degree, seed=cfg.run.seed)
+
     def _hub_lists_all(self) -> np.ndarray:
         """int64 [n_local, hub width] of the local nodes."""
         local = self.world.local_slots
