@@ -5,9 +5,9 @@ class runs it, its own parameters, its defaults and compatibilities, its checks.
 config's choices and validation, the README's config table, the protected slots, the
 HDF5 `method` / `overlay` attributes and the analysis labels all derive from here.
 
-Adding a kind is one module and one line below. This module imports neither MPI nor
-torch: protocols and fault events are light, overlays are named by "module:Class" and
-imported only when one is built.
+Adding a kind is one module and one line below. This module and what it imports are
+plain stdlib, like the config (sweeps expand on any python3): classes and functions are
+named by "module:name" and imported only when a run builds them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from typing import Callable
 
 from heal_mpi import fault_events as fe
 from heal_mpi.errors import ConfigError
-from heal_mpi.protocols.epidemic import EpidemicParams, EpidemicProtocol
-from heal_mpi.protocols.gossip import GossipParams, GossipProtocol
-from heal_mpi.protocols.hub import HubProtocol
+from heal_mpi.protocols.params import EpidemicParams, GossipParams
+
+
+def load(target: str):
+    """The object a "module:name" target names (imported on first use)."""
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _no_slots(cfg) -> list[int]:
@@ -36,7 +40,7 @@ class ProtocolSpec:
     """A learning protocol.
 
     Attributes:
-        cls: the Protocol subclass, built as cls(cfg, local ids).
+        target: "module:Class" of the Protocol subclass, built as Class(cfg, local ids).
         label: its name on plots and tables.
         default_overlay: what overlay.kind = "auto" runs.
         overlays: the overlays it can run on (empty: any).
@@ -45,7 +49,7 @@ class ProtocolSpec:
         check: cfg -> None, raises ConfigError naming the key.
     """
 
-    cls: type
+    target: str
     label: str
     default_overlay: str
     overlays: tuple[str, ...] = ()
@@ -61,20 +65,19 @@ class OverlaySpec:
     target: str
     check: Callable = _no_check
 
-    def load(self) -> type:
-        module, name = self.target.split(":")
-        return getattr(importlib.import_module(module), name)
-
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """A fault event kind: its event dataclass (one [[faults.<name>]] entry), `apply(state, i, event)`
-    at the start of every round, and `check(key, event, cfg)`."""
+    """A fault event kind: its event dataclass (one entry of `faults.<name>`), its "module:function"
+    `apply(state, i, event)` run at the start of every round, and `check(key, event, cfg)`."""
 
     event: type
-    apply: Callable
+    apply: str
     doc: str
     check: Callable = lambda key, ev, cfg: None
+
+    def load_apply(self) -> Callable:
+        return load(self.apply)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -122,14 +125,16 @@ def _check_regular(cfg) -> None:
 
 # ----------------------------------------------------------------------------- the registries
 
+HUB = "heal_mpi.protocols.hub:HubProtocol"  # HEAL, FedAvg and Gaia: one protocol, different hub lists
 PROTOCOLS: dict[str, ProtocolSpec] = {
-    "heal": ProtocolSpec(HubProtocol, "HEAL", "elevator", ("elevator", "star", "multistar"),
+    "heal": ProtocolSpec(HUB, "HEAL", "elevator", ("elevator", "star", "multistar"),
                          check=_check_hub_fanout),
-    "fedavg": ProtocolSpec(HubProtocol, "FedAvg", "star", ("star",), protected=lambda cfg: [0]),
-    "gaia": ProtocolSpec(HubProtocol, "Gaia", "multistar", ("multistar",),
+    "fedavg": ProtocolSpec(HUB, "FedAvg", "star", ("star",), protected=lambda cfg: [0]),
+    "gaia": ProtocolSpec(HUB, "Gaia", "multistar", ("multistar",),
                          protected=lambda cfg: list(range(cfg.overlay.servers))),
-    "gossip": ProtocolSpec(GossipProtocol, "Gossip", "newscast", params=GossipParams),
-    "epidemic": ProtocolSpec(EpidemicProtocol, "Epidemic", "newscast", params=EpidemicParams, check=_check_epidemic),
+    "gossip": ProtocolSpec("heal_mpi.protocols.gossip:GossipProtocol", "Gossip", "newscast", params=GossipParams),
+    "epidemic": ProtocolSpec("heal_mpi.protocols.epidemic:EpidemicProtocol", "Epidemic", "newscast",
+                             params=EpidemicParams, check=_check_epidemic),
 }
 NO_PROTOCOL = "none"  # protocol.kind = "none": the overlay alone, on elevator
 NO_PROTOCOL_OVERLAY = "elevator"
@@ -145,21 +150,21 @@ OVERLAYS: dict[str, OverlaySpec] = {
 }
 
 FAULT_EVENTS: dict[str, FaultSpec] = {  # applied in this order within a round
-    "crash": FaultSpec(fe.CrashEvent, fe.apply_crash, "crash events: [{round, fraction}]"),
-    "hub_crash": FaultSpec(fe.HubCrashEvent, fe.apply_hub_crash,
+    "crash": FaultSpec(fe.CrashEvent, "heal_mpi.faults:apply_crash", "crash events: [{round, fraction}]"),
+    "hub_crash": FaultSpec(fe.HubCrashEvent, "heal_mpi.faults:apply_hub_crash",
                            'hub attacks: [{round, count}], count an integer or "all"', fe.check_hub_crash),
-    "churn": FaultSpec(fe.ChurnEvent, fe.apply_churn, "churn windows: [{start, end, fraction}]", fe.check_churn),
+    "churn": FaultSpec(fe.ChurnEvent, "heal_mpi.faults:apply_churn", "churn windows: [{start, end, fraction}]", fe.check_churn),
 }
 
 
 def build_protocol(cfg, local):
     """The protocol `cfg.protocol.kind` for this rank's nodes (global ids `local`)."""
-    return PROTOCOLS[cfg.protocol.kind].cls(cfg, local)
+    return load(PROTOCOLS[cfg.protocol.kind].target)(cfg, local)
 
 
 def build_overlay(cfg, world, channel):
     """The overlay `cfg.overlay_kind` on this rank's nodes. Collective over `world.comm`: every rank must call."""
-    return OVERLAYS[cfg.overlay_kind].load().from_config(cfg, world, channel)
+    return load(OVERLAYS[cfg.overlay_kind].target).from_config(cfg, world, channel)
 
 
 def protected_slots(cfg) -> list[int]:

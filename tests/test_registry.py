@@ -1,6 +1,7 @@
 """The registries: every kind is declared once and the config, checks, faults and labels follow."""
 
 import dataclasses
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,8 +10,7 @@ import pytest
 from heal_mpi import config as cfgmod
 from heal_mpi import registry
 from heal_mpi.errors import ConfigError
-from heal_mpi.fault_events import FaultState
-from heal_mpi.faults import FaultSchedule
+from heal_mpi.faults import FaultSchedule, FaultState
 
 
 def field_of(cls, name):
@@ -61,13 +61,14 @@ def test_a_new_fault_kind_is_one_spec(monkeypatch):
         round: int = 0
         node: int = 0
 
-    def apply_isolate(state: FaultState, i, ev):
+    def apply_isolate(state: FaultState, i, ev):  # registered by name, like every kind
         if ev.round == state.rnd and state.eligible()[ev.node]:
             state.alive[ev.node] = False
             state.gone.append(np.array([ev.node]))
 
+    monkeypatch.setattr(sys.modules[__name__], "apply_isolate", apply_isolate, raising=False)
     monkeypatch.setitem(registry.FAULT_EVENTS, "isolate",
-                        registry.FaultSpec(Isolate, apply_isolate, "isolate one node: [{round, node}]"))
+                        registry.FaultSpec(Isolate, f"{__name__}:apply_isolate", "isolate one node: [{round, node}]"))
     cfg = SimpleNamespace(run=SimpleNamespace(seed=1), overlay=SimpleNamespace(hubs=1),
                           faults=SimpleNamespace(crash=[], hub_crash=[], churn=[],
                                                  isolate=[Isolate(round=2, node=3), Isolate(round=2, node=0)]))

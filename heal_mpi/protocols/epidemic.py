@@ -13,23 +13,12 @@ each (plain averaging; Gossipy's weight-shrink quirk is not reproduced, see READ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
-from heal_mpi.options import opt
 
 from heal_mpi.context import RoundContext
 from heal_mpi.protocols.base import Protocol, edges_of, live_only
 from heal_mpi.rng import uniform
 from heal_mpi.steps import Assign, Mix, Train
-
-
-@dataclass(frozen=True)
-class EpidemicParams:
-    epidemic: str = opt("neighbours", "EL variant: oracle (random s-regular graph), local (s random "
-                        "peers), neighbours (every overlay neighbour, as the HEAL evaluation ran it)",
-                        choices=("oracle", "local", "neighbours"))
 
 
 def oracle_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
@@ -65,6 +54,8 @@ def local_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
 
 
 class EpidemicProtocol(Protocol):
+    """Options: protocols.params.EpidemicParams (`protocol.epidemic`)."""
+
     def targets(self, ctx: RoundContext, overlay) -> np.ndarray:
         variant, s = self.cfg.protocol.epidemic, self.cfg.protocol.fanout
         if variant == "oracle":

@@ -12,22 +12,15 @@ age-weighted merge is the plain average. The ages travel with the models (the Mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
-from heal_mpi.options import opt
 
 from heal_mpi.protocols.base import Protocol, live_only, pick_from_lists
 from heal_mpi.steps import Assign, Mix, Train
 
 
-@dataclass(frozen=True)
-class GossipParams:
-    merge: str = opt("uniform", "gossip merge weights: uniform, or by model age", choices=("uniform", "age"))
-
-
 class GossipProtocol(Protocol):
+    """Options: protocols.params.GossipParams (`protocol.merge`)."""
+
     def __init__(self, cfg, local):
         super().__init__(cfg, local)
         self.age = np.zeros(len(local), dtype=np.int64)
