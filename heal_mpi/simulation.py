@@ -76,6 +76,7 @@ class Simulation:
     stop: checkpoint.StopRequest = field(default_factory=checkpoint.StopRequest)
     n_snapshots: int = 0
     after_round: list[AfterRound] = field(default_factory=list)
+    interrupted: bool = False  # a signal asked to stop; the checkpoint callback saved one
 
     @classmethod
     def build(cls, cfg: config_mod.Config, world: World, out: Path, resume: bool = False) -> "Simulation":
@@ -103,7 +104,7 @@ class Simulation:
         sim = cls(cfg=cfg, world=world, faults=faults, overlay=overlay, engine=engine, writer=writer,
                   progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,
                   n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0)
-        sim.after_round = [sim.write, sim.show_progress]
+        sim.after_round = [sim.write, sim.show_progress, sim.checkpoint]
         if resume:
             sim.start_round, state = checkpoint.load(out, world)
             sim.load_state_dict(state)
@@ -125,7 +126,6 @@ class Simulation:
 
     def run(self) -> int:
         """All rounds; returns the exit status. Collective over `world.comm`: every rank must call."""
-        interrupted = False
         for rnd in range(self.start_round, self.cfg.run.rounds):
             self.timer.start()
             debug_fault(self.world.rank, rnd)
@@ -151,34 +151,34 @@ class Simulation:
             self.timer.lap("evaluate")
 
             # 5. record: reduce what every component measured, then the after-round callbacks
+            #    (write the row, show progress, checkpoint; a signal makes the last one stop the run)
             record = self.measure(ctx, acc, loss, distinct)
             for callback in self.after_round:
                 callback(ctx, record)
-
-            if self.checkpoint_due(rnd):  # a signal asked us to stop; the checkpoint is saved
-                interrupted = True
+            if self.interrupted:
                 break
         self.writer.close()
         self.progress.close()
-        return checkpoint.INTERRUPTED_EXIT if interrupted else 0
+        return checkpoint.INTERRUPTED_EXIT if self.interrupted else 0
 
-    def checkpoint_due(self, rnd: int) -> bool:
-        """Save a checkpoint when due or when any rank got SIGTERM/SIGUSR1; True means stop now.
+    def checkpoint(self, ctx: RoundContext, record: Record) -> None:
+        """Save a checkpoint when due or when any rank got SIGTERM/SIGUSR1, and then stop.
 
         After the last round there is nothing left to resume: no checkpoint, no interruption.
         """
+        rnd = ctx.rnd
         flag = np.array([self.stop.signal], dtype=np.int64)
         self.world.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
         self.stop.signal = int(flag[0])
         if rnd + 1 == self.cfg.run.rounds:
-            return False
+            return
         every = self.cfg.run.checkpoint_every
         if self.stop.signal or (every and (rnd + 1) % every == 0):
             checkpoint.save(self.out, self.world, rnd + 1, self.state_dict())
             if self.stop.signal and self.world.is_root:
                 print(f"stopped by signal {self.stop.signal} after round {rnd + 1}; checkpoint saved, "
                       f"continue with --resume", flush=True)
-        return bool(self.stop.signal)
+        self.interrupted = bool(self.stop.signal)
 
     # -- the steps ---------------------------------------------------------------------
     def eval_due(self, rnd: int) -> bool:
