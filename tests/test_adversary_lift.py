@@ -104,8 +104,9 @@ def test_fill_is_keyed_by_node_and_round_not_by_the_row_layout():
     cache, alive, ids = _caches(n, c, h), np.ones(n, bool), np.arange(n)
     full = lift_caches(cache, h, n, alive, np.ones(n, bool), 11, 100, ids)
     perm = np.random.default_rng(1).permutation(n)
-    parts = [lift_caches(cache[p], h, n, alive, np.ones(len(p), bool), 11, 100, ids[p]) for p in np.array_split(perm, 3)]
-    assert np.concatenate(parts).tolist() == full[np.concatenate(np.array_split(perm, 3))].tolist()
+    chunks = np.array_split(perm, 3)  # three "ranks" holding scattered rows
+    parts = [lift_caches(cache[p], h, n, alive, np.ones(len(p), bool), 11, 100, ids[p]) for p in chunks]
+    assert np.concatenate(parts).tolist() == full[np.concatenate(chunks)].tolist()
     other = lift_caches(cache, h, n, alive, np.ones(n, bool), 11, 101, ids)
     assert other[:, :h].tolist() == full[:, :h].tolist()  # the hubs depend on the hub list only
     assert other.tolist() != full.tolist()  # the top-up depends on the round
