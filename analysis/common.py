@@ -42,7 +42,7 @@ class AnalysisError(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    """One fault event for plots: kind is crash, hub_crash, churn or message_loss."""
+    """One fault event for plots: kind is crash, hub_crash, churn, message_loss, byzantine or lift."""
 
     kind: str
     start: int            # config round (0-based); for churn the window's start
@@ -234,6 +234,22 @@ def fault_events(config: dict) -> list[Event]:
                for e in faults.get("churn", [])]
     if float(faults.get("message_loss", 0.0)) > 0:
         events.append(Event("message_loss", 0, None, f"message loss {pct(faults['message_loss'])}"))
+    return events + adversary_events(config)
+
+
+def adversary_events(config: dict) -> list[Event]:
+    """The [adversary] as events: the Byzantine nodes (the whole run) and Lift (a round)."""
+    adv = config.get("adversary", {})
+    count, fraction = int(adv.get("byzantine", 0)), float(adv.get("byzantine_fraction", 0.0))
+    events = []
+    if count or fraction:
+        what = [w for w in (adv.get("kind", "none"), adv.get("models", "honest")) if w not in ("none", "honest")]
+        who = f"{count} Byzantine" if count else f"{pct(fraction)} Byzantine"
+        events.append(Event("byzantine", 0, None, who + (f" ({', '.join(what)})" if what else "")))
+    lift = int(adv.get("lift_round", -1))
+    if lift >= 0:
+        period = int(adv.get("lift_period", 0))
+        events.append(Event("lift", lift, None, f"Lift @{lift}" + (f" every {period}" if period else "")))
     return events
 
 
@@ -338,10 +354,11 @@ def mark_faults(ax, events: list[Event], text: bool = True) -> None:
     for i, e in enumerate(events):
         if e.kind == "churn":
             ax.axvspan(e.start, e.end, color="0.5", alpha=0.15, lw=0)
-        elif e.kind in ("crash", "hub_crash"):
-            ax.axvline(e.start, color="crimson" if e.kind == "hub_crash" else "0.3", ls="--", lw=1.2)
+        elif e.kind in ("crash", "hub_crash", "lift"):
+            color = {"hub_crash": "crimson", "lift": "seagreen"}.get(e.kind, "0.3")
+            ax.axvline(e.start, color=color, ls="--", lw=1.2)
         else:
-            continue  # message loss lasts the whole run: it is in the title
+            continue  # message loss and Byzantine nodes last the whole run: they are in the title
         if text:
             ax.text(e.start, 0.98 - 0.09 * (i % 3), " " + e.label, transform=trans, fontsize=8, va="top",
                     ha="left", color="0.2", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))

@@ -5,21 +5,31 @@ arrives, with one convention: a draw keyed by (seed, "loss-<purpose>", round, sr
 so the outcome never depends on the rank count, and a node's message to itself never
 travels, so it is never lost.
 
-Attacks alter what a given sender sends through `alterations`: functions
-`(purpose, senders, payload, rnd) -> payload` that the overlays (cache replies) and the
-learning engine (model rows) apply to what leaves a sender. None are installed unless a
-fault installs one, and then the honest path pays nothing.
+Attacks alter what a given sender sends through `alterations` (see `Alteration`): the
+overlays (cache and backward replies) and the learning engine (model rows) ask which of
+their senders forge a message of a purpose, and pass those payloads through `alter`.
+None are installed unless an adversary is configured, and then the honest path pays
+nothing.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
 
 import numpy as np
 
 from heal_mpi.rng import uniform
 
-Alteration = Callable[[str, np.ndarray, object, int], object]
+
+class Alteration(Protocol):
+    """What an attacker does to the messages its nodes send."""
+
+    def forges(self, purpose: str, senders: np.ndarray) -> np.ndarray:
+        """bool [m]: which of these senders (global ids) send something else than the truth."""
+
+    def alter(self, purpose: str, senders: np.ndarray, payload, rnd: int, receivers: np.ndarray | None = None):
+        """The payload (one row per sender) as really sent; rows of honest senders unchanged.
+        `receivers` (global ids) is given where the forgery may differ per receiver."""
 
 
 class Channel:
@@ -41,8 +51,16 @@ class Channel:
             return np.ones(len(dst), dtype=bool)
         return (uniform(self.seed, f"loss-{purpose}", rnd, src, dst) >= self.message_loss) | (src == dst)
 
-    def alter(self, purpose: str, senders: np.ndarray, payload, rnd: int):
+    def forging(self, purpose: str, senders: np.ndarray) -> np.ndarray:
+        """bool [m]: which senders' messages of this purpose some alteration rewrites."""
+        senders = np.asarray(senders, dtype=np.int64)
+        out = np.zeros(len(senders), dtype=bool)
+        for alteration in self.alterations:
+            out |= alteration.forges(purpose, senders)
+        return out
+
+    def alter(self, purpose: str, senders: np.ndarray, payload, rnd: int, receivers: np.ndarray | None = None):
         """What `senders` (global ids, one per payload row) really send: the payload, as altered by attacks."""
         for alteration in self.alterations:
-            payload = alteration(purpose, senders, payload, rnd)
+            payload = alteration.alter(purpose, senders, payload, rnd, receivers)
         return payload

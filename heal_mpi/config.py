@@ -132,6 +132,31 @@ FaultsConfig = _section("FaultsConfig", [
 
 
 @dataclass(frozen=True)
+class AdversaryConfig:
+    byzantine: int = opt(0, "number of Byzantine nodes, chosen once from the seed (never crash, never run Lift)",
+                         lo=0)
+    byzantine_fraction: float = opt(0.0, "Byzantine nodes as a fraction of nodes.count (instead of byzantine)",
+                                    lo=0.0, hi=1.0)
+    kind: str = opt("none", "what they answer in Elevator: none (honest), passive (empty caches), active and "
+                    "noncoordinated (own cache, one entry swapped for itself), coordinated (Byzantine ids only)",
+                    choices=("none", "passive", "active", "noncoordinated", "coordinated"))
+    backward_mode: str = opt("honest", "their BACKWARD_REQUEST answer: honest (the calibrated default, see "
+                             "README), paper_second_arg (the spec's reading of the thesis), or no reply",
+                             choices=("paper_second_arg", "honest", "no_reply"))
+    per_request: bool = opt(True, "forge one reply per (sender, requester), as the thesis' per-request shuffle; "
+                            "false: one per sender and round")
+    models: str = opt("honest", "what they send as models: honest, noise (Gaussian), zero, or sign_flip "
+                      "(round-start model minus poison_scale times their update)",
+                      choices=("honest", "noise", "zero", "sign_flip"))
+    poison_scale: float = opt(1.0, "noise: std of the Gaussian; sign_flip: lambda", lo=0.0)
+    lift_round: int = opt(-1, "Lift: the round at whose start every correct node redraws its hubs; -1 = never",
+                          lo=-1)
+    lift_period: int = opt(0, "repeat Lift every k rounds after lift_round (our extension); 0 = once", lo=0)
+    lift_prng: str = opt("java_lcg", "Lift's generator, seeded from the sorted hub ids",
+                         choices=("java_lcg", "pcg64"))
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
@@ -142,6 +167,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
 
     @property
     def overlay_kind(self) -> str:
@@ -274,9 +300,34 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True) -> Config:
             if getattr(ev, first) >= rounds:
                 raise ConfigError(f"{key}.{first}: {getattr(ev, first)} is past the last round {rounds - 1}")
             fault.check(key, ev, cfg)
+    _validate_adversary(cfg)
     if cfg.protocol.kind != NO_PROTOCOL:
         _validate_learning(cfg, check_files)
     return cfg
+
+
+def _validate_adversary(cfg: Config) -> None:
+    adv, n = cfg.adversary, cfg.nodes.count
+    if adv.byzantine and adv.byzantine_fraction:
+        raise ConfigError("adversary.byzantine_fraction: set either adversary.byzantine or the fraction, not both")
+    if adv.byzantine >= n:
+        raise ConfigError(f"adversary.byzantine: {adv.byzantine} must be < nodes.count = {n}")
+    if adv.byzantine_fraction >= 1.0:
+        raise ConfigError(f"adversary.byzantine_fraction: {adv.byzantine_fraction} leaves no correct node")
+    if adv.kind != "none" and cfg.overlay_kind != "elevator":
+        raise ConfigError(f"adversary.kind: {adv.kind!r} attacks Elevator, not overlay.kind = {cfg.overlay_kind!r}")
+    if adv.lift_round >= cfg.run.rounds:
+        raise ConfigError(f"adversary.lift_round: {adv.lift_round} is past the last round {cfg.run.rounds - 1}")
+    if adv.lift_round >= 0 and cfg.overlay_kind != "elevator":
+        raise ConfigError(f"adversary.lift_round: Lift redraws Elevator hubs, not {cfg.overlay_kind!r} ones")
+    if adv.models != "honest" and cfg.protocol.kind == NO_PROTOCOL:
+        raise ConfigError("adversary.models: poisoned models need a learning protocol (protocol.kind = none)")
+
+
+def byzantine_count(cfg: Config) -> int:
+    """How many Byzantine nodes the run has: adversary.byzantine, or the fraction of N, rounded half up."""
+    adv = cfg.adversary
+    return adv.byzantine or int(adv.byzantine_fraction * cfg.nodes.count + 0.5)
 
 
 def _validate_learning(cfg: Config, check_files: bool) -> None:

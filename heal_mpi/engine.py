@@ -113,6 +113,7 @@ class Engine:
         self.world, self.pop, self.protocol, self.channel = world, pop, protocol, channel
         self.comm = Comm(world)
         self.model_bytes = model_bytes or int(pop.n_params) * 4  # float32 parameters
+        self.round_start: list = []  # hooks called with the Population before a round's steps (attackers' memory)
         self._fresh_round()
 
     def _fresh_round(self) -> None:
@@ -132,6 +133,8 @@ class Engine:
         if len(joined):
             self.pop.init_nodes(joined - lo, ctx.incarnation[joined])
             self.protocol.on_join(joined - lo)
+        for hook in self.round_start:
+            hook(self.pop)
         steps = self.protocol.round(ctx, overlay)
         answer = None
         while True:

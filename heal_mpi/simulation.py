@@ -76,6 +76,7 @@ class Simulation:
     stop: checkpoint.StopRequest = field(default_factory=checkpoint.StopRequest)
     n_snapshots: int = 0
     after_round: list[AfterRound] = field(default_factory=list)
+    byzantine: object | None = None  # heal_mpi.adversaries.Byzantine, when the run has Byzantine nodes
     interrupted: bool = False  # a signal asked to stop; the checkpoint callback saved one
 
     @classmethod
@@ -87,6 +88,11 @@ class Simulation:
         set_threads(cfg, world)
         n = cfg.nodes.count
         channel = Channel(cfg.run.seed, cfg.faults.message_loss)
+        byzantine = None
+        if config_mod.byzantine_count(cfg):
+            from heal_mpi.adversaries import Byzantine
+            byzantine = Byzantine(cfg, world)
+            channel.alterations.append(byzantine)  # they lie through the channel, like any attack
         overlay = build_overlay(cfg, world, channel)
         engine = None
         if cfg.protocol.kind != "none":
@@ -95,15 +101,18 @@ class Simulation:
             data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
             engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel)
+            if byzantine is not None:
+                engine.round_start.append(byzantine.remember)
         every = cfg.overlay.snapshot_every
         attrs = run_attributes(world, config_mod.to_toml(cfg), method=cfg.protocol.kind, overlay=cfg.overlay_kind,
                                threads_per_rank=world.comm.allgather(torch.get_num_threads()))
         writer = Writer(out, world, cfg.run.rounds, attrs, resume=resume)
-        faults = FaultSchedule(cfg, n, protected_slots(cfg))
+        never_fail = protected_slots(cfg) + ([] if byzantine is None else byzantine.ids.tolist())  # Byzantines never crash
+        faults = FaultSchedule(cfg, n, never_fail)
         alive, incarnation = faults.initial_state()
         sim = cls(cfg=cfg, world=world, faults=faults, overlay=overlay, engine=engine, writer=writer,
                   progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,
-                  n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0)
+                  n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0, byzantine=byzantine)
         sim.after_round = [sim.write, sim.show_progress, sim.checkpoint]
         if resume:
             sim.start_round, state = checkpoint.load(out, world)
@@ -200,11 +209,17 @@ class Simulation:
         metrics.add_node("alive", ctx.alive[local].astype(np.int8))
         metrics.add_node("incarnation", ctx.incarnation[local].astype(np.int32))
         self.overlay.contribute(metrics)
+        honest = np.ones(self.world.n_local, dtype=bool)
+        if self.byzantine is not None:
+            self.byzantine.contribute(metrics, self.overlay)
+            honest = ~self.byzantine.mask[local]
         if self.engine is not None:
             self.engine.contribute(metrics)
-            metrics.add_mean("acc_mean", acc)
-            metrics.add_std("acc_std", acc)
-            metrics.add_mean("loss_mean", loss)
+            metrics.add_mean("acc_mean", np.where(honest, acc, np.nan))  # Byzantine models are not the result
+            metrics.add_std("acc_std", np.where(honest, acc, np.nan))
+            metrics.add_mean("loss_mean", np.where(honest, loss, np.nan))
+            if self.byzantine is not None:
+                metrics.add_mean("byzantine_acc_mean", np.where(honest, np.nan, acc))
             metrics.add_sum("evaluated_models", distinct)
             metrics.add_node("acc", np.asarray(acc, dtype=np.float32))
             metrics.add_node("loss", np.asarray(loss, dtype=np.float32))

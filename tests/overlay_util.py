@@ -11,6 +11,7 @@ import torch
 from mpi4py import MPI
 
 from heal_mpi import config as cfgmod
+from heal_mpi.adversaries import Byzantine
 from heal_mpi.channel import Channel
 from heal_mpi.faults import FaultSchedule
 from heal_mpi.metrics import RoundMetrics
@@ -26,18 +27,24 @@ def make_world(comm, n):
                  device=torch.device("cpu"), bounds=block_bounds(n, comm.Get_size()))
 
 
-def overlay_cfg(n, rounds, kind="elevator", seed=1, overlay=None, **faults):
+def overlay_cfg(n, rounds, kind="elevator", seed=1, overlay=None, adversary=None, **faults):
     """An overlay-only config (protocol.kind = none)."""
     return cfgmod.from_dict({"nodes": {"count": n}, "run": {"rounds": rounds, "seed": seed},
                              "protocol": {"kind": "none"}, "overlay": {"kind": kind, **(overlay or {})},
-                             "faults": faults})
+                             "faults": faults, "adversary": adversary or {}})
 
 
 def simulate(cfg, comm=MPI.COMM_WORLD, observe=None):
     """Run cfg.run.rounds overlay cycles with the fault schedule; observe(ctx, overlay) after each."""
     world = make_world(comm, cfg.nodes.count)
-    ov = build_overlay(cfg, world, Channel(cfg.run.seed, cfg.faults.message_loss))
-    faults = FaultSchedule(cfg, cfg.nodes.count)
+    channel = Channel(cfg.run.seed, cfg.faults.message_loss)
+    byzantine = []
+    if cfgmod.byzantine_count(cfg):  # as Simulation.build wires them
+        adversary = Byzantine(cfg, world)
+        channel.alterations.append(adversary)
+        byzantine = adversary.ids.tolist()
+    ov = build_overlay(cfg, world, channel)
+    faults = FaultSchedule(cfg, cfg.nodes.count, byzantine)
     alive, inc = faults.initial_state()
     seen = []
     for rnd in range(cfg.run.rounds):

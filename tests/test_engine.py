@@ -126,6 +126,14 @@ def check_reply_answers_along_the_delivered_edges(comm):
     assert (back.counts == np.bincount(src, minlength=n)[local]).all()
 
 
+class NodeZeroLies:
+    def forges(self, purpose, senders):
+        return senders == 0
+
+    def alter(self, purpose, senders, rows, rnd, receivers=None):
+        return torch.where(torch.as_tensor(senders == 0)[:, None], -100 * torch.ones_like(rows), rows)
+
+
 def check_channel_loses_and_alters(comm):
     n = 12
     src, dst, _ = random_edges(n, 80, seed=9)
@@ -138,8 +146,7 @@ def check_channel_loses_and_alters(comm):
         seen.append((yield Mix("lossy", src[mine] - world.slot_lo, dst[mine])))
 
     world, full, proto, engine = setup(comm, n, body, loss=0.3)
-    engine.channel.alterations.append(lambda purpose, senders, rows, rnd: torch.where(
-        torch.as_tensor(senders == 0)[:, None], -100 * torch.ones_like(rows), rows))  # node 0 lies
+    engine.channel.alterations.append(NodeZeroLies())
     engine.round(context(n), None)
     got = proto.seen[0]
     x = full.double().numpy()

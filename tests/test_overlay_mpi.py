@@ -48,6 +48,13 @@ def test_elevator_identical_on_any_rank_count(preferred):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("kind", ["passive", "noncoordinated", "coordinated"])
+def test_elevator_under_attack_and_lift_identical_on_any_rank_count(kind):
+    assert_same(overlay_cfg(61, 16, overlay={"cache_size": 8, "hubs": 3, "max_backward": 10},
+                            adversary={"byzantine": 4, "kind": kind, "lift_round": 9}, **FAULTS))
+
+
+@pytest.mark.mpi
 def test_newscast_identical_on_any_rank_count():
     assert_same(overlay_cfg(47, 20, kind="newscast", overlay={"cache_size": 6}, **FAULTS))
 

@@ -101,19 +101,26 @@ class Elevator(Overlay):
         self.head = np.zeros(world.n_local, dtype=np.int64)
         self.since = np.zeros(n, dtype=np.int64)
         self.backward_evicted = 0
+        self.lift = None  # the Lift defence (heal_mpi.adversaries.Lift), when configured
         self.in_degree, _ = self.count_in_degree(self.cache)
 
     @classmethod
     def from_config(cls, cfg, world, channel: Channel) -> "Elevator":
         ov = cfg.overlay
-        return cls(world, channel, ov.cache_size, ov.hubs, cfg.run.seed, preferred=ov.preferred,
-                   max_backward=ov.max_backward)
+        elevator = cls(world, channel, ov.cache_size, ov.hubs, cfg.run.seed, preferred=ov.preferred,
+                       max_backward=ov.max_backward)
+        if cfg.adversary.lift_round >= 0:
+            from heal_mpi.adversaries import Lift, byzantine_ids
+            elevator.lift = Lift(cfg, byzantine_ids(cfg))
+        return elevator
 
     # ------------------------------------------------------------------ the cycle
     def step(self, ctx: RoundContext) -> None:
         """One Elevator cycle. Collective over `world.comm`: every rank must call."""
         self.new_cycle(ctx)
         self._prune(ctx)
+        if self.lift is not None and self.lift.due(ctx.rnd):  # before any node's step of this cycle (§2.3)
+            self.cache = self.lift.apply(self.cache, ctx, self.world.local_slots)
         rows = np.flatnonzero(ctx.alive[self.world.slot_lo:self.world.slot_hi])  # local live rows
         v = rows + self.world.slot_lo
         table, slot_row, evicted = self._cache_phase(ctx, rows, v)
@@ -169,13 +176,7 @@ class Elevator(Overlay):
         self.count(tl[other] + lo, sent=False)
         self.count(tl[other] + lo, sent=True, n_items=row_lengths(self.cache)[tl[other]])
         prio = uniform(ctx.seed, "elevator-backward-order", ctx.rnd, tl + lo, rq)
-        replies = []
-        for a in incoming:  # each asked cache once per requesting rank, as its owner sends it
-            asked_here = sorted_unique(a[:, 0])
-            reply = self.cache[asked_here - lo]
-            if self.channel.alterations:
-                reply = self.channel.alter("cache-reply", asked_here, reply, ctx.rnd)
-            replies.append(reply)
+        replies = [self.cache[sorted_unique(a[:, 0]) - lo] for a in incoming]  # each asked cache once per rank
         evicted, *self._requesters = ops.record_backward(self.back, self.back_t, self.head, tl[other], rq[other],
                                                          prio[other], ctx.rnd, self.world.n_nodes)
         # ^ this cycle's requesters, all of them, sorted: part of the backward sets
@@ -184,9 +185,24 @@ class Elevator(Overlay):
         got = ~lost_req & ~lost_rep
         slot_row = np.full(tgt.shape, -1, dtype=np.int64)
         slot_row[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
+        table, slot_row = self._forged_cache_replies(ctx, table, slot_row, r_idx[got], col[got], t[got], q[got])
         heard = got & (q != t)
         self.count(q[heard], sent=False, n_items=row_lengths(table)[slot_row[r_idx[heard], col[heard]]])
         return table, slot_row, evicted
+
+    def _forged_cache_replies(self, ctx, table, slot_row, rows, cols, t, q):
+        """The replies of senders the channel says forge, one per (sender, requester), appended
+        to the table; the requesters' slots point at them. A node's read of itself is no message."""
+        if not self.channel.alterations:
+            return table, slot_row
+        forged = self.channel.forging("elevator-cache-reply", t) & (t != q)
+        if not forged.any():
+            return table, slot_row
+        real = table[slot_row[rows[forged], cols[forged]]]
+        fake = self.channel.alter("elevator-cache-reply", t[forged], real, ctx.rnd, receivers=q[forged])
+        slot_row = slot_row.copy()
+        slot_row[rows[forged], cols[forged]] = len(table) + np.arange(int(forged.sum()))
+        return np.concatenate([table, fake]), slot_row
 
     def _two_hop(self, table: np.ndarray, slot_row: np.ndarray) -> np.ndarray:
         """[n, c*c] (int32 when ids fit): the caches each node received, concatenated (-1 = none)."""
@@ -221,13 +237,31 @@ class Elevator(Overlay):
         got = ~lost_req & ~lost_rep
         which = np.full(pref.shape, -1, dtype=np.int64)  # [n, K] index into `asked`
         which[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
+        sizes, flat, offsets = self._forged_backward_replies(ctx, sizes, flat, offsets, which, r_idx[got], col[got],
+                                                             t[got], q[got])
         m = np.where(which >= 0, sizes[np.maximum(which, 0)], 0) if len(sizes) else np.zeros_like(which)  # [n, K]
         heard = got & (q != t)
         self.count(q[heard], sent=False, n_items=np.minimum(m[r_idx[heard], col[heard]], self.max_backward))
         src, pos = ops.read_backward_buffer(ctx.seed, ctx.rnd, v, m, self.max_backward, self.depth)
         w = np.take_along_axis(which, np.maximum(src, 0), axis=1)  # [n, D]
-        entries = np.where(src >= 0, flat[offsets[np.maximum(w, 0)] + np.maximum(pos, 0)] if len(flat) else -1, -1)
+        at = np.minimum(offsets[np.maximum(w, 0)] + np.maximum(pos, 0), len(flat) - 1)  # masked slots may point past
+        entries = np.where(src >= 0, flat[at] if len(flat) else -1, -1)
         return ops.pick_random_part(entries, v, pref[:, :self.h], self.c - self.h)
+
+    def _forged_backward_replies(self, ctx, sizes, flat, offsets, which, rows, cols, t, q):
+        """Forged backward replies, one per (sender, requester), appended as extra sets that the
+        requesters' `which` entries point at (changed in place)."""
+        if not self.channel.alterations:
+            return sizes, flat, offsets
+        forged = self.channel.forging("elevator-backward-reply", t) & (t != q)
+        if not forged.any():
+            return sizes, flat, offsets
+        fake = self.channel.alter("elevator-backward-reply", t[forged], None, ctx.rnd, receivers=q[forged])
+        lens = row_lengths(fake)
+        which[rows[forged], cols[forged]] = len(sizes) + np.arange(len(fake))
+        offsets = np.concatenate([offsets, len(flat) + np.cumsum(lens) - lens]).astype(np.int64)
+        flat = np.concatenate([flat, compact_rows(fake)[np.arange(fake.shape[1])[None, :] < lens[:, None]]])
+        return np.concatenate([sizes, lens]).astype(np.int64), flat, offsets
 
     def _unpack_sets(self, parts: list[np.ndarray], asked: np.ndarray):
         """Split the answers (per source rank: lengths, then the ids) into sizes [T], ids, offsets [T]."""

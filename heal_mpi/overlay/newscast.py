@@ -12,7 +12,7 @@ round numbers. One `step` = one cycle (design.md §8):
    (PeerSim alternates a coin); the first `c` are kept.
 
 Message loss (through the channel): a lost request means no exchange; a lost reply means
-only B merged. Replies pass through `channel.alter` ("cache-reply") like Elevator's.
+only B merged. Replies pass through `channel.alter` ("newscast-reply").
 Simulated sizes: HEADER_BYTES + 16 bytes (id + timestamp) per cache entry carried.
 No hubs: `hub_lists()` is `[n_local, 0]` and `is_hub()` all False.
 """
@@ -92,7 +92,7 @@ class Newscast(Overlay):
         self.count(local_idx + lo, sent=True, n_items=row_lengths(self.ids[local_idx]))
         reply = np.concatenate([self.ids[local_idx], self.stamps[local_idx]], axis=1)
         if self.channel.alterations:
-            reply = self.channel.alter("cache-reply", local_idx + lo, reply, self._rnd)
+            reply = self.channel.alter("newscast-reply", local_idx + lo, reply, self._rnd, receivers=payload[:, 0])
         return reply
 
     def _prune(self, ctx: RoundContext) -> None:
