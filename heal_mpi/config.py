@@ -75,7 +75,7 @@ def _section(name: str, fields: list[tuple], parts) -> type:
 ProtocolConfig = _section("ProtocolConfig", [
     ("kind", "str", opt("fedavg", "learning protocol; none = overlay only", choices=(*PROTOCOLS, NO_PROTOCOL))),
     ("fanout", "int", opt(1, "s: hubs a HEAL client sends to; peers an EL node sends to", lo=1)),
-], [spec.params for spec in PROTOCOLS.values() if spec.params])
+], [params for spec in PROTOCOLS.values() for params in spec.params])
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from heal_mpi.channel import Channel
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.metrics import RoundMetrics, Traffic
-from heal_mpi.steps import Assign, Mix, Reply, Train
+from heal_mpi.steps import Assign, Mix, Reply, Rule, Train
 
 CHUNK_BYTES = 64 << 20  # bound on the float64 [edges, P] temporary of one reduction chunk
 
@@ -78,6 +78,18 @@ class MixResult:
         where[at] = np.arange(len(at))
         keep = where[group] >= 0
         return weighted_sum(table, index[keep], where[group[keep]], None, len(at), table.dtype)
+
+    def combine(self, at: np.ndarray, rule: Rule) -> torch.Tensor:
+        """[len(at), P]: nodes[at]'s rows that arrived one by one in a Reply, combined by a robust rule."""
+        if self._terms is None:
+            raise ValueError(f"a {rule.name} of the copies needs a Reply result, which keeps them one by one")
+        from heal_mpi.aggregation import aggregate
+        table, index, group = self._terms
+        where = np.full(len(self.nodes), -1, dtype=np.int64)
+        where[at] = np.arange(len(at))
+        keep = np.flatnonzero(where[group] >= 0)
+        rows = table[torch.as_tensor(index[keep], device=table.device)]
+        return aggregate(rule.name, rows, where[group[keep]], len(at), beta=rule.beta, clip_tau=rule.clip_tau)
 
     def means(self) -> torch.Tensor:
         """float32 [m, P]: the weighted mean of each receiving node (order of `nodes`)."""
@@ -203,6 +215,8 @@ class Engine:
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
         src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
         table, index = self._sources(step.purpose, step.rows, src, ctx.rnd)
+        if step.rule.robust:
+            return self._mix_rows(step, src, dst, w, vals, real, table, index)
 
         # rank-local reduction: one partial (dst, weight sum, count, messages, values, row sum) per destination
         uniq, inverse = np.unique(dst, return_inverse=True)
@@ -248,6 +262,58 @@ class Engine:
         return MixResult(n, nodes, sums, weights, counts, messages, values, edges=(src, dst),
                          sent_to=[uniq[cuts[r]:cuts[r + 1]] if r != rank else None for r in range(size)],
                          heard_from=[rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
+
+    def _mix_rows(self, step: Mix, src, dst, w, vals, real, table, index) -> MixResult:
+        """A Mix under a robust rule: every delivered row travels to its receiver's rank (no
+        partial sums), where each receiver combines its rows by the rule. Rows are put in
+        (receiver, sender) order first, so the result does not depend on the rank count."""
+        from heal_mpi.aggregation import aggregate
+        world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
+        order = np.lexsort((src, dst))
+        src, dst, w, vals, real, index = src[order], dst[order], w[order], vals[order], real[order], index[order]
+        head = np.concatenate([np.stack([dst, src + lo, w, real], axis=1).astype(np.float64), vals], axis=1)
+        cuts = np.searchsorted(world.owner(dst), np.arange(size + 1))
+        outgoing = []
+        for r in range(size):
+            a, b = cuts[r], cuts[r + 1]
+            if r == rank:
+                outgoing.append(np.zeros((0, head.shape[1] + table.shape[1])))
+                continue
+            rows = table[torch.as_tensor(index[a:b], device=table.device)].double().cpu().numpy()
+            self.staged_bytes += rows.nbytes
+            outgoing.append(np.concatenate([head[a:b], rows], axis=1))
+        incoming = self.comm.exchange(outgoing, f"mix-{step.purpose}")
+        width = head.shape[1]
+        heads, rows = [], []
+        for r in range(size):  # what reached this rank, rank by rank
+            if r == rank:
+                heads.append(head[cuts[rank]:cuts[rank + 1]])
+                rows.append(table[torch.as_tensor(index[cuts[rank]:cuts[rank + 1]], device=table.device)].double())
+            elif len(incoming[r]):
+                heads.append(incoming[r][:, :width])
+                rows.append(torch.as_tensor(incoming[r][:, width:], device=table.device))
+                self.staged_bytes += rows[-1].numel() * 8
+        heads = np.concatenate(heads)
+        rows = torch.cat(rows) if rows else torch.zeros((0, table.shape[1]), dtype=torch.float64)
+        canon = np.lexsort((heads[:, 1], heads[:, 0]))  # (receiver, sender)
+        heads, rows = heads[canon], rows[torch.as_tensor(canon, device=rows.device)]
+        local = heads[:, 0].astype(np.int64) - lo
+        nodes, group = np.unique(local, return_inverse=True)
+        n, k = world.n_local, width - 4
+        weights = np.bincount(local, heads[:, 2], n)
+        counts = np.bincount(local, minlength=n).astype(np.int64)
+        messages = np.bincount(local, heads[:, 3], n).astype(np.int64)
+        values = np.zeros((n, k))
+        np.add.at(values, local, heads[:, 4:] * heads[:, 2:3])
+        combined = aggregate(step.rule.name, rows, group, len(nodes), beta=step.rule.beta, clip_tau=step.rule.clip_tau)
+        sums = combined * torch.as_tensor(weights[nodes], dtype=combined.dtype, device=combined.device)[:, None]
+        self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
+        sender_rank = world.owner(heads[:, 1].astype(np.int64))
+        uniq = np.unique(dst)
+        ucuts = np.searchsorted(world.owner(uniq), np.arange(size + 1))
+        return MixResult(n, nodes, sums, weights, counts, messages, values, edges=(src, dst),
+                         sent_to=[uniq[ucuts[r]:ucuts[r + 1]] if r != rank else None for r in range(size)],
+                         heard_from=[np.unique(local[sender_rank == r]) if r != rank else None for r in range(size)])
 
     def _reply(self, step: Reply, ctx: RoundContext) -> MixResult:
         """Answer along `step.to`'s delivered edges: one exchange, each answering row sent once per rank."""
@@ -311,8 +377,13 @@ class Engine:
             raise ValueError("Assign: a node takes a mean of a result it received nothing in")
         own_weight = None if step.own_weight is None else np.asarray(step.own_weight, dtype=np.float64)
         chunk = max(1, CHUNK_BYTES // (8 * max(self.pop.n_params, 1)))
+        if step.rule.robust and own_weight is not None:
+            raise ValueError(f"Assign: a {step.rule.name} of the copies takes no own weight")
         for a in range(0, len(nodes), chunk):
             idx = nodes[a:a + chunk]
+            if step.rule.robust:
+                self.pop.replace(idx, res.combine(at[a:a + chunk], step.rule))
+                continue
             rows = res.sums_of(at[a:a + chunk])
             dev = rows.device
             w = torch.as_tensor(res.weights[idx], dtype=rows.dtype, device=dev)[:, None]

@@ -18,7 +18,7 @@ from typing import Callable
 
 from heal_mpi import fault_events as fe
 from heal_mpi.errors import ConfigError
-from heal_mpi.protocols.params import EpidemicParams, GossipParams
+from heal_mpi.protocols.params import AggregationParams, EpidemicParams, GossipParams, HubParams
 
 
 def load(target: str):
@@ -44,7 +44,7 @@ class ProtocolSpec:
         label: its name on plots and tables.
         default_overlay: what overlay.kind = "auto" runs.
         overlays: the overlays it can run on (empty: any).
-        params: its own options, a dataclass whose fields join the [protocol] section.
+        params: its own options, dataclasses whose fields join the [protocol] section.
         protected: cfg -> slots that never fail (servers).
         check: cfg -> None, raises ConfigError naming the key.
     """
@@ -53,7 +53,7 @@ class ProtocolSpec:
     label: str
     default_overlay: str
     overlays: tuple[str, ...] = ()
-    params: type | None = None
+    params: tuple = ()
     protected: Callable = _no_slots
     check: Callable = _no_check
 
@@ -87,7 +87,25 @@ def _check_hub_fanout(cfg) -> None:
         raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be <= overlay.hubs = {cfg.overlay.hubs}")
 
 
+def _check_aggregation(cfg) -> None:
+    if cfg.protocol.aggregation == "trimmed_mean" and cfg.protocol.trim_beta >= 0.5:
+        raise ConfigError(f"protocol.trim_beta: {cfg.protocol.trim_beta} must be < 0.5 (nothing would be left)")
+
+
+def _check_hub(cfg) -> None:
+    _check_aggregation(cfg)
+    if cfg.protocol.client_merge == "median" and cfg.protocol.fanout < 3:
+        raise ConfigError(f"protocol.client_merge: a median of s = {cfg.protocol.fanout} copies needs "
+                          "protocol.fanout >= 3")
+
+
+def _check_heal(cfg) -> None:
+    _check_hub(cfg)
+    _check_hub_fanout(cfg)
+
+
 def _check_epidemic(cfg) -> None:
+    _check_aggregation(cfg)
     n = cfg.nodes.count
     if cfg.protocol.epidemic != "neighbours" and cfg.protocol.fanout >= n:
         raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be < nodes.count = {n}")
@@ -127,14 +145,16 @@ def _check_regular(cfg) -> None:
 
 HUB = "heal_mpi.protocols.hub:HubProtocol"  # HEAL, FedAvg and Gaia: one protocol, different hub lists
 PROTOCOLS: dict[str, ProtocolSpec] = {
-    "heal": ProtocolSpec(HUB, "HEAL", "elevator", ("elevator", "star", "multistar"),
-                         check=_check_hub_fanout),
-    "fedavg": ProtocolSpec(HUB, "FedAvg", "star", ("star",), protected=lambda cfg: [0]),
-    "gaia": ProtocolSpec(HUB, "Gaia", "multistar", ("multistar",),
-                         protected=lambda cfg: list(range(cfg.overlay.servers))),
-    "gossip": ProtocolSpec("heal_mpi.protocols.gossip:GossipProtocol", "Gossip", "newscast", params=GossipParams),
+    "heal": ProtocolSpec(HUB, "HEAL", "elevator", ("elevator", "star", "multistar"), (AggregationParams, HubParams),
+                         check=_check_heal),
+    "fedavg": ProtocolSpec(HUB, "FedAvg", "star", ("star",), (AggregationParams, HubParams),
+                           protected=lambda cfg: [0], check=_check_hub),
+    "gaia": ProtocolSpec(HUB, "Gaia", "multistar", ("multistar",), (AggregationParams, HubParams),
+                         protected=lambda cfg: list(range(cfg.overlay.servers)), check=_check_hub),
+    "gossip": ProtocolSpec("heal_mpi.protocols.gossip:GossipProtocol", "Gossip", "newscast",
+                           params=(AggregationParams, GossipParams), check=_check_aggregation),
     "epidemic": ProtocolSpec("heal_mpi.protocols.epidemic:EpidemicProtocol", "Epidemic", "newscast",
-                             params=EpidemicParams, check=_check_epidemic),
+                             params=(AggregationParams, EpidemicParams), check=_check_epidemic),
 }
 NO_PROTOCOL = "none"  # protocol.kind = "none": the overlay alone, on elevator
 NO_PROTOCOL_OVERLAY = "elevator"

@@ -34,6 +34,24 @@ class Received(_Typing):
 
 
 @dataclass(frozen=True)
+class Rule:
+    """How a receiver combines what arrives: `mean` (weighted, reduced as partial sums where the
+    rows live), or a robust rule of heal_mpi.aggregation (median, trimmed_mean, centered_clip),
+    for which every row travels to the receiver's rank. A robust rule ignores the weights."""
+
+    name: str = "mean"
+    beta: float = 0.1      # trimmed_mean: fraction dropped at each end
+    clip_tau: float = 1.0  # centered_clip: radius
+
+    @property
+    def robust(self) -> bool:
+        return self.name != "mean"
+
+
+MEAN = Rule()
+
+
+@dataclass(frozen=True)
 class Train:
     """Train the local rows where `nodes` (bool [n_local]). The engine sends back the train
     loss per local node, float64 [n_local], NaN where a node did not train."""
@@ -53,6 +71,7 @@ class Mix:
         rows: None to send the senders' models, or an earlier result: each sender sends its
             mean in that result (every sender must have received in it).
         values: float64 [E, k] per-edge scalars summed (times the weight) at the receiver, or None.
+        rule: how each receiver combines the rows (its result's mean is the rule's output).
     """
 
     purpose: str
@@ -61,6 +80,7 @@ class Mix:
     weight: np.ndarray | None = None
     rows: Received | None = None
     values: np.ndarray | None = None
+    rule: Rule = MEAN
 
 
 @dataclass(frozen=True)
@@ -78,11 +98,13 @@ class Reply:
 class Assign:
     """Local rows `nodes` (int64 [k], each received in `result`) take a new model:
     (sum of what arrived + own_weight * own model) / (weights + own_weight);
-    own_weight None means the plain mean of what arrived."""
+    own_weight None means the plain mean of what arrived. A robust `rule` instead combines
+    the rows that arrived in a Reply result one by one (a HEAL client's s copies)."""
 
     result: Received
     nodes: np.ndarray
     own_weight: np.ndarray | None = None
+    rule: Rule = MEAN
 
 
 Step = Train | Mix | Reply | Assign

@@ -12,7 +12,7 @@ from heal_mpi.context import RoundContext
 from heal_mpi.engine import Engine
 from heal_mpi.metrics import RoundMetrics
 from heal_mpi.registry import build_protocol
-from heal_mpi.steps import Assign, Mix, Reply, Train
+from heal_mpi.steps import Assign, Mix, Reply, Rule, Train
 from overlay_util import make_world
 
 P = 5
@@ -160,7 +160,34 @@ def check_channel_loses_and_alters(comm):
     assert comm.allreduce(engine.traffic.msgs_recv.sum()) == (ok & (src != dst)).sum()
 
 
-CHECKS = [check_mix_matches_dense, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters]
+def check_robust_mix_is_the_median_of_what_arrived(comm):
+    """Every row travels to its receiver's rank; each receiver takes the coordinate-wise median."""
+    n = 10
+    src, dst, _ = random_edges(n, 50, seed=3)
+
+    def body(ctx, seen):
+        mine = (src >= world.slot_lo) & (src < world.slot_hi)
+        seen.append((yield Mix("robust", src[mine] - world.slot_lo, dst[mine], rule=Rule("median"))))
+
+    world, full, proto, engine = setup(comm, n, body)
+    engine.round(context(n), None)
+    got = proto.seen[0]
+    x = full.double()
+    local = slice(world.slot_lo, world.slot_hi)
+    expect = [x[src[dst == d]].median(dim=0) for d in range(n)]  # torch: lower middle; compare odd counts only
+    for k, node in enumerate(got.nodes):
+        d = node + world.slot_lo
+        rows = x[src[dst == d]]
+        median = rows.sort(dim=0).values
+        m = len(rows)
+        want = median[m // 2] if m % 2 else (median[m // 2 - 1] + median[m // 2]) / 2
+        np.testing.assert_allclose(got.means()[k].double().numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+    assert (got.counts == np.bincount(dst, minlength=n)[local]).all() and len(expect) == n
+    assert comm.allreduce(engine.traffic.msgs_sent.sum()) == (src != dst).sum()
+
+
+CHECKS = [check_mix_matches_dense, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters,
+          check_robust_mix_is_the_median_of_what_arrived]
 
 
 @pytest.mark.parametrize("check", CHECKS)
@@ -212,10 +239,11 @@ class FakeOverlay:
         return (self._hubs == np.arange(self.n)[:, None]).any(axis=1)
 
 
-def run_protocol(kind, overlay, n, alive=None, **protocol):
+def run_protocol(kind, overlay, n, alive=None, full=None, **protocol):
     cfg = cfgmod.from_dict({"nodes": {"count": n}, "protocol": {"kind": kind, **protocol}})
     world = make_world(MPI.COMM_SELF, n)
-    full = torch.as_tensor(np.random.default_rng(0).standard_normal((n, P)), dtype=torch.float32)
+    if full is None:
+        full = torch.as_tensor(np.random.default_rng(0).standard_normal((n, P)), dtype=torch.float32)
     engine = Engine(world, FakePop(full, world), build_protocol(cfg, world.local_slots), Channel(1))
     engine.round(context(n, alive=alive), overlay)
     metrics = RoundMetrics()
@@ -273,3 +301,31 @@ def test_dead_nodes_neither_send_nor_receive():
     alive = np.array([True, True, False, True, True])
     x, after, rounds = run_protocol("epidemic", FakeOverlay(np.zeros((n, 0), np.int64), views, n), n, alive=alive)
     assert np.allclose(after[2], x[2]) and rounds["model_messages"] == 3  # 2 is dead: 1->2 and 2->3 do not happen
+
+
+def test_a_median_hub_ignores_a_minority_of_wild_clients():
+    n = 8
+    hubs = np.zeros((n, 1), np.int64)
+    full = torch.as_tensor(np.random.default_rng(0).standard_normal((n, P)), dtype=torch.float32)
+    full[[2, 5]] = 1e6  # two of seven clients send garbage
+    x, after, _ = run_protocol("heal", FakeOverlay(hubs, hubs, n), n, full=full, aggregation="median")
+    trained = x[1:] + 1
+    assert np.allclose(after[0], np.median(trained, axis=0), atol=1e-5)
+    assert np.abs(after).max() < 10  # the garbage did not reach anyone
+
+
+def test_a_heal_client_takes_the_median_of_its_three_copies():
+    n = 9  # hubs 0, 1, 2; every client sends to all three, each hub averages what it got: equal copies
+    hubs = np.tile([0, 1, 2], (n, 1))
+    x, after, _ = run_protocol("heal", FakeOverlay(hubs, hubs, n), n, fanout=3, client_merge="median")
+    assert np.allclose(after[3:], (x[3:] + 1).mean(axis=0), atol=1e-5)
+
+
+def test_epidemic_median_merge_includes_the_own_model():
+    n = 5
+    views = np.array([[1, 2], [2, 3], [3, 4], [4, 0], [0, 1]])
+    x, after, _ = run_protocol("epidemic", FakeOverlay(np.zeros((n, 0), np.int64), views, n), n, aggregation="median")
+    half = x + 1
+    for i in range(n):
+        senders = [j for j in range(n) if i in views[j]] + [i]
+        assert np.allclose(after[i], np.median(half[senders], axis=0), atol=1e-5)

@@ -21,7 +21,7 @@ def test_config_choices_and_options_come_from_the_registries():
     assert field_of(cfgmod.ProtocolConfig, "kind").metadata["choices"] == (*registry.PROTOCOLS, "none")
     assert field_of(cfgmod.OverlayConfig, "kind").metadata["choices"] == ("auto", *registry.OVERLAYS)
     for spec in registry.PROTOCOLS.values():  # a protocol's own options join [protocol]
-        for f in dataclasses.fields(spec.params) if spec.params else ():
+        for f in (f for params in spec.params for f in dataclasses.fields(params)):
             assert field_of(cfgmod.ProtocolConfig, f.name).metadata == f.metadata
     assert [f.name for f in dataclasses.fields(cfgmod.FaultsConfig)] == ["message_loss", *registry.FAULT_EVENTS]
     ref = cfgmod.reference_markdown()

@@ -20,6 +20,7 @@ import numpy as np
 
 from heal_mpi.context import RoundContext
 from heal_mpi.rng import uniform
+from heal_mpi.steps import Rule
 
 
 class Protocol:
@@ -32,6 +33,8 @@ class Protocol:
 
     def __init__(self, cfg, local: np.ndarray):
         self.cfg, self.local = cfg, local
+        p = cfg.protocol
+        self.rule = Rule(p.aggregation, p.trim_beta, p.clip_tau)  # how a receiver combines models
 
     def round(self, ctx: RoundContext, overlay) -> Generator:
         """One learning round, as a generator of steps."""

@@ -8,7 +8,8 @@ Variants (protocol.epidemic):
   neighbours  each live node sends to every live node of its overlay view: the "EL" the HEAL
               evaluation ran (Gossipy's all-to-all), n*c messages per round.
 Receivers average their own half-step model and the k received ones with weight 1/(k+1)
-each (plain averaging; Gossipy's weight-shrink quirk is not reproduced, see README).
+each (plain averaging; Gossipy's weight-shrink quirk is not reproduced, see README), or
+combine them, their own included, by a robust rule (protocol.aggregation).
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ class EpidemicProtocol(Protocol):
     def round(self, ctx: RoundContext, overlay):
         alive = ctx.alive[self.local]
         yield Train(alive)  # 1. half-step models
-        got = yield Mix("epidemic", *edges_of(self.targets(ctx, overlay)))  # 2. send to the targets
-        recv = np.flatnonzero(alive & (got.counts > 0))
-        yield Assign(got, recv, own_weight=np.ones(len(recv)))  # 3. 1/(k+1) each
+        src, dst = edges_of(self.targets(ctx, overlay))
+        if not self.rule.robust:
+            got = yield Mix("epidemic", src, dst)  # 2. send to the targets
+            recv = np.flatnonzero(alive & (got.counts > 0))
+            yield Assign(got, recv, own_weight=np.ones(len(recv)))  # 3. 1/(k+1) each
+            return
+        own = np.flatnonzero(alive)  # the own model joins the robust merge as a self-edge (no message)
+        got = yield Mix("epidemic", np.concatenate([src, own]), np.concatenate([dst, self.local[own]]), rule=self.rule)
+        yield Assign(got, np.flatnonzero(alive & (got.messages > 0)))

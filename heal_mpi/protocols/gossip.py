@@ -8,6 +8,8 @@ once (Gossipy's MERGE_UPDATE). A node that received nothing neither merges nor t
 Model age = the number of local training rounds behind a model. Under age weighting a
 merged model's age is max(own age, weighted mean of the merged ages); with equal ages the
 age-weighted merge is the plain average. The ages travel with the models (the Mix's values).
+Under a robust rule (protocol.aggregation) the merge combines the own and the received
+models by that rule, unweighted.
 """
 
 from __future__ import annotations
@@ -37,12 +39,16 @@ class GossipProtocol(Protocol):
         src = np.flatnonzero(target >= 0)
         age_w = self.cfg.protocol.merge == "age"
         weight = np.maximum(self.age, 1).astype(np.float64)
-        got = yield Mix("gossip", src, target[src], weight=weight[src] if age_w else None,
-                        values=self.age[src, None].astype(np.float64))
+        dst = target[src]
+        if self.rule.robust:  # the own model joins the merge as a self-edge (no message)
+            own = np.flatnonzero(alive)
+            src, dst = np.concatenate([src, own]), np.concatenate([dst, self.local[own]])
+        got = yield Mix("gossip", src, dst, weight=weight[src] if age_w else None,
+                        values=self.age[src, None].astype(np.float64), rule=self.rule)
 
         # merge with the own model, then train once
-        recv = np.flatnonzero(alive & (got.counts > 0))
-        yield Assign(got, recv, own_weight=weight[recv] if age_w else np.ones(len(recv)))
+        recv = np.flatnonzero(alive & (got.messages > 0))
+        yield Assign(got, recv, own_weight=None if self.rule.robust else weight[recv] if age_w else np.ones(len(recv)))
         if age_w:
             mean_in = got.values[recv, 0] / got.weights[recv]
             self.age[recv] = np.maximum(self.age[recv], np.rint(mean_in).astype(np.int64))

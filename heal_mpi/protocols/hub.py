@@ -9,6 +9,11 @@ One round (HEAL paper §4.4; FedAvg = one static hub, Gaia = k static hubs):
      copies it got back, or keeps its own model when none came (all its hubs dead).
 A hub that received no client model does not join step 4. Hubs do not train.
 Which nodes are hubs and what hub lists they hold is the overlay's business.
+
+Defences (protocol.aggregation, protocol.client_merge): a hub may combine its clients'
+models by a robust rule instead of their mean (step 3), and a client with s >= 3 hubs may
+take the coordinate-wise median of the copies it gets back (step 5), the redundancy HEAL
+already pays for.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from heal_mpi.protocols.base import Protocol, edges_of, pick_from_lists
-from heal_mpi.steps import Assign, Mix, Reply, Train
+from heal_mpi.steps import Assign, Mix, Reply, Rule, Train
 
 
 class HubProtocol(Protocol):
@@ -30,7 +35,7 @@ class HubProtocol(Protocol):
         yield Train(clients)  # 1.
         targets = pick_from_lists(overlay.hub_lists(), clients, self.cfg.protocol.fanout, ctx, "hub-target",
                                   self.local)  # [n_local, s], -1 = none
-        up = yield Mix("up", *edges_of(targets))  # 2.-3.
+        up = yield Mix("up", *edges_of(targets), rule=self.rule)  # 2.-3.
         served = hubs & (up.counts > 0)  # hubs that take part in this round
 
         peers = np.where(served[:, None], overlay.hub_lists(), -1)  # [n_local, h]
@@ -39,5 +44,5 @@ class HubProtocol(Protocol):
 
         back = yield Reply("down", to=up, rows=between, answering=ready)  # 5.
         yield Assign(between, np.flatnonzero(ready))  # hubs keep the global model
-        yield Assign(back, np.flatnonzero(back.counts > 0))
+        yield Assign(back, np.flatnonzero(back.counts > 0), rule=Rule(self.cfg.protocol.client_merge))
         return {"hubs_active": int(ready.sum())}

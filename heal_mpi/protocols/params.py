@@ -11,6 +11,24 @@ from dataclasses import dataclass
 from heal_mpi.options import opt
 
 
+AGGREGATIONS = ("mean", "median", "trimmed_mean", "centered_clip")  # heal_mpi.aggregation.RULES (no torch here)
+
+
+@dataclass(frozen=True)
+class AggregationParams:
+    aggregation: str = opt("mean", "how a hub (HEAL, FedAvg, Gaia) or a Gossip/EL node combines the models it "
+                           "receives; robust rules ship every row to the receiver's rank", choices=AGGREGATIONS)
+    trim_beta: float = opt(0.1, "trimmed_mean: the fraction dropped at each end (< 0.5)", lo=0.0, hi=0.5)
+    clip_tau: float = opt(1.0, "centered_clip: the clipping radius (L2 norm of a row's distance)", lo=0.0,
+                          lo_open=True)
+
+
+@dataclass(frozen=True)
+class HubParams:
+    client_merge: str = opt("mean", "how a HEAL client merges the copies its s hubs send back: mean, or the "
+                            "coordinate-wise median (needs s >= 3)", choices=("mean", "median"))
+
+
 @dataclass(frozen=True)
 class GossipParams:
     merge: str = opt("uniform", "gossip merge weights: uniform, or by model age", choices=("uniform", "age"))
