@@ -158,15 +158,13 @@ def _text(value) -> str:
 
 def load_groups(paths) -> list[Group]:
     """Load every file and group them by experiment; runs without a complete round are skipped."""
-    runs = []
-    for p in paths:
-        run = load_run(p)
-        if run.completed == 0:
-            print(f"warning: {run.path}: no completed round, skipped", file=sys.stderr)
-            continue
-        runs.append(run)
+    loaded = [load_run(p) for p in paths]
+    runs = [r for r in loaded if r.completed > 0]
+    empty = [str(r.path) for r in loaded if r.completed == 0]
     if not runs:
-        raise AnalysisError("no file has a completed round")
+        raise AnalysisError(f"no file has a completed round ({', '.join(empty)})")
+    for path in empty:
+        print(f"warning: {path}: no completed round, skipped", file=sys.stderr)
     return group_runs(runs)
 
 

@@ -222,9 +222,10 @@ def failure_reason(error: BaseException, path: Path) -> str:
         return "the device is full (no space left)"
     if code == errno.EDQUOT:
         return "the disk quota is exhausted"
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    text = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
     if code:  # HDF5's detail (time, file descriptor, offsets) says less than the errno does
-        return f"{text.split(' (')[0]} ({os.strerror(code)})"
+        head = text.split(" (")[0]
+        return head if head == os.strerror(code) else f"{head} ({os.strerror(code)})"
     return text
 
 
