@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 import tomllib
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,32 +104,52 @@ class Group:
 
 # -- loading ---------------------------------------------------------------------------------
 
-def load_run(path: str | Path) -> Run:
-    """Read one heal_mpi file; AnalysisError when it is missing or not a heal_mpi file."""
+@contextmanager
+def open_h5(path: str | Path):
+    """The HDF5 file at `path`, open for reading. A missing, non-HDF5, truncated or damaged
+    file raises AnalysisError naming it, also when the damage shows only while reading."""
     path = Path(path)
     if not path.is_file():
         raise AnalysisError(f"{path}: no such file")
     try:
         f = h5py.File(path, "r", locking=False)  # a run may still be writing it
     except (OSError, TypeError, ValueError) as e:
-        raise AnalysisError(f"{path}: not an HDF5 file ({str(e).splitlines()[0]})") from None
+        raise AnalysisError(f"{path}: not an HDF5 file ({_first_line(e)})") from None
     with f:
-        if "config" not in f.attrs or "rounds" not in f:
+        try:
+            yield f
+        # h5py reports a damaged object as OSError, KeyError, ValueError or TypeError; a file
+        # from elsewhere can hold any layout, so a group may be a dataset and the reverse
+        except (OSError, KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
+            raise AnalysisError(f"{path}: damaged or not a heal_mpi file ({_first_line(e)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one heal_mpi file; AnalysisError when it is missing, damaged or not a heal_mpi file."""
+    path = Path(path)
+    with open_h5(path) as f:
+        if "config" not in f.attrs or not isinstance(f.get("rounds"), h5py.Group):
             raise AnalysisError(f"{path}: not a heal_mpi file (no 'config' attribute or /rounds group)")
         try:
             config = tomllib.loads(_text(f.attrs["config"]))
         except tomllib.TOMLDecodeError as e:
             raise AnalysisError(f"{path}: its 'config' attribute is not valid TOML ({e})") from None
-        completed = int(f.attrs.get("rounds_completed", 0))
+        completed = max(int(f.attrs.get("rounds_completed", 0)), 0)
         # files written before the attributes existed: the config says (overlay "auto": the default)
         method = _text(f.attrs.get("method", config.get("protocol", {}).get("kind", "?")))
         overlay = _text(f.attrs.get("overlay", config.get("overlay", {}).get("kind", "auto")))
         series = {name: np.asarray(ds[:completed], dtype=np.float64)
                   for name, ds in f["rounds"].items() if isinstance(ds, h5py.Dataset) and ds.ndim == 1}
-    run = config.get("run", {})
-    return Run(path=path, config=config, method=method, overlay=overlay, seed=int(run.get("seed", 0)),
-               rounds=int(run.get("rounds", completed)),
-               completed=min([completed, *(len(v) for v in series.values())]), series=series)
+        run = config.get("run", {})
+        scenario_label(config)  # a config whose [faults] cannot be labelled fails here, naming this file
+        return Run(path=path, config=config, method=method, overlay=overlay, seed=int(run.get("seed", 0)),
+                   rounds=int(run.get("rounds", completed)),
+                   completed=min([completed, *(len(v) for v in series.values())]), series=series)
 
 
 def _text(value) -> str:
@@ -136,15 +158,13 @@ def _text(value) -> str:
 
 def load_groups(paths) -> list[Group]:
     """Load every file and group them by experiment; runs without a complete round are skipped."""
-    runs = []
-    for p in paths:
-        run = load_run(p)
-        if run.completed == 0:
-            print(f"warning: {run.path}: no completed round, skipped", file=sys.stderr)
-            continue
-        runs.append(run)
+    loaded = [load_run(p) for p in paths]
+    runs = [r for r in loaded if r.completed > 0]
+    empty = [str(r.path) for r in loaded if r.completed == 0]
     if not runs:
-        raise AnalysisError("no file has a completed round")
+        raise AnalysisError(f"no file has a completed round ({', '.join(empty)})")
+    for path in empty:
+        print(f"warning: {path}: no completed round, skipped", file=sys.stderr)
     return group_runs(runs)
 
 
@@ -397,12 +417,20 @@ def files_out_main(write, doc: str, argv=None) -> int:
 
 
 def run_main(main) -> None:
-    """sys.exit(main()), with bad input reported as one line and exit code 2."""
+    """sys.exit(main()): bad input is one line and exit code 2, a failure to write the outputs
+    one line and exit code 1 (HEAL_MPI_DEBUG=1 shows its traceback instead)."""
+    name = Path(sys.argv[0]).stem
     try:
         sys.exit(main())
     except AnalysisError as e:
-        print(f"{Path(sys.argv[0]).stem}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if os.environ.get("HEAL_MPI_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"{name}: error: cannot write {e.filename or 'the output'}: {e.strerror or _first_line(e)}",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def print_paths(paths: list[Path]) -> None:

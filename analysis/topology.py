@@ -28,10 +28,11 @@ import argparse
 import csv
 from pathlib import Path
 
-import h5py
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
+
+import common
 
 HUB_SHARE = 0.99
 BATCH = 256  # BFS sources per shortest_path call: bounds the [batch, L] distance block
@@ -109,7 +110,9 @@ def graph_metrics(cache: np.ndarray, alive: np.ndarray, sources: int | None = 50
 
 def read_snapshots(path: Path, smoke: bool):
     """Yield (round, cache [N, c], alive [N]) of every snapshot of one file."""
-    with h5py.File(path, "r") as f:
+    with common.open_h5(path) as f:
+        if "overlay/cache" not in f or "overlay/snapshot_rounds" not in f:
+            raise common.AnalysisError(f"{path}: no view snapshots (/overlay/cache); run with overlay.snapshot_every > 0")
         rounds = f["overlay/snapshot_rounds"][()]
         cache = f["overlay/cache"]
         alive = f["nodes/alive"] if "nodes/alive" in f else None
@@ -208,4 +211,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    common.run_main(main)

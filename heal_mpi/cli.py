@@ -1,12 +1,14 @@
 """Command line: `heal-mpi run | validate | info | config` (also `python -m heal_mpi`).
 
-Exit codes: 0 success, 2 bad input (config, arguments, existing output), 1 a failure during
-the run (which also ends every other rank).
+Exit codes: 0 success, 2 bad input (config, arguments, an output path that exists or cannot
+be created), 1 a failure during the run (which also ends every other rank). Either way the
+user reads one line on stderr; HEAL_MPI_DEBUG=1 adds the traceback of a failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +21,25 @@ def _load(args, n_ranks: int = 1) -> config_mod.Config:
     if getattr(args, "out", None):
         overrides.append(f"run.out={config_mod._toml_value(args.out)}")
     cfg = config_mod.load(args.config, overrides)
-    return config_mod.validate(cfg, n_ranks=n_ranks)
+    config_mod.validate(cfg, n_ranks=n_ranks)
+    problem = output_problem(Path(cfg.run.out))
+    if problem:
+        raise ConfigError(f"run.out: {problem}")
+    return cfg
+
+
+def output_problem(out: Path) -> str | None:
+    """Why OUT could not be written, judged without creating anything; None when it can."""
+    if out.is_dir():
+        return f"{out} is a directory, not a file"
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing ancestor: the folders below it get created
+    if not folder.is_dir():
+        return f"cannot create the folder {out.parent}: {folder} is a file"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder} (permission denied)"
+    return None
 
 
 def cmd_validate(args) -> int:
@@ -39,9 +59,16 @@ def cmd_run(args) -> int:
         _check_resumable(out, cfg)
     elif out.exists() and not args.overwrite:
         raise ConfigError(f"run.out: {out} exists; pass --overwrite to replace it, or --resume")
+    # Rank 0 creates the folder and tells every rank whether it could, so all exit 2 together.
+    problem = None
     if comm.Get_rank() == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            problem = f"run.out: cannot create the folder {out.parent} ({e.strerror or e})"
+    problem = comm.bcast(problem, root=0)
+    if problem:
+        raise ConfigError(problem)
 
     from heal_mpi.runtime import abort_on_exception, make_world
     from heal_mpi.simulation import Simulation
@@ -67,11 +94,18 @@ def _check_resumable(out: Path, cfg) -> None:
     import json
 
     from mpi4py import MPI
-    ranks = json.loads((checkpoint_dir(out) / "meta.json").read_text())["ranks"]
+    try:
+        ranks = json.loads((checkpoint_dir(out) / "meta.json").read_text())["ranks"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"run.out: --resume but the checkpoint {checkpoint_dir(out)} is damaged ({e})") from None
     if ranks != MPI.COMM_WORLD.Get_size():
         raise ConfigError(f"run.out: the checkpoint of {out} was written by {ranks} ranks; resume with mpirun -n {ranks}")
-    with h5py.File(out, "r") as f:
-        stored = f.attrs["config"]
+    try:
+        with h5py.File(out, "r") as f:
+            stored = f.attrs["config"]
+    except (OSError, KeyError) as e:
+        raise ConfigError(f"run.out: --resume but {out} is not a readable heal_mpi file "
+                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if stored != config_mod.to_toml(cfg):
         raise ConfigError(f"run.out: --resume with a config that differs from the one stored in {out}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,16 @@ from heal_mpi.registry import FAULT_EVENTS, NO_PROTOCOL, NO_PROTOCOL_OVERLAY, OV
 
 # ----------------------------------------------------------------------------- sections
 
+# Upper bound of the counts that size arrays and output rows (nodes, rounds, samples): far
+# beyond what any machine holds, low enough that a typo fails here and not in an allocation.
+COUNT_MAX = 10**9
+# TOML integers are 64-bit and every integer ends up in NumPy or HDF5 as int64.
+INT_MAX = 2**63 - 1
+
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = opt(1, "global seed: every random draw is keyed by it", lo=0)
-    rounds: int = opt(20, "number of rounds (one overlay cycle = one learning round)", lo=1)
+    rounds: int = opt(20, "number of rounds (one overlay cycle = one learning round)", lo=1, hi=COUNT_MAX)
     out: str = opt("results/run.h5", "HDF5 output path (the CLI's --out overrides it)")
     device: str = opt("auto", "auto = cuda:<local rank mod GPUs> when CUDA is available, else cpu",
                       choices=("auto", "cpu", "cuda"))
@@ -41,7 +48,7 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class NodesConfig:
-    count: int = opt(20, "number of simulated nodes N (slots 0..N-1)", lo=1)
+    count: int = opt(20, "number of simulated nodes N (slots 0..N-1)", lo=1, hi=COUNT_MAX)
 
 
 @dataclass(frozen=True)
@@ -87,10 +94,10 @@ class DataConfig:
     shards_per_node: int = opt(2, "classes per node for the shards partition", lo=1)
     local_test_fraction: float = opt(0.0, "fraction of each node's samples kept as its local test split",
                                      lo=0.0, hi=0.9)
-    synthetic_features: int = opt(20, "synthetic: input features", lo=1)
+    synthetic_features: int = opt(20, "synthetic: input features", lo=1, hi=COUNT_MAX)
     synthetic_classes: int = opt(4, "synthetic: classes", lo=2)
-    synthetic_train: int = opt(4000, "synthetic: training samples", lo=1)
-    synthetic_test: int = opt(1000, "synthetic: test samples", lo=1)
+    synthetic_train: int = opt(4000, "synthetic: training samples", lo=1, hi=COUNT_MAX)
+    synthetic_test: int = opt(1000, "synthetic: test samples", lo=1, hi=COUNT_MAX)
     synthetic_noise: float = opt(1.0, "synthetic: noise around the class centres (higher = harder)", lo=0.0)
     max_train: int = opt(0, "use only the first k training samples; 0 = all", lo=0)
 
@@ -193,48 +200,77 @@ def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
     t = f.type if isinstance(f.type, str) else f.type.__name__
     meta = f.metadata
     if t == "int | str":
-        if isinstance(value, str) and value == "all" or isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        if isinstance(value, str) and value == "all" or _is_int(value) and 1 <= value <= INT_MAX:
             return value
-        raise ConfigError(f'{key}: expected a positive integer or "all", got {value!r}')
+        raise ConfigError(f'{key}: expected a positive integer or "all", got {_short(value)}')
     if t == "bool":
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {_short(value)}")
     elif t == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if not _is_int(value):
+            raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
+        if abs(value) > INT_MAX:
+            raise ConfigError(f"{key}: {_short(value)} does not fit in 64 bits")
     elif t == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        value = float(value)
+            raise ConfigError(f"{key}: expected a number, got {_short(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range
+            number = math.inf
+        # nan passes every < and > test below, and inf reaches the run as a silent nan loss
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {_short(value)}")
+        value = number
     elif t == "str":
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_short(value)}")
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, meta['choices']))}")
+        raise ConfigError(f"{key}: {_short(value)} is not one of {', '.join(map(repr, meta['choices']))}")
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
-        raise ConfigError(f"{key}: {value!r} must be {'>' if meta.get('lo_open') else '>='} {lo}")
+        raise ConfigError(f"{key}: {_short(value)} must be {'>' if meta.get('lo_open') else '>='} {lo}")
     if hi is not None and value > hi:
-        raise ConfigError(f"{key}: {value!r} must be <= {hi}")
+        raise ConfigError(f"{key}: {_short(value)} must be <= {hi}")
     return value
 
 
-def _build(cls, table: dict, prefix: str):
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value) -> str:
+    """repr(value) on one line and at most 60 characters: error messages stay one readable line."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _build(cls, table: dict, prefix: str, required: bool = False):
+    """cls from one TOML table; `required`: every field must be given (fault events have no
+    meaningful defaults: a crash without its fraction would silently crash nobody)."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{prefix}: expected a table, got {table!r}")
+        raise ConfigError(f"{prefix}: expected a table, got {_short(table)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for name, value in table.items():
-        key = f"{prefix}.{name}"
+        key = f"{prefix}.{_name(name)}"
         if name not in fields:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(fields)})")
         if name in EVENT_TYPES and cls is FaultsConfig:
             if not isinstance(value, list):
                 raise ConfigError(f"{key}: expected a list of tables like [{{round = 10, ...}}]")
-            values[name] = [_build(EVENT_TYPES[name], ev, f"{key}[{i}]") for i, ev in enumerate(value)]
+            values[name] = [_build(EVENT_TYPES[name], ev, f"{key}[{i}]", required=True) for i, ev in enumerate(value)]
         else:
             values[name] = _check_value(key, fields[name], value)
+    missing = [name for name in fields if name not in values]
+    if required and missing:
+        raise ConfigError(f"{prefix}: missing {', '.join(missing)} (give every key: {', '.join(fields)})")
     return cls(**values)
+
+
+def _name(name: str) -> str:
+    """A TOML key as written in a message: bare when it can be, else quoted (one line either way)."""
+    return name if name and all(ch.isalnum() or ch in "_-" for ch in name) and name.isascii() else json.dumps(name)
 
 
 def from_dict(raw: dict) -> Config:
@@ -242,7 +278,7 @@ def from_dict(raw: dict) -> Config:
     sections = {}
     for name, table in raw.items():
         if name not in SECTIONS:
-            raise ConfigError(f"{name}: unknown section (known: {', '.join(SECTIONS)})")
+            raise ConfigError(f"{_name(name)}: unknown section (known: {', '.join(SECTIONS)})")
         sections[name] = _build(SECTIONS[name], table, name)
     return Config(**sections)
 
@@ -250,7 +286,7 @@ def from_dict(raw: dict) -> Config:
 def parse_override(text: str) -> tuple[str, str, Any]:
     """'section.key=value' -> (section, key, value); the value is read as TOML, else as a string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ConfigError(f"--set {text}: expected section.key=value")
+        raise ConfigError(f"--set {text if text.isprintable() else json.dumps(text)}: expected section.key=value")
     dotted, raw = text.split("=", 1)
     section, key = dotted.strip().split(".", 1)
     try:
@@ -264,27 +300,44 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a TOML file (None = defaults only), apply --set overrides, check everything."""
     raw: dict = {}
     if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        raw = read_toml(Path(path))
     for text in overrides:
         section, key, value = parse_override(text)
         if not isinstance(raw.setdefault(section, {}), dict):
-            raise ConfigError(f"{section}: expected a table")
+            raise ConfigError(f"{_name(section)}: expected a table")
         raw[section][key] = value
     return from_dict(raw)
 
 
+def read_toml(path: Path) -> dict:
+    """The parsed file; ConfigError naming the path when it cannot be read as TOML text."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file (byte {e.start} is not UTF-8)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e})") from None
+
+
 # ----------------------------------------------------------------------------- contradictions
 
-def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True) -> Config:
-    """Checks across keys (the per-key checks ran in `load`). Returns cfg unchanged."""
+def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True, check_device: bool = True) -> Config:
+    """Checks across keys (the per-key checks ran in `load`). Returns cfg unchanged.
+
+    `check_files` and `check_device` also check this machine: the dataset files, and a GPU
+    when run.device = "cuda" (turn them off where the run will happen elsewhere).
+    """
     n, ov, rounds = cfg.nodes.count, cfg.overlay, cfg.run.rounds
     if n_ranks > n:
         raise ConfigError(f"nodes.count: {n} nodes cannot be split over {n_ranks} ranks")
+    if check_device and cfg.run.device == "cuda":
+        _check_cuda()
     kind = cfg.overlay_kind
     OVERLAYS[kind].check(cfg)
     spec = PROTOCOLS.get(cfg.protocol.kind)
@@ -328,6 +381,14 @@ def byzantine_count(cfg: Config) -> int:
     """How many Byzantine nodes the run has: adversary.byzantine, or the fraction of N, rounded half up."""
     adv = cfg.adversary
     return adv.byzantine or int(adv.byzantine_fraction * cfg.nodes.count + 0.5)
+
+
+def _check_cuda() -> None:
+    """run.device = "cuda" needs a GPU here; torch is imported only for this check."""
+    from heal_mpi import info
+    if not info.cuda_devices():
+        raise ConfigError(f"run.device: 'cuda' but this machine has no CUDA device ({info.no_cuda_reason()}); "
+                          "use 'auto' or 'cpu'")
 
 
 def _validate_learning(cfg: Config, check_files: bool) -> None:

@@ -1,4 +1,5 @@
-"""Bad user input: the errors that end a run with exit code 2 and one line naming the problem."""
+"""The errors a user reads as one line: bad input (exit 2, before any file is written) and
+failures during a run (exit 1, phrased for the user where the cause is known)."""
 
 
 class InputError(ValueError):
@@ -11,3 +12,8 @@ class ConfigError(InputError):
 
 class DatasetError(InputError):
     """A dataset file is missing or corrupt. The message is one line naming the path."""
+
+
+class OutputError(Exception):
+    """Writing an output file failed mid-run. The message is one line: the file, why, what is
+    safe in it, and how to go on."""

@@ -11,6 +11,22 @@ def mpi_library() -> str:
     return MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()
 
 
+def cuda_devices() -> list[str]:
+    """Names of the CUDA devices torch sees on this host; empty without any."""
+    import torch
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def no_cuda_reason() -> str:
+    """Why torch sees no CUDA device here, as `heal-mpi info` would show it."""
+    import torch
+    build = f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None \
+        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU"
+    return f"heal-mpi info: CUDA devices none; {build}"
+
+
 def describe(model: str | None = None) -> str:
     import h5py
     import numpy
@@ -18,8 +34,7 @@ def describe(model: str | None = None) -> str:
 
     import heal_mpi
 
-    cuda = torch.cuda.is_available()
-    devices = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "none"
+    devices = ", ".join(cuda_devices()) or "none"
     lines = [
         f"heal_mpi        {heal_mpi.__version__}",
         f"python          {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cpus)",

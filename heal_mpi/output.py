@@ -17,16 +17,23 @@ after every round, so a killed run leaves a readable file whose first
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 import heal_mpi
+from heal_mpi.checkpoint import checkpoint_dir
+from heal_mpi.errors import OutputError
 from heal_mpi.info import mpi_library
 from heal_mpi.runtime import World
 
@@ -62,16 +69,31 @@ class Writer:
             self._collective = h5py.h5p.create(h5py.h5p.DATASET_XFER)
             self._collective.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
         mode = "a" if resume else "w"
-        if self.parallel:
-            self.file = h5py.File(self.path, mode, driver="mpio", comm=self.comm)
-        else:
-            if world.is_root:
-                why = "HEAL_MPI_HDF5=serial" if h5py.get_config().mpi else "h5py has no MPI support"
-                sys.stderr.write(f"heal_mpi: {why}; rank 0 gathers and writes all output\n")
-            self.file = h5py.File(self.path, mode) if world.is_root else None
+        try:
+            if self.parallel:
+                self.file = h5py.File(self.path, mode, driver="mpio", comm=self.comm)
+            else:
+                if world.is_root:
+                    why = "HEAL_MPI_HDF5=serial" if h5py.get_config().mpi else "h5py has no MPI support"
+                    sys.stderr.write(f"heal_mpi: {why}; rank 0 gathers and writes all output\n")
+                self.file = h5py.File(self.path, mode) if world.is_root else None
+        except (OSError, ValueError) as e:
+            raise OutputError(f"cannot open {self.path} for writing: {failure_reason(e, self.path)}") from e
+        # rounds whose rows are all written and flushed: what a failed write leaves safe in the file
+        self.completed = int(self.file.attrs.get("rounds_completed", 0)) if resume and self.file else 0
         if not resume:
-            self._set_attrs({**attrs, "hdf5_driver": "mpio" if self.parallel else "rank0-gather",
-                             "rounds_completed": 0})
+            with self._failing_io():
+                self._set_attrs({**attrs, "hdf5_driver": "mpio" if self.parallel else "rank0-gather",
+                                 "rounds_completed": 0})
+
+    @contextmanager
+    def _failing_io(self):
+        """A failed write becomes one OutputError for the user (h5py raises OSError, ValueError or
+        RuntimeError, depending on where in HDF5 the write failed)."""
+        try:
+            yield
+        except (OSError, ValueError, RuntimeError) as e:
+            raise write_failure(self.path, self.completed, e) from e
 
     # -- helpers ---------------------------------------------------------------------
     def _set_attrs(self, attrs: dict) -> None:
@@ -141,6 +163,10 @@ class Writer:
         previous call took (writes and flush) goes into the previous row's /rounds/seconds_record:
         a call cannot time itself before it writes.
         """
+        with self._failing_io():
+            self._record(rnd, rounds, nodes, rows)
+
+    def _record(self, rnd: int, rounds: dict, nodes: dict, rows: dict | None) -> None:
         t0 = time.perf_counter()
         R, N = self.rounds, self.world.n_nodes
         if self._last_record is not None:
@@ -157,25 +183,72 @@ class Writer:
 
     def snapshot(self, name: str, index: int, rnd: int, local: np.ndarray, n_snapshots: int) -> None:
         """Store view snapshot `index` (taken at round `rnd`) of every node: /overlay/<name> [S, N, c]."""
-        self._write_block(f"overlay/{name}", index, local, (n_snapshots, self.world.n_nodes, *local.shape[1:]))
-        self._write_global_row("overlay/snapshot_rounds", index, np.int64(rnd), (n_snapshots,))
+        with self._failing_io():
+            self._write_block(f"overlay/{name}", index, local, (n_snapshots, self.world.n_nodes, *local.shape[1:]))
+            self._write_global_row("overlay/snapshot_rounds", index, np.int64(rnd), (n_snapshots,))
 
     def mark_completed(self, rounds_completed: int) -> None:
         """Flush everything written so far, then publish how many rounds are complete."""
         if self.file is not None:
-            self.file.flush()
-            self.file.attrs["rounds_completed"] = rounds_completed
-            self.file.flush()
+            with self._failing_io():
+                self.file.flush()
+                self.file.attrs["rounds_completed"] = rounds_completed
+                self.file.flush()
+        self.completed = rounds_completed
 
     def close(self) -> None:
-        if self._last_record is not None:
-            self._write_global_row("rounds/seconds_record", *self._last_record, (self.rounds,))
-            self._last_record = None
-        self._handles.clear()
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        with self._failing_io():
+            if self._last_record is not None:
+                self._write_global_row("rounds/seconds_record", *self._last_record, (self.rounds,))
+                self._last_record = None
+            self._handles.clear()
+            if self.file is not None:
+                self.file.close()
+                self.file = None
         self.comm.Free()
+
+
+def failure_reason(error: BaseException, path: Path) -> str:
+    """Why a write failed, in words: the device is full, else the error's first line.
+
+    h5py often drops the errno ("Unable to create dataset (file write failed)"), so it is
+    also looked for in the HDF5 message, and a device with no space left is checked directly.
+    """
+    code = getattr(error, "errno", None)
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    if code == errno.ENOSPC or code is None and _free_bytes(path) == 0:
+        return "the device is full (no space left)"
+    if code == errno.EDQUOT:
+        return "the disk quota is exhausted"
+    text = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if code:  # HDF5's detail (time, file descriptor, offsets) says less than the errno does
+        head = text.split(" (")[0]
+        return head if head == os.strerror(code) else f"{head} ({os.strerror(code)})"
+    return text
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path.resolve().parent).free
+    except OSError:
+        return None
+
+
+def write_failure(path: Path, completed: int, error: BaseException) -> OutputError:
+    """The one line a user reads when `path` fails mid-run: which file, why, what is safe, how to go on."""
+    reason = failure_reason(error, path)
+    meta = checkpoint_dir(path) / "meta.json"
+    try:
+        start = json.loads(meta.read_text())["round"]
+        fix = "free space, then" if reason.startswith("the device is full") else "once fixed,"
+        then = f"{fix} rerun with --resume to continue from the checkpoint (round {start})"
+    except (OSError, ValueError, KeyError, TypeError):
+        then = "there is no checkpoint to resume from (set run.checkpoint_every)"
+    safe = (f"its first {completed} rounds are complete and safe (attribute rounds_completed)" if completed
+            else "no round was complete in it yet")
+    return OutputError(f"writing {path} failed: {reason}; {safe}; {then}")
 
 
 def run_attributes(world: World, config_toml: str, method: str = "none", overlay: str = "",

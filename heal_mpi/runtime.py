@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from mpi4py import MPI
+
+from heal_mpi.errors import OutputError
 
 
 def block_bounds(n_nodes: int, n_ranks: int) -> np.ndarray:
@@ -120,27 +123,57 @@ def make_world(n_nodes: int, device: str = "auto", comm: MPI.Comm = MPI.COMM_WOR
 
 # ----------------------------------------------------------------------------- fail fast
 
+# A failing rank other than 0 waits this long before it reports: when rank 0 fails too (a
+# collective write fails everywhere at once), rank 0's report and abort come first, so the
+# job prints one line, not one per rank.
+REPORT_DELAY_S = 2.0
+
+
+def debug_enabled() -> bool:
+    """HEAL_MPI_DEBUG=1: print full tracebacks instead of one line per failure."""
+    return os.environ.get("HEAL_MPI_DEBUG", "") not in ("", "0")
+
+
+def failure_line(error: BaseException, rank: int, size: int) -> str:
+    """What the user reads for a failure during the run: one line, the cause first."""
+    if isinstance(error, OutputError):
+        return f"heal-mpi: error: {error}"
+    if isinstance(error, KeyboardInterrupt):
+        return "heal-mpi: interrupted"
+    first = (str(error).strip().splitlines() or [""])[0]
+    where = f" on rank {rank}" if size > 1 else ""
+    return (f"heal-mpi: error{where}: {type(error).__name__}: {first} "
+            "(HEAL_MPI_DEBUG=1 prints the traceback)")
+
+
 @contextmanager
 def abort_on_exception(comm: MPI.Comm = MPI.COMM_WORLD, bad_input: tuple = ()):
-    """Any exception on any rank ends the whole job with its traceback.
+    """Any exception on any rank ends the whole job with exit 1 and one line on stderr.
 
     Without this, the other ranks would wait forever in their next collective.
     `SystemExit` and the `bad_input` exception types pass through untouched: every rank
     raises them together (they come from the same config and the same files), and the
-    caller reports them as bad input.
+    caller reports them as bad input. HEAL_MPI_DEBUG=1 adds every failing rank's traceback.
     """
     try:
         yield
     except (SystemExit, *bad_input):
         raise
-    except BaseException:  # noqa: BLE001 - we must catch KeyboardInterrupt too
-        sys.stderr.write(f"[heal_mpi rank {comm.Get_rank()}] fatal error, aborting all ranks:\n")
-        traceback.print_exc(file=sys.stderr)
+    except BaseException as e:  # noqa: BLE001 - we must catch KeyboardInterrupt too
+        rank, size = comm.Get_rank(), comm.Get_size()
+        if debug_enabled():
+            sys.stderr.write(f"[heal_mpi rank {rank}] fatal error, aborting all ranks:\n")
+            traceback.print_exc(file=sys.stderr)
+        elif rank != 0:
+            time.sleep(REPORT_DELAY_S)  # rank 0, if it failed as well, reports and aborts first
+        sys.stderr.write(failure_line(e, rank, size) + "\n")
         sys.stderr.flush()
         sys.stdout.flush()
-        if comm.Get_size() > 1:
+        if size > 1:
             comm.Abort(1)
-        raise
+        # One rank: end here too. A normal exit would close the half-written HDF5 file and
+        # finalize MPI, and after a failed write both print tracebacks or crash.
+        os._exit(1)
 
 
 def debug_fault(rank: int, rnd: int) -> None:

@@ -27,7 +27,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,11 +41,9 @@ NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")  # method and scenario names become fil
 
 def read_toml(path: Path, what: str) -> dict:
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{what}: {path} not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{what}: {path} is not valid TOML ({e})") from None
+        return config_mod.read_toml(path)
+    except ConfigError as e:
+        raise ConfigError(f"{what}: {e}") from None
 
 
 def merge(raw: dict, overrides, where: str) -> dict:
@@ -72,11 +69,17 @@ def named_tables(spec: dict, key: str, required: bool) -> dict:
     return tables
 
 
-def expand(spec: dict, ranks: int, default_out: str) -> tuple[Path, list[int], dict[str, str]]:
-    """(out_dir, seeds, {config name: resolved TOML}); raises ConfigError naming the key."""
+def expand(spec: dict, ranks: int, default_out: str, here: bool = False) -> tuple[Path, list[int], dict[str, str]]:
+    """(out_dir, seeds, {config name: resolved TOML}); raises ConfigError naming the key.
+
+    `here`: the tasks will run on this machine, so its GPUs are checked too (a login node
+    preparing a Slurm array usually has none, while the compute nodes do).
+    """
     for key in spec:
         if key not in SPEC_KEYS:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(SPEC_KEYS)})")
+    if not isinstance(spec.get("base", ""), str):
+        raise ConfigError(f"base: expected a path, got {spec['base']!r}")
     base = read_toml(Path(spec["base"]), "base") if "base" in spec else {}
     methods = named_tables(spec, "methods", required=True)
     scenarios = named_tables(spec, "scenarios", required=False) or {"": {}}
@@ -98,7 +101,7 @@ def expand(spec: dict, ranks: int, default_out: str) -> tuple[Path, list[int], d
             try:  # the file holds the first task's seed and output; each task sets its own
                 cfgs = [config_mod.from_dict(merge(raw, {"run": {"seed": s, "out": output(out_dir, name, s)}}, where))
                         for s in seeds]
-                config_mod.validate(cfgs[0], n_ranks=ranks)
+                config_mod.validate(cfgs[0], n_ranks=ranks, check_device=here)
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
             configs[name] = config_mod.to_toml(cfgs[0])
@@ -154,11 +157,16 @@ def main(argv=None) -> int:
         parser.error("--ranks must be >= 1")
     spec_path = Path(args.spec)
     try:
-        out_dir, seeds, configs = expand(read_toml(spec_path, "spec"), args.ranks, f"results/{spec_path.stem}")
+        out_dir, seeds, configs = expand(read_toml(spec_path, "spec"), args.ranks, f"results/{spec_path.stem}",
+                                      here=args.local)
     except ConfigError as e:
         print(f"sweep: {spec_path}: {e}", file=sys.stderr)
         return 2
-    tasks = write(out_dir, seeds, configs, spec_path)
+    try:
+        tasks = write(out_dir, seeds, configs, spec_path)
+    except OSError as e:  # e.g. out_dir under a regular file, or not writable
+        print(f"sweep: {spec_path}: out_dir: cannot write {e.filename or out_dir} ({e.strerror or e})", file=sys.stderr)
+        return 2
     print(f"sweep: {len(configs)} configs x {len(seeds)} seeds = {len(tasks)} tasks in {out_dir / 'tasks.txt'}")
     if args.local:
         return run_local(tasks, args.ranks)

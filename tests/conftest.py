@@ -16,7 +16,8 @@ MPI_ENV = {
 
 
 def mpi_command(n_ranks: int, *args: str) -> list[str]:
-    return ["mpirun", "-n", str(n_ranks), sys.executable, "-m", "heal_mpi", *args]
+    # --quiet, as in jobs/laptop.sh: a failing run's one line is not followed by Open MPI's MPI_ABORT banner
+    return ["mpirun", "--quiet", "-n", str(n_ranks), sys.executable, "-m", "heal_mpi", *args]
 
 
 def mpi_env(**extra) -> dict:

@@ -4,6 +4,7 @@ Not a test module; imported by test_elevator, test_newscast, test_overlay_mpi.
 """
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,8 @@ def gather_rows(world, rows):
 
 def topology_module():
     """analysis/topology.py as a module (analysis/ is a folder of scripts, not a package)."""
+    if str(ROOT / "analysis") not in sys.path:
+        sys.path.insert(0, str(ROOT / "analysis"))  # for its `import common`, as when run as a script
     spec = importlib.util.spec_from_file_location("topology", ROOT / "analysis" / "topology.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -33,6 +33,19 @@ BAD = [
     ("", ["--set", "nodes.count=-3"], "nodes.count"),
     ("", ["--set", "run.seed=abc"], "run.seed"),
     ("[data]\ndataset = 'mnist'\nroot = '/nonexistent/mnist'\n[model]\nname = 'lenet5'\n", [], "data.root"),
+    ("[train]\nlr = nan\n", [], "train.lr"),
+    ("[train]\nlr = inf\n", [], "train.lr"),
+    ("[data]\nsynthetic_noise = -inf\n", [], "data.synthetic_noise"),
+    ("[faults]\ncrash = [{round = 2, fraction = nan}]\n", [], "faults.crash[0].fraction"),
+    ("[faults]\nmessage_loss = 1e999\n", [], "faults.message_loss"),
+    ("[train]\nweight_decay = " + "9" * 400 + "\n", [], "train.weight_decay"),  # beyond float range
+    ("[nodes]\ncount = 1000000000000000000000000000000\n", [], "nodes.count"),
+    ("[nodes]\ncount = 2000000000\n", [], "nodes.count"),
+    ("[run]\nseed = -9223372036854775809\n", [], "run.seed"),
+    ("[faults]\nhub_crash = [{round = 2, count = 100000000000000000000000}]\n", [], "faults.hub_crash[0].count"),
+    ("[faults]\ncrash = [{round = 2}]\n", [], "faults.crash[0]: missing fraction"),
+    ("[faults]\nchurn = [{}]\n", [], "faults.churn[0]: missing start, end, fraction"),
+    ("[run]\n\"a\\nb\" = 1\n", [], 'run."a\\nb": unknown key'),  # a newline in a key
 ]
 
 
@@ -90,3 +103,32 @@ def test_reference_lists_every_key():
     for section in cfgmod.SECTIONS.values():
         for name in section.__dataclass_fields__:
             assert f"`{name}`" in text
+
+
+@pytest.mark.parametrize("content,says", [(b"\x89HDF\r\n\x1a\n\x00\xff", "not a text file"), (None, "is a directory")])
+def test_unreadable_config_file_names_the_path(tmp_path, content, says):
+    path = tmp_path / "c.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"^{path}: {says}"):
+        cfgmod.load(path)
+
+
+def test_cuda_without_a_gpu_names_the_key_and_the_machine():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = cfgmod.load(None, ["run.device='cuda'"])
+    with pytest.raises(ConfigError, match=r"^run.device: 'cuda' but this machine has no CUDA device \(heal-mpi info"):
+        cfgmod.validate(cfg)
+    cfgmod.validate(cfg, check_device=False)  # a login node preparing jobs for GPU nodes
+
+
+def test_every_message_is_one_line():
+    """Keys and values come from the user: a newline in either must not split the message."""
+    for text in ["a\nb", "a\nb.x=1", "run.a\nb=1", 'run.progress="line\\none"', 'run.rounds=["x\\ny"]']:
+        with pytest.raises(ConfigError) as err:
+            cfgmod.load(None, [text])
+        assert "\n" not in str(err.value)

@@ -81,12 +81,18 @@ def test_sigkill_leaves_readable_file(tmp_path):
 
 
 def test_exception_on_one_rank_ends_the_job(small_fedavg, tmp_path):
+    """One line from the failing rank, exit 1; HEAL_MPI_DEBUG=1 adds the traceback."""
     t0 = time.time()
     r = run_mpi(3, "run", str(small_fedavg), "--out", str(tmp_path / "x.h5"), timeout=60,
                 HEAL_MPI_DEBUG_RAISE="1:2")
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert time.time() - t0 < 30
-    assert "injected failure on rank 1 at round 2" in r.stderr and "Traceback" in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("heal-mpi: error on rank 1: RuntimeError"), r.stderr
+    assert "injected failure on rank 1 at round 2" in lines[0]
+    r = run_mpi(3, "run", str(small_fedavg), "--out", str(tmp_path / "x.h5"), "--overwrite", timeout=60,
+                HEAL_MPI_DEBUG_RAISE="1:2", HEAL_MPI_DEBUG="1")
+    assert r.returncode == 1 and "Traceback" in r.stderr and "injected failure on rank 1 at round 2" in r.stderr
 
 
 def test_corrupt_dataset_exits_2_without_output(tmp_path):

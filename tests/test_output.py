@@ -1,0 +1,94 @@
+"""A write that fails mid-run: one line naming the file, the cause, the safe rounds and how to go on."""
+
+import errno
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from conftest import ROOT, mpi_env, write_config
+from heal_mpi.checkpoint import checkpoint_dir
+from heal_mpi.errors import OutputError
+from heal_mpi.output import Writer, failure_reason
+from heal_mpi.runtime import failure_line, make_world
+
+
+def write_rounds(out, fail_from: int, monkeypatch) -> OutputError:
+    """Record rounds into a Writer until the flush after round `fail_from` hits a full disk."""
+    writer = Writer(out, make_world(4, "cpu", MPI.COMM_SELF), rounds=5, attrs={"config": "x"})
+    real_flush = h5py.File.flush
+    for rnd in range(5):
+        if rnd == fail_from:
+            def full(self):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            monkeypatch.setattr(h5py.File, "flush", full)
+        try:
+            writer.record(rnd, {"acc_mean": 0.5}, {"acc": np.zeros(4, np.float32)})
+        except OutputError as e:
+            monkeypatch.setattr(h5py.File, "flush", real_flush)
+            writer.file.close()
+            return e
+    pytest.fail("the write did not fail")
+
+
+def test_full_disk_names_file_rounds_and_no_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "o.h5"
+    msg = str(write_rounds(out, 2, monkeypatch))
+    assert "\n" not in msg
+    assert msg.startswith(f"writing {out} failed: the device is full"), msg
+    assert "its first 2 rounds are complete and safe (attribute rounds_completed)" in msg
+    assert "no checkpoint" in msg
+    with h5py.File(out, "r") as f:
+        assert f.attrs["rounds_completed"] == 2
+
+
+def test_full_disk_with_a_checkpoint_says_resume(tmp_path, monkeypatch):
+    out = tmp_path / "o.h5"
+    checkpoint_dir(out).mkdir()
+    (checkpoint_dir(out) / "meta.json").write_text(json.dumps({"round": 1, "ranks": 1}))
+    msg = str(write_rounds(out, 3, monkeypatch))
+    assert "its first 3 rounds" in msg and "free space, then rerun with --resume" in msg and "(round 1)" in msg
+    assert failure_line(OutputError(msg), rank=1, size=2) == f"heal-mpi: error: {msg}"
+
+
+def test_failure_reason_finds_the_errno_h5py_hides(tmp_path):
+    path = tmp_path / "o.h5"
+    hdf5 = ValueError("Unable to create dataset (file write failed: errno = 28, error message = 'No space')")
+    assert failure_reason(hdf5, path).startswith("the device is full")
+    assert failure_reason(OSError(errno.EIO, "Input/output error"), path) == "Input/output error"
+    assert failure_reason(ValueError("Unable to create dataset (bad)"), path) == "Unable to create dataset (bad)"
+
+
+def test_other_failures_are_one_line_with_the_debug_hint():
+    line = failure_line(RuntimeError("boom\nsecond line"), rank=2, size=3)
+    assert line == "heal-mpi: error on rank 2: RuntimeError: boom (HEAL_MPI_DEBUG=1 prints the traceback)"
+
+
+LIMITED = """
+import resource, sys
+from mpi4py import MPI  # MPI's own shared-memory files exist before the cap below
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # writes past 100 kB fail (EFBIG)
+from heal_mpi.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_a_real_failed_write_ends_every_rank_with_one_line(tmp_path):
+    """Two ranks, the rank-0 writer, a file-size cap: the write fails for real inside HDF5."""
+    cfg = write_config(tmp_path / "c.toml", "[run]\nrounds = 40\nprogress = 'none'\nthreads = 1\ncheckpoint_every = 5\n"
+                       "[nodes]\ncount = 50\n[data]\nsynthetic_train = 880\nsynthetic_test = 200\n"
+                       "[train]\nlocal_steps = 1\nbatch_size = 16\n")
+    script = write_config(tmp_path / "limited.py", LIMITED)
+    out = tmp_path / "o.h5"
+    r = subprocess.run(["mpirun", "--quiet", "-n", "2", sys.executable, str(script), "run", str(cfg), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env=mpi_env(HEAL_MPI_HDF5="serial", PYTHONPATH=str(ROOT)))
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert r.returncode == 1 and len(errors) == 1, r.stderr
+    assert errors[0].startswith(f"heal-mpi: error: writing {out} failed: ") and "File too large" in errors[0]
+    assert "rounds are complete and safe" in errors[0] and "rerun with --resume" in errors[0], errors[0]
+    assert "Traceback" not in r.stderr
