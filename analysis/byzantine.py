@@ -3,7 +3,7 @@
 
     python analysis/byzantine.py results/byzantine_laptop/*.h5 --out figures/byzantine [--smoke]
 
-One figure per experiment (byzantine_<scenario>.png): the hubs (`/rounds/hubs`, live nodes
+One figure per experiment (byzantine_<method>-<scenario>.png): the hubs (`/rounds/hubs`, live nodes
 in >= 99 % of the live views) and the Byzantine ones among them (`/rounds/byzantine_hubs`),
 mean over seeds with a 95 % interval (mean +- 1.96 standard errors), Lift's round marked.
 The table (byzantine.md, byzantine.csv) gives, at the last round, the hubs and Byzantine
@@ -57,12 +57,12 @@ def plot(group: common.Group, path: Path, smoke: bool) -> Path:
             continue
         mean, half = interval(group.stack(metric))
         ax.plot(x, mean, color=color, lw=1.6, label=label)
-        ax.fill_between(x, mean - half, mean + half, color=color, alpha=0.2, lw=0)
+        ax.fill_between(x, np.maximum(mean - half, 0), mean + half, color=color, alpha=0.2, lw=0)
     common.mark_faults(ax, group.events)
     common.round_axis(ax, group.n_rounds)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("nodes")
-    ax.set_title(f"{group.scenario} ({group.n_seeds} seed{'s' if group.n_seeds > 1 else ''})", fontsize=10)
+    ax.set_title(f"{group.method}: {group.scenario} ({group.n_seeds} seed{'s' if group.n_seeds > 1 else ''})", fontsize=10)
     ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     return common.save(fig, path, smoke)
@@ -76,7 +76,8 @@ def end_row(group: common.Group) -> dict:
     hubs, byz = last["hubs"], last["byzantine_hubs"]
     single = np.nanmax(last["byzantine"]) == 1
     return {
-        "scenario": group.scenario, "seeds": group.n_seeds, "rounds": group.n_rounds,
+        "scenario": f"{group.method}: {group.scenario}" if group.method != "overlay only" else group.scenario,
+        "seeds": group.n_seeds, "rounds": group.n_rounds,
         "hubs": f"{np.nanmean(hubs):.2f}", "byzantine_hubs": f"{np.nanmean(byz):.2f}",
         "byzantine_share_of_h": f"{np.nanmean(byz) / h:.3f}",
         "byzantine_share_of_hubs": f"{np.nanmean(byz / np.maximum(hubs, 1)):.3f}",
@@ -89,7 +90,7 @@ def end_row(group: common.Group) -> dict:
 
 def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = [plot(g, out / f"byzantine_{common.slug(g.scenario)}.png", smoke) for g in groups]
+    paths = [plot(g, out / f"byzantine_{common.slug(g.method + ' ' + g.scenario)}.png", smoke) for g in groups]
     rows = [end_row(g) for g in groups]
     paths.append(common.write_csv(out / "byzantine.csv", rows))
     header = ["scenario", "seeds", "rounds", "hubs", "Byzantine hubs", "Byzantine / h", "Byzantine / hubs",

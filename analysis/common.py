@@ -179,9 +179,19 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
+def _defaults() -> dict:
+    """Every option at its default, flattened (a file from a version without an option ran it at its default)."""
+    from heal_mpi import config as config_mod
+    return flatten(tomllib.loads(config_mod.to_toml(config_mod.Config())))
+
+
+DEFAULTS = _defaults()
+
+
 def experiment_key(config: dict) -> str:
-    """Canonical text of the config without IGNORED_KEYS: equal for the seeds of one experiment."""
-    flat = {k: v for k, v in flatten(config).items() if k not in IGNORED_KEYS}
+    """Canonical text of the config without IGNORED_KEYS and options at their default: equal for
+    the seeds of one experiment, also across versions that added options."""
+    flat = {k: v for k, v in flatten(config).items() if k not in IGNORED_KEYS and DEFAULTS.get(k, k) != v}
     return json.dumps(flat, sort_keys=True, default=str)
 
 
@@ -213,8 +223,8 @@ def _disambiguate(groups: list[Group]) -> None:
     for same in by_method.values():
         if len({g.scenario for g in same}) == len(same):
             continue  # one group per scenario: one table row, one colour
-        flats = [{k: v for k, v in flatten(g.config).items()
-                  if k not in IGNORED_KEYS and not k.startswith("faults.")} for g in same]
+        flats = [{k: v for k, v in flatten(g.config).items()  # the scenario label already says faults and adversary
+                  if k not in IGNORED_KEYS and not k.startswith(("faults.", "adversary."))} for g in same]
         keys = sorted({k for f in flats for k in f if any(f.get(k) != o.get(k) for o in flats)})
         if keys:
             for g, f in zip(same, flats):

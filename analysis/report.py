@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Every analysis at once: accuracy, final table, rounds to target, hubs, traffic.
+"""Every analysis at once: accuracy, final table, rounds to target, hubs, traffic (and, when
+any run has Byzantine nodes or Lift, the Byzantine hubs and the attack table).
 
     python analysis/report.py results/*.h5 --out results/report [--targets 0.5 0.8] [--smoke]
 
 Loads and groups the files once (by stored config, so any mix of seeds, methods and
 scenarios), runs accuracy.py, final_table.py, time_to_accuracy.py, hubs.py and traffic.py
-into DIR, prints the final-accuracy table, then the paths of every PNG and table written.
+(byzantine.py and attack_table.py for runs with an [adversary]) into DIR, prints the
+final-accuracy table, then the paths of every PNG and table written.
 """
 
 from __future__ import annotations
 
 import accuracy
+import attack_table
+import byzantine
 import common
 import final_table
 import hubs
@@ -27,6 +31,10 @@ def main(argv=None) -> int:
     for module in (accuracy, hubs, traffic, final_table):
         paths += module.write(groups, args.out, args.smoke)
     paths += time_to_accuracy.write(groups, args.out, args.smoke, args.targets)
+    attacked = [g for g in groups if any(e.kind in ("byzantine", "lift") for e in g.events)]
+    if attacked:
+        paths += byzantine.write(attacked, args.out, args.smoke)
+        paths += attack_table.write(attacked, args.out, args.smoke)
     seeds = sum(g.n_seeds for g in groups)
     print(f"{seeds} file(s) in {len(groups)} group(s): "
           + "; ".join(f"{g.method} / {g.scenario} x{g.n_seeds}" for g in groups))

@@ -115,3 +115,35 @@ def test_an_overlay_attack_needs_elevator():
     with pytest.raises(ConfigError, match="adversary.kind"):
         cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "overlay.cache_size=8", "protocol.kind='gossip'",
                                            "adversary.byzantine=2", "adversary.kind='passive'"]), check_files=False)
+
+
+def test_heal_under_attack_end_to_end_and_its_report(tmp_path):
+    """A HEAL run whose overlay is captured and whose Byzantine nodes send noise: the file has
+    the Byzantine columns, the honest accuracy leaves them out, and report.py tables it."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    from conftest import ROOT
+    from heal_mpi.runtime import make_world
+    from heal_mpi.simulation import Simulation
+    cfg = cfgmod.validate(cfgmod.load(None, [
+        "nodes.count=40", "run.rounds=8", "run.threads=1", "run.progress='none'", "protocol.kind='heal'",
+        "overlay.cache_size=8", "overlay.hubs=3", "data.synthetic_train=800", "train.local_steps=2",
+        "adversary.byzantine=4", "adversary.kind='coordinated'", "adversary.models='noise'",
+        "adversary.lift_round=5"]), check_files=False)
+    out = tmp_path / "attacked.h5"
+    assert Simulation.build(cfg, make_world(40, "cpu", MPI.COMM_SELF), out).run() == 0
+    with h5py.File(out, "r") as f:
+        byz = f["nodes/is_byzantine"][-1].astype(bool)
+        acc = f["nodes/acc"][-1]
+        assert byz.sum() == 4 and (f["rounds/byzantine"][:] == 4).all()
+        assert np.isclose(f["rounds/acc_mean"][-1], np.nanmean(acc[~byz]))
+        assert np.isclose(f["rounds/byzantine_acc_mean"][-1], np.nanmean(acc[byz]))
+        assert f["rounds/byzantine_hubs"][4] >= 1 and f["rounds/byzantine_hubs"][-1] <= f["rounds/hubs"][-1]
+    r = subprocess.run([sys.executable, str(ROOT / "analysis" / "report.py"), str(out), "--out", str(tmp_path / "rep"),
+                        "--smoke"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Lift @5" in (tmp_path / "rep" / "byzantine.md").read_text()
+    assert "4 Byzantine (coordinated, noise)" in (tmp_path / "rep" / "attack_table.md").read_text()

@@ -50,7 +50,8 @@ def toml_value(v) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # JSON escapes control characters as TOML does
+        # JSON escapes the C0 control characters as TOML does; TOML also forbids a raw DEL
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
@@ -96,7 +97,8 @@ def wrong_type(f):
              "float": st.one_of(TEXT, st.booleans()),
              "str": st.one_of(st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False), st.booleans()),
              "int | str": st.one_of(TEXT.filter(lambda s: s != "all"), st.booleans(),
-                                    st.floats(allow_nan=False, allow_infinity=False))}[t]
+                                    st.floats(allow_nan=False, allow_infinity=False)),
+             "bool": st.one_of(TEXT, st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False))}[t]
     return st.one_of(other, lists, tables)
 
 
@@ -318,7 +320,8 @@ def test_analysis_readers_on_damaged_files(tmp_path, data):
     read_both(path)
 
 
-SCRIPTS = ["accuracy", "final_table", "time_to_accuracy", "hubs", "traffic", "report", "topology"]
+SCRIPTS = ["accuracy", "final_table", "time_to_accuracy", "hubs", "traffic", "report", "topology", "byzantine",
+           "attack_table"]
 BAD_FILES = ["empty", "not hdf5", "truncated", "foreign", "no complete round"]
 
 
