@@ -13,7 +13,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_btl_sm_single_copy_mechanism := none
 PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 
-.PHONY: setup demo test test-serial test-mpi bench docs slurm-up slurm-down clean
+.PHONY: setup demo test test-serial test-mpi bench docs validation-lift slurm-up slurm-down clean
 
 setup:
 	@bash jobs/setup.sh
@@ -38,6 +38,19 @@ bench: setup
 # Rewrite the README's config reference from the dataclasses (tests/test_readme.py checks it is current).
 docs:
 	$(PY) -c "from heal_mpi.config import update_readme; update_readme('README.md')"
+
+# The LIFT table and the HEAL-under-attack table (jobs/validation/lift): runs what is missing
+# (finished outputs are skipped), then rewrites the tables and figures from the HDF5 files.
+LIFT := jobs/validation/lift
+validation-lift: setup
+	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_laptop.toml --local
+	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_heal_under_attack.toml --local
+	$(PY) analysis/byzantine.py results/byzantine_laptop/*.h5 --out $(LIFT)/lift
+	$(PY) analysis/attack_table.py results/heal_under_attack/*.h5 --out $(LIFT)/heal_under_attack
+	$(PY) analysis/embed_table.py $(LIFT)/README.md lift $(LIFT)/lift/byzantine.md
+	$(PY) analysis/embed_table.py $(LIFT)/README.md heal-under-attack $(LIFT)/heal_under_attack/attack_table.md
+	$(PY) analysis/embed_table.py README.md lift $(LIFT)/lift/byzantine.md
+	$(PY) analysis/embed_table.py README.md heal-under-attack $(LIFT)/heal_under_attack/attack_table.md
 
 # A real one-node Slurm on this machine (root; installs Debian's slurm and munge if missing).
 slurm-up:

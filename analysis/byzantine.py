@@ -88,8 +88,15 @@ def end_row(group: common.Group) -> dict:
     }
 
 
+def paper_order(group: common.Group) -> tuple:
+    """The thesis' order of scenarios (byzantine.md §1.5), then the others by label."""
+    keys = [k for k, v in PAPER.items() if v == paper_value(group.config)]
+    return (list(PAPER).index(keys[0]) if keys else len(PAPER), group.method, group.scenario)
+
+
 def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    groups = sorted(groups, key=paper_order)
     paths = [plot(g, out / f"byzantine_{common.slug(g.method + ' ' + g.scenario)}.png", smoke) for g in groups]
     rows = [end_row(g) for g in groups]
     paths.append(common.write_csv(out / "byzantine.csv", rows))

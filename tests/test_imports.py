@@ -6,7 +6,8 @@ from pathlib import Path
 
 LIGHT = ["heal_mpi.config", "heal_mpi.rng", "heal_mpi.faults", "heal_mpi.channel", "heal_mpi.steps",
          "heal_mpi.overlay.common", "heal_mpi.overlay.elevator_ops", "heal_mpi.learning.datasets",
-         "heal_mpi.protocols.hub", "heal_mpi.protocols.gossip", "heal_mpi.protocols.epidemic"]
+         "heal_mpi.protocols.hub", "heal_mpi.protocols.gossip", "heal_mpi.protocols.epidemic",
+         "heal_mpi.adversary.lift", "heal_mpi.adversary.byzantine", "heal_mpi.adversary.javarandom"]
 PRESET = Path(__file__).resolve().parents[1] / "jobs/configs/heal_paper/lenet_fmnist.toml"
 
 
