@@ -8,7 +8,7 @@ Byzantine nodes, what they answer in Elevator, what models they send, Lift), the
 (protocol.aggregation at the hubs or in the merges, protocol.client_merge at HEAL clients),
 then at the last round: the mean test accuracy of the honest nodes (`/rounds/acc_mean`
 leaves the Byzantine nodes out), the Byzantine share of the hubs (`byzantine_hubs / hubs`,
-Elevator only), and the simulated bytes per round (`/rounds/bytes`, mean over rounds).
+the 99 % hubs of the overlay), and the simulated bytes per round (`/rounds/bytes`, mean over rounds).
 Writes attack_table.md and attack_table.csv, and accuracy_<row>.png curves with Lift marked.
 """
 

@@ -25,8 +25,6 @@ from heal_mpi.context import RoundContext
 from heal_mpi.metrics import RoundMetrics
 from heal_mpi.overlay.common import HUB_SHARE
 
-MODEL_PURPOSES = ("up", "hub-hub", "down", "gossip", "epidemic")  # every Mix and Reply of the protocols
-
 
 def byzantine_ids(cfg: Config) -> np.ndarray:
     """int64 [B], sorted: the run's Byzantine nodes (the same on every rank)."""
@@ -50,7 +48,7 @@ class Byzantine:
         self.kind, self.backward_mode = adv.kind, adv.backward_mode
         self.models, self.scale, self.per_request = adv.models, adv.poison_scale, adv.per_request
         self.seed, self.c, self.world = cfg.run.seed, cfg.overlay.cache_size, world
-        self._start_rows = None  # this rank's Byzantine rows at the round's start (sign_flip's "previous")
+        self._previous = None  # this rank's Byzantine rows before their last training (sign_flip)
 
     # ------------------------------------------------------------------ the alteration
     def forges(self, purpose: str, senders: np.ndarray) -> np.ndarray:
@@ -59,9 +57,9 @@ class Byzantine:
             return byz if self.kind != "none" else np.zeros_like(byz)
         if purpose == "elevator-backward-reply":
             return byz if self.kind != "none" and self.backward_mode != "honest" else np.zeros_like(byz)
-        if purpose in MODEL_PURPOSES:
-            return byz if self.models != "honest" else np.zeros_like(byz)
-        return np.zeros_like(byz)
+        if purpose.startswith(("elevator-", "newscast-")):  # the overlay messages it does not forge
+            return np.zeros_like(byz)
+        return byz if self.models != "honest" else np.zeros_like(byz)
 
     def alter(self, purpose: str, senders: np.ndarray, payload, rnd: int, receivers=None):
         forged = self.forges(purpose, senders)
@@ -90,7 +88,7 @@ class Byzantine:
         if self.models == "sign_flip":
             local = senders[forged] - self.world.slot_lo
             at = np.searchsorted(self.local_ids - self.world.slot_lo, local)
-            previous = self._start_rows[torch.as_tensor(at, device=rows.device)].to(rows.dtype)
+            previous = self._previous[torch.as_tensor(at, device=rows.device)].to(rows.dtype)
         out = rows.clone()
         sel = torch.as_tensor(np.flatnonzero(forged), device=rows.device)
         out[sel] = poison_rows(self.models, rows[sel], previous, senders[forged], self.seed, rnd, self.scale,
@@ -102,18 +100,26 @@ class Byzantine:
         lo, hi = self.world.slot_lo, self.world.slot_hi
         return self.ids[(self.ids >= lo) & (self.ids < hi)]
 
-    def remember(self, pop) -> None:
-        """At a round's start: the local Byzantine models (sign_flip reverses the update from them)."""
-        if self.models == "sign_flip":
-            import torch
-            at = torch.as_tensor(self.local_ids - self.world.slot_lo, device=pop.rows.device)
-            self._start_rows = pop.rows[at].clone()
+    def remember(self, pop, training: np.ndarray) -> None:
+        """Before a Train step: the local Byzantine models about to train. sign_flip reverses the
+        update from these (a node that never trained: its first model, so a hub reverses its
+        aggregate's distance from it)."""
+        if self.models != "sign_flip":
+            return
+        import torch
+        local = self.local_ids - self.world.slot_lo
+        if self._previous is None:
+            self._previous = pop.rows[torch.as_tensor(local, device=pop.rows.device)].clone()
+        now = np.flatnonzero(training[local])
+        if len(now):
+            at = torch.as_tensor(now, device=pop.rows.device)
+            self._previous[at] = pop.rows[torch.as_tensor(local[now], device=pop.rows.device)]
 
     # ------------------------------------------------------------------ metrics
     def contribute(self, metrics: RoundMetrics, overlay) -> None:
         """/rounds/byzantine (live ones), byzantine_hubs (among the 99 % hubs), hubs_strict and
         byzantine_hubs_strict (in every other live node's view, self-entries ignored: §3.2),
-        /nodes/is_byzantine."""
+        /nodes/is_byzantine. Collective over `world.comm` (one small Allreduce): every rank must call."""
         alive = overlay.alive
         n_alive = int(alive.sum())
         hubs = alive & (overlay.in_degree >= HUB_SHARE * n_alive)

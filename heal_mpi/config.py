@@ -68,12 +68,15 @@ class OverlayConfig:
 def _section(name: str, fields: list[tuple], parts) -> type:
     """A frozen section dataclass of `fields` plus the fields of every dataclass in `parts`
     (each kind's own options), in registry order, each name once."""
-    seen = {f[0] for f in fields}
+    seen = {f[0]: None for f in fields}
     for part in parts:
         for f in dataclasses.fields(part):
-            if f.name not in seen:
-                seen.add(f.name)
-                fields.append((f.name, f.type, field(default=f.default, metadata=f.metadata)))
+            if f.name in seen:
+                if seen[f.name] is not None and seen[f.name] != (f.type, f.default, dict(f.metadata)):
+                    raise TypeError(f"[{name}] option {f.name!r} is declared twice, differently")
+                continue
+            seen[f.name] = (f.type, f.default, dict(f.metadata))
+            fields.append((f.name, f.type, field(default=f.default, metadata=f.metadata)))
     cls = dataclasses.make_dataclass(name, fields, frozen=True)
     cls.__module__ = __name__  # pickles and prints as heal_mpi.config.<name>
     return cls
@@ -153,7 +156,7 @@ class AdversaryConfig:
     per_request: bool = opt(True, "forge one reply per (sender, requester), as the thesis' per-request shuffle; "
                             "false: one per sender and round")
     models: str = opt("honest", "what they send as models: honest, noise (Gaussian), zero, or sign_flip "
-                      "(round-start model minus poison_scale times their update)",
+                      "(model before the last training minus poison_scale times the update)",
                       choices=("honest", "noise", "zero", "sign_flip"))
     poison_scale: float = opt(1.0, "noise: std of the Gaussian; sign_flip: lambda", lo=0.0)
     lift_round: int = opt(-1, "Lift: the round at whose start every correct node redraws its hubs; -1 = never",
@@ -363,10 +366,12 @@ def _validate_adversary(cfg: Config) -> None:
     adv, n = cfg.adversary, cfg.nodes.count
     if adv.byzantine and adv.byzantine_fraction:
         raise ConfigError("adversary.byzantine_fraction: set either adversary.byzantine or the fraction, not both")
-    if adv.byzantine >= n:
-        raise ConfigError(f"adversary.byzantine: {adv.byzantine} must be < nodes.count = {n}")
-    if adv.byzantine_fraction >= 1.0:
-        raise ConfigError(f"adversary.byzantine_fraction: {adv.byzantine_fraction} leaves no correct node")
+    from heal_mpi.registry import protected_slots
+    room = n - len(protected_slots(cfg)) - 1  # never a protected server, and one correct node at least
+    key = "adversary.byzantine_fraction" if adv.byzantine_fraction else "adversary.byzantine"
+    if byzantine_count(cfg) > room:
+        raise ConfigError(f"{key}: {byzantine_count(cfg)} Byzantine nodes, but only {room} of nodes.count = {n} "
+                          "can be (servers are protected, one node must stay correct)")
     if adv.kind != "none" and cfg.overlay_kind != "elevator":
         raise ConfigError(f"adversary.kind: {adv.kind!r} attacks Elevator, not overlay.kind = {cfg.overlay_kind!r}")
     if adv.lift_round >= cfg.run.rounds:

@@ -69,33 +69,64 @@ class MixResult:
         self.pos[nodes] = np.arange(len(nodes))
         self.edges, self.sent_to, self.heard_from = edges, sent_to, heard_from
 
-    def sums_of(self, at: np.ndarray) -> torch.Tensor:
-        """[len(at), P]: the weighted sums of nodes[at] (a copy)."""
-        if self._terms is None:
-            return self._sums[torch.as_tensor(at, device=self._sums.device)]
+    def _terms_of(self, at: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """(table, index into it, group in 0..len(at)-1) of the terms of nodes[at]."""
         table, index, group = self._terms
         where = np.full(len(self.nodes), -1, dtype=np.int64)
         where[at] = np.arange(len(at))
         keep = where[group] >= 0
-        return weighted_sum(table, index[keep], where[group[keep]], None, len(at), table.dtype)
+        return table, index[keep], where[group[keep]]
+
+    def sums_of(self, at: np.ndarray) -> torch.Tensor:
+        """[len(at), P]: the weighted sums of nodes[at] (a copy; float64 for a Reply's terms)."""
+        if self._terms is None:
+            return self._sums[torch.as_tensor(at, device=self._sums.device)]
+        table, index, group = self._terms_of(at)
+        return weighted_sum(table, index, group, None, len(at))
 
     def combine(self, at: np.ndarray, rule: Rule) -> torch.Tensor:
         """[len(at), P]: nodes[at]'s rows that arrived one by one in a Reply, combined by a robust rule."""
         if self._terms is None:
             raise ValueError(f"a {rule.name} of the copies needs a Reply result, which keeps them one by one")
         from heal_mpi.aggregation import aggregate
-        table, index, group = self._terms
-        where = np.full(len(self.nodes), -1, dtype=np.int64)
-        where[at] = np.arange(len(at))
-        keep = np.flatnonzero(where[group] >= 0)
-        rows = table[torch.as_tensor(index[keep], device=table.device)]
-        return aggregate(rule.name, rows, where[group[keep]], len(at), beta=rule.beta, clip_tau=rule.clip_tau)
+        table, index, group = self._terms_of(at)
+        rows = table[torch.as_tensor(index, device=table.device)]
+        return aggregate(rule.name, rows, group, len(at), beta=rule.beta, clip_tau=rule.clip_tau)
 
     def means(self) -> torch.Tensor:
         """float32 [m, P]: the weighted mean of each receiving node (order of `nodes`)."""
         sums = self.sums_of(np.arange(len(self.nodes))).double()
         w = torch.as_tensor(self.weights[self.nodes], dtype=torch.float64, device=sums.device)
         return (sums / w[:, None]).to(torch.float32)
+
+
+class Sources:
+    """The row each edge of a Mix carries: the sender's honest row (table[index]), except on
+    the edges whose sender the channel says forges (`lying`), which carry `forged[forged_index]`.
+    A node's edge to itself is never a message, so it is never forged."""
+
+    def __init__(self, table: torch.Tensor, index: np.ndarray, forged=None, lying=None, forged_index=None):
+        self.table, self.index, self.forged = table, index, forged
+        self.lying = np.zeros(len(index), dtype=bool) if lying is None else lying
+        self.forged_index = forged_index
+
+    def gather(self, edges: np.ndarray) -> torch.Tensor:
+        """float64 [len(edges), P]: the rows the edges carry."""
+        dev = self.table.device
+        out = self.table[torch.as_tensor(self.index[edges], device=dev)].double()
+        lying = self.lying[edges]
+        if lying.any():
+            out[torch.as_tensor(np.flatnonzero(lying), device=dev)] = \
+                self.forged[torch.as_tensor(self.forged_index[edges[lying]], device=dev)].double()
+        return out
+
+    def reduce(self, group: np.ndarray, w: np.ndarray, n_out: int) -> torch.Tensor:
+        """float64 [n_out, P]: sum of w * row per group."""
+        honest = ~self.lying
+        part = weighted_sum(self.table, self.index[honest], group[honest], w[honest], n_out)
+        if self.lying.any():
+            part += weighted_sum(self.forged, self.forged_index[self.lying], group[self.lying], w[self.lying], n_out)
+        return part
 
 
 def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
@@ -125,7 +156,7 @@ class Engine:
         self.world, self.pop, self.protocol, self.channel = world, pop, protocol, channel
         self.comm = Comm(world)
         self.model_bytes = model_bytes or int(pop.n_params) * 4  # float32 parameters
-        self.round_start: list = []  # hooks called with the Population before a round's steps (attackers' memory)
+        self.before_train: list = []  # hooks (pop, nodes bool [n_local]) called before a Train step: attackers' memory
         self._fresh_round()
 
     def _fresh_round(self) -> None:
@@ -145,8 +176,6 @@ class Engine:
         if len(joined):
             self.pop.init_nodes(joined - lo, ctx.incarnation[joined])
             self.protocol.on_join(joined - lo)
-        for hook in self.round_start:
-            hook(self.pop)
         steps = self.protocol.round(ctx, overlay)
         answer = None
         while True:
@@ -168,10 +197,11 @@ class Engine:
             return self._assign(step)
         raise TypeError(f"{type(self.protocol).__name__} yielded {step!r}, not a step")
 
-    def contribute(self, metrics: RoundMetrics) -> None:
-        """This round's model traffic, train loss, staging and protocol metrics."""
+    def contribute(self, metrics: RoundMetrics, honest: np.ndarray | None = None) -> None:
+        """This round's model traffic, train loss (of the `honest` nodes), staging and protocol metrics."""
         self.traffic.contribute(metrics, "model")
-        metrics.add_mean("train_loss_mean", self.train_loss)
+        loss = self.train_loss if honest is None else np.where(honest, self.train_loss, np.nan)
+        metrics.add_mean("train_loss_mean", loss)
         metrics.add_sum("train_samples", self.train_samples)
         metrics.add_sum("staged_bytes", self.staged_bytes)
         metrics.add_sum("mpi_bytes", self.comm.take_bytes())
@@ -181,6 +211,8 @@ class Engine:
     # ------------------------------------------------------------------ the steps
     def _train(self, step: Train, ctx: RoundContext) -> np.ndarray:
         local = self.world.local_slots
+        for hook in self.before_train:
+            hook(self.pop, np.asarray(step.nodes, dtype=bool))
         before_s, before_n = self.pop.train_seconds, self.pop.train_samples
         loss = self.pop.train(step.nodes, ctx.rnd, ctx.incarnation[local])
         self.train_seconds += self.pop.train_seconds - before_s
@@ -188,19 +220,28 @@ class Engine:
         self.train_loss = np.where(np.isnan(loss), self.train_loss, loss)
         return loss
 
-    def _sources(self, purpose: str, rows, src: np.ndarray, rnd: int) -> tuple[torch.Tensor, np.ndarray]:
-        """The rows the senders send (as altered by the channel) and each edge's index into them."""
+    def _sources(self, purpose: str, rows, src: np.ndarray, dst: np.ndarray, rnd: int) -> Sources:
+        """What each edge carries: the senders' rows, and the channel's forgeries on the edges of
+        forging senders (only those rows are copied and altered)."""
         if rows is None:
             table, index = self.pop.rows, src
         else:
             if (rows.pos[src] < 0).any():
                 raise ValueError(f"Mix {purpose!r}: a sender has no row in the result it sends from")
             table, index = rows.means(), rows.pos[src]
-        if self.channel.alterations:
-            senders, index = np.unique(src, return_inverse=True)
-            own = table[torch.as_tensor(rows.pos[senders] if rows is not None else senders, device=table.device)]
-            table = self.channel.alter(purpose, self.world.slot_lo + senders, own, rnd)
-        return table, index
+        if not self.channel.alterations:
+            return Sources(table, index)
+        lo = self.world.slot_lo
+        lying = self.channel.forging(purpose, src + lo) & (src + lo != dst)
+        if not lying.any():
+            return Sources(table, index)
+        senders, forged_at = np.unique(src[lying], return_inverse=True)
+        first = np.unique(forged_at, return_index=True)[1]  # one lying edge per sender, to read its row
+        honest = table[torch.as_tensor(index[lying][first], device=table.device)]
+        forged = self.channel.alter(purpose, senders + lo, honest, rnd)
+        forged_index = np.full(len(index), -1, dtype=np.int64)
+        forged_index[lying] = forged_at
+        return Sources(table, index, forged, lying, forged_index)
 
     def _mix(self, step: Mix, ctx: RoundContext) -> MixResult:
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
@@ -214,13 +255,13 @@ class Engine:
         self.traffic.send(src[real], self.model_bytes)
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
         src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
-        table, index = self._sources(step.purpose, step.rows, src, ctx.rnd)
+        sources = self._sources(step.purpose, step.rows, src, dst, ctx.rnd)
         if step.rule.robust:
-            return self._mix_rows(step, src, dst, w, vals, real, table, index)
+            return self._mix_rows(step, src, dst, w, vals, real, sources)
 
         # rank-local reduction: one partial (dst, weight sum, count, messages, values, row sum) per destination
         uniq, inverse = np.unique(dst, return_inverse=True)
-        part = weighted_sum(table, index, inverse, w, len(uniq))  # [U, P] on the device
+        part = sources.reduce(inverse, w, len(uniq))  # [U, P] on the device
         head = np.concatenate([np.stack([uniq.astype(np.float64),  # ids exact below 2**53
                                          np.bincount(inverse, w, len(uniq)),
                                          np.bincount(inverse, minlength=len(uniq)).astype(np.float64),
@@ -244,6 +285,7 @@ class Engine:
                   for r in range(size)]
         local_of = [blk[:, 0].astype(np.int64) - lo for blk, _ in blocks]
         nodes = np.unique(np.concatenate(local_of)) if local_of else np.zeros(0, np.int64)
+        table = sources.table
         sums = torch.zeros((len(nodes), table.shape[1]), dtype=torch.float64, device=table.device)
         n = world.n_local
         weights, counts, messages, values = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, k))
@@ -263,23 +305,24 @@ class Engine:
                          sent_to=[uniq[cuts[r]:cuts[r + 1]] if r != rank else None for r in range(size)],
                          heard_from=[rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
 
-    def _mix_rows(self, step: Mix, src, dst, w, vals, real, table, index) -> MixResult:
+    def _mix_rows(self, step: Mix, src, dst, w, vals, real, sources: Sources) -> MixResult:
         """A Mix under a robust rule: every delivered row travels to its receiver's rank (no
         partial sums), where each receiver combines its rows by the rule. Rows are put in
         (receiver, sender) order first, so the result does not depend on the rank count."""
         from heal_mpi.aggregation import aggregate
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
-        order = np.lexsort((src, dst))
-        src, dst, w, vals, real, index = src[order], dst[order], w[order], vals[order], real[order], index[order]
+        order = np.lexsort((src, dst))  # edges by receiver: the owners' blocks are contiguous
+        src, dst, w, vals, real = src[order], dst[order], w[order], vals[order], real[order]
+        p, dev = sources.table.shape[1], sources.table.device
         head = np.concatenate([np.stack([dst, src + lo, w, real], axis=1).astype(np.float64), vals], axis=1)
         cuts = np.searchsorted(world.owner(dst), np.arange(size + 1))
         outgoing = []
         for r in range(size):
             a, b = cuts[r], cuts[r + 1]
             if r == rank:
-                outgoing.append(np.zeros((0, head.shape[1] + table.shape[1])))
+                outgoing.append(np.zeros((0, head.shape[1] + p)))
                 continue
-            rows = table[torch.as_tensor(index[a:b], device=table.device)].double().cpu().numpy()
+            rows = sources.gather(order[a:b]).cpu().numpy()
             self.staged_bytes += rows.nbytes
             outgoing.append(np.concatenate([head[a:b], rows], axis=1))
         incoming = self.comm.exchange(outgoing, f"mix-{step.purpose}")
@@ -288,13 +331,13 @@ class Engine:
         for r in range(size):  # what reached this rank, rank by rank
             if r == rank:
                 heads.append(head[cuts[rank]:cuts[rank + 1]])
-                rows.append(table[torch.as_tensor(index[cuts[rank]:cuts[rank + 1]], device=table.device)].double())
+                rows.append(sources.gather(order[cuts[rank]:cuts[rank + 1]]))
             elif len(incoming[r]):
                 heads.append(incoming[r][:, :width])
-                rows.append(torch.as_tensor(incoming[r][:, width:], device=table.device))
+                rows.append(torch.as_tensor(incoming[r][:, width:], device=dev))
                 self.staged_bytes += rows[-1].numel() * 8
         heads = np.concatenate(heads)
-        rows = torch.cat(rows) if rows else torch.zeros((0, table.shape[1]), dtype=torch.float64)
+        rows = torch.cat(rows)
         canon = np.lexsort((heads[:, 1], heads[:, 0]))  # (receiver, sender)
         heads, rows = heads[canon], rows[torch.as_tensor(canon, device=rows.device)]
         local = heads[:, 0].astype(np.int64) - lo
@@ -323,9 +366,10 @@ class Engine:
         if (step.rows.pos[ans] < 0).any():
             raise ValueError(f"Reply {step.purpose!r}: an answering node has no row in `rows`")
         table = step.rows.means()  # float32 [m, P], rows of step.rows.nodes
-        if self.channel.alterations and len(ans):
-            at = torch.as_tensor(step.rows.pos[ans], device=table.device)
-            table[at] = self.channel.alter(step.purpose, ans + lo, table[at], ctx.rnd)
+        lying = ans[self.channel.forging(step.purpose, ans + lo)] if self.channel.alterations else ans[:0]
+        if len(lying):  # what a forging node answers, every receiver alike (its own copy is no message)
+            at = torch.as_tensor(step.rows.pos[lying], device=table.device)
+            table[at] = self.channel.alter(step.purpose, lying + lo, table[at], ctx.rnd).to(table.dtype)
         self.traffic.send(ans, self.model_bytes, to.messages[ans])
 
         outgoing = []

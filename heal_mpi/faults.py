@@ -4,9 +4,9 @@ Owns the `[faults]` section's semantics. Every decision is a keyed draw from the
 seed (`rng.uniform`), so every rank computes the same `alive[N]` and `incarnation[N]`
 vectors without talking, whatever the rank count.
 
-The event kinds are registered in `heal_mpi.registry.FAULT_EVENTS` (event dataclass and
-`apply`, in heal_mpi/fault_events.py); within a round they apply in registry order, each
-list in config order. The built-in ones:
+The event kinds are registered in `heal_mpi.registry.FAULT_EVENTS` (the event dataclass in
+heal_mpi/fault_events.py, its `apply` here); within a round they apply in registry order,
+each list in config order. The built-in ones:
 
 - **crash**: `round(fraction * L)` of the L live, unprotected slots, chosen uniformly, die
   for good (`alive = False`).
@@ -18,7 +18,8 @@ list in config order. The built-in ones:
   alive). The slot is reported both in `crashed` (the old node left) and in `joined` (the
   newcomer arrived): overlays drop links to it and give it fresh links; protocols give it
   a fresh model.
-- **protected** slots (FedAvg's and Gaia's servers) are never picked by any of them.
+- **protected** slots (FedAvg's and Gaia's servers, and Byzantine nodes, which never crash)
+  are never picked by any of them.
 - **message loss** is not decided here: the Channel (channel.py) draws it per message.
 """
 

@@ -9,6 +9,7 @@ mean does not depend on how the nodes are spread over the ranks.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +80,10 @@ class RoundMetrics:
                        + [x for k in stds for x in self._stds[k]], dtype=np.float64)
         total = np.empty_like(vec)
         comm.Allreduce(vec, total, op=MPI.SUM)
-        if total[0] != vec[0] * comm.Get_size():
+        names = zlib.crc32("\n".join(sums + means + stds).encode())
+        spread = np.array([names, -names], dtype=np.int64)
+        comm.Allreduce(MPI.IN_PLACE, spread, op=MPI.MAX)  # max and -min of every rank's names
+        if total[0] != vec[0] * comm.Get_size() or spread[0] != -spread[1]:
             raise RuntimeError("RoundMetrics: the ranks contributed different metric names this round")
         it = iter(total[1:])
         rounds = dict(self._same)

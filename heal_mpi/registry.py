@@ -88,12 +88,14 @@ def _check_hub_fanout(cfg) -> None:
 
 
 def _check_aggregation(cfg) -> None:
-    if cfg.protocol.aggregation == "trimmed_mean" and cfg.protocol.trim_beta >= 0.5:
+    if cfg.protocol.trim_beta >= 0.5:
         raise ConfigError(f"protocol.trim_beta: {cfg.protocol.trim_beta} must be < 0.5 (nothing would be left)")
 
 
 def _check_hub(cfg) -> None:
     _check_aggregation(cfg)
+    if cfg.overlay_kind in ("star", "multistar") and cfg.protocol.fanout > 1:
+        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout}, but a {cfg.overlay_kind} client has one hub")
     if cfg.protocol.client_merge == "median" and cfg.protocol.fanout < 3:
         raise ConfigError(f"protocol.client_merge: a median of s = {cfg.protocol.fanout} copies needs "
                           "protocol.fanout >= 3")
@@ -173,7 +175,8 @@ FAULT_EVENTS: dict[str, FaultSpec] = {  # applied in this order within a round
     "crash": FaultSpec(fe.CrashEvent, "heal_mpi.faults:apply_crash", "crash events: [{round, fraction}]"),
     "hub_crash": FaultSpec(fe.HubCrashEvent, "heal_mpi.faults:apply_hub_crash",
                            'hub attacks: [{round, count}], count an integer or "all"', fe.check_hub_crash),
-    "churn": FaultSpec(fe.ChurnEvent, "heal_mpi.faults:apply_churn", "churn windows: [{start, end, fraction}]", fe.check_churn),
+    "churn": FaultSpec(fe.ChurnEvent, "heal_mpi.faults:apply_churn", "churn windows: [{start, end, fraction}]",
+                       fe.check_churn),
 }
 
 

@@ -102,12 +102,12 @@ class Simulation:
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
             engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel)
             if byzantine is not None:
-                engine.round_start.append(byzantine.remember)
+                engine.before_train.append(byzantine.remember)
         every = cfg.overlay.snapshot_every
         attrs = run_attributes(world, config_mod.to_toml(cfg), method=cfg.protocol.kind, overlay=cfg.overlay_kind,
                                threads_per_rank=world.comm.allgather(torch.get_num_threads()))
         writer = Writer(out, world, cfg.run.rounds, attrs, resume=resume)
-        never_fail = protected_slots(cfg) + ([] if byzantine is None else byzantine.ids.tolist())  # Byzantines never crash
+        never_fail = protected_slots(cfg) + ([] if byzantine is None else byzantine.ids.tolist())  # nor Byzantines
         faults = FaultSchedule(cfg, n, never_fail)
         alive, incarnation = faults.initial_state()
         sim = cls(cfg=cfg, world=world, faults=faults, overlay=overlay, engine=engine, writer=writer,
@@ -208,13 +208,13 @@ class Simulation:
         metrics.set("alive", ctx.n_alive)
         metrics.add_node("alive", ctx.alive[local].astype(np.int8))
         metrics.add_node("incarnation", ctx.incarnation[local].astype(np.int32))
-        self.overlay.contribute(metrics)
         honest = np.ones(self.world.n_local, dtype=bool)
-        if self.byzantine is not None:
+        if self.byzantine is not None:  # before the overlay: its Allreduce counts in this round's mpi_bytes
             self.byzantine.contribute(metrics, self.overlay)
             honest = ~self.byzantine.mask[local]
+        self.overlay.contribute(metrics)
         if self.engine is not None:
-            self.engine.contribute(metrics)
+            self.engine.contribute(metrics, honest)
             metrics.add_mean("acc_mean", np.where(honest, acc, np.nan))  # Byzantine models are not the result
             metrics.add_std("acc_std", np.where(honest, acc, np.nan))
             metrics.add_mean("loss_mean", np.where(honest, loss, np.nan))

@@ -83,7 +83,7 @@ def test_poisoned_models_reach_the_hub():
     np.testing.assert_allclose(proto.seen[0].sums_of(np.array([0]))[0].numpy(), expect, rtol=1e-6, atol=1e-6)
 
 
-def test_sign_flip_reverses_the_update_from_the_round_start():
+def test_sign_flip_reverses_the_update_of_the_last_training():
     n = 4
     cfg = cfgmod.from_dict({"nodes": {"count": n}, "protocol": {"kind": "fedavg"},
                             "adversary": {"byzantine": 1, "models": "sign_flip", "poison_scale": 2.0}})
@@ -92,7 +92,7 @@ def test_sign_flip_reverses_the_update_from_the_round_start():
     b = int(adversary.ids[0])
     start = torch.randn(n, 3)
     pop = FakePop(start, world)
-    adversary.remember(pop)
+    adversary.remember(pop, np.ones(n, dtype=bool))
     pop.rows[b] += 1.0  # its honest update
     sent = adversary.alter("up", np.array([b]), pop.rows[[b]], 0)
     np.testing.assert_allclose(sent[0].numpy(), (start[b] - 2.0).numpy(), atol=1e-6)
@@ -103,6 +103,9 @@ def test_sign_flip_reverses_the_update_from_the_round_start():
     ("adversary.kind='lying'", "adversary.kind"),
     ("adversary.lift_round=30", "adversary.lift_round"),
     ("adversary.byzantine_fraction=1.0", "adversary.byzantine_fraction"),
+    ("adversary.byzantine_fraction=0.98", "adversary.byzantine_fraction"),  # rounds to all 20
+    ("protocol.trim_beta=0.5", "protocol.trim_beta"),
+    ("protocol.client_merge='median'", "protocol.client_merge"),  # s = 1
 ])
 def test_bad_adversary_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
@@ -147,3 +150,9 @@ def test_heal_under_attack_end_to_end_and_its_report(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Lift @5" in (tmp_path / "rep" / "byzantine.md").read_text()
     assert "4 Byzantine (coordinated, noise)" in (tmp_path / "rep" / "attack_table.md").read_text()
+
+
+def test_a_star_client_has_one_hub():
+    with pytest.raises(ConfigError, match="protocol.fanout"):
+        cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "protocol.kind='fedavg'", "protocol.fanout=3",
+                                           "protocol.client_merge='median'"]), check_files=False)

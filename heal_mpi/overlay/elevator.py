@@ -33,8 +33,9 @@ Decisions (design.md §8 and these):
   unrecorded, uncounted and never lost.
 - Message loss: every simulated request and every reply goes through the channel
   (`channel.delivered`, keyed draws). A lost request is neither recorded nor answered; a
-  lost reply was recorded but gives the requester nothing. Cache replies pass through
-  `channel.alter` ("cache-reply"), where a forging attacker rewrites what it answers.
+  lost reply was recorded but gives the requester nothing. Cache and backward replies of
+  the senders the channel says forge ("elevator-cache-reply", "elevator-backward-reply")
+  are replaced by its forgery, one per (sender, requester), on the requester's side.
 - A node whose new cache would be empty (every answer lost) keeps its pruned old cache.
 - Simulated sizes: a message is `HEADER_BYTES` (16) + 8 bytes per id it carries.
 

@@ -64,6 +64,7 @@ class EpidemicProtocol(Protocol):
         if variant == "local":
             return local_targets(ctx, s, self.local)
         view = live_only(overlay.neighbours(), ctx.alive)
+        view[view == self.local[:, None]] = -1  # an Elevator hub lists itself: no edge to itself
         view[~ctx.alive[self.local]] = -1
         return view
 
