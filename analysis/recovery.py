@@ -105,22 +105,30 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(groups: list[common.Group], share: float, path: Path, smoke: bool) -> Path:
+    """Top row: hubs over the whole run; bottom row: the 20 rounds around the first fault (the start when none)."""
     plt = common.pyplot()
     scenarios = common.by_scenario(groups)
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.2 * len(scenarios), 3.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(2, len(scenarios), figsize=(3.6 * len(scenarios), 5.2), squeeze=False, sharey=True)
     color = common.colors(groups)
-    for ax, (scenario, members) in zip(axes[0], scenarios.items()):
+    for col, (scenario, members) in enumerate(scenarios.items()):
+        starts = [start for _, start in fault_starts(members[0].events)]
+        zoom = (max(starts[0] - 3, 0), starts[0] + 17) if starts else (0, 20)
         for g, lw in zip(members, common.widths(members)):
             mean = common.nanmean(np.stack([hub_counts(r, share)[:g.n_rounds] for r in g.runs
                                             if r.completed == g.n_rounds] or [np.full(g.n_rounds, np.nan)]))
-            ax.plot(np.arange(1, g.n_rounds + 1), mean, color=color[g.method], lw=lw, label=g.method)
-        common.mark_faults(ax, members[0].events, text=False)
-        common.round_axis(ax, max(g.n_rounds for g in members))
-        ax.set_title(scenario, fontsize=9)
-    axes[0, 0].set_ylabel(f"hubs (in-degree ≥ {100 * share:g} % of live)")
-    axes[0, 0].legend(fontsize=8)
+            x = np.arange(1, g.n_rounds + 1)
+            axes[0, col].plot(x, mean, color=color[g.method], lw=lw, label=g.method)
+            axes[1, col].plot(x, mean, color=color[g.method], lw=lw, marker=".", ms=4)
+        for ax in axes[:, col]:
+            common.mark_faults(ax, members[0].events, text=False)
+            common.round_axis(ax, max(g.n_rounds for g in members))
+        axes[1, col].set_xlim(*zoom)
+        axes[0, col].set_title(scenario, fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"hubs (in-degree ≥ {100 * share:g} % of live)", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=40 if smoke else 80, bbox_inches="tight")
+    fig.savefig(path, dpi=40 if smoke else 70, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -128,7 +136,7 @@ def plot(groups: list[common.Group], share: float, path: Path, smoke: bool) -> P
 def write(groups: list[common.Group], out: Path, shares: list[float], smoke: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     common.overlay_labels(groups)
-    rows = [r for share in shares for g in groups for r in run_rows(g, share)]
+    rows = [r for g in groups for share in shares for r in run_rows(g, share)]
     (out / "recovery.md").write_text(table(rows))
     return [out / "recovery.md", common.write_csv(out / "recovery.csv", rows), plot(groups, shares[0], out / "recovery.png", smoke)]
 
