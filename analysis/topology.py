@@ -207,14 +207,17 @@ SUMMARY = [("alive", "live", 0), ("hubs", "hubs", 1), ("hub_in_degree_mean", "hu
            ("clustering", "clustering", 3), ("lcc_fraction", "largest component", 3)]
 
 
-def phases(events: list, rnd: int, last: int) -> list[str]:
-    """The summary phases a snapshot taken at config round `rnd` belongs to (see the docstring)."""
+def phases(events: list, rnd: int, rounds: list[int]) -> list[str]:
+    """The summary phases of the snapshot taken at config round `rnd`, of the snapshots `rounds`
+    (see the docstring): before (the last one before the first fault), churn, end (the last one)."""
     faults = [e for e in events if e.kind in ("crash", "hub_crash", "churn")]
     out = []
-    if faults and rnd < min(e.start for e in faults):
-        out.append("before")
+    if faults:
+        first = min(e.start for e in faults)
+        if rnd == max((r for r in rounds if r < first), default=None):
+            out.append("before")
     out += ["churn" for e in faults if e.kind == "churn" and e.start <= rnd < e.end]
-    if rnd == last:
+    if rnd == max(rounds):
         out.append("end")
     return out
 
@@ -229,8 +232,8 @@ def summarise(rows: list[dict], files: list[Path]) -> tuple[list[dict], list]:
         mine = [r for r in rows if group_of.get(r["_path"]) is g]
         if not mine:
             continue
-        last = max(r["round"] for r in mine)
-        tagged = [(p, r) for r in mine for p in phases(g.events, r["round"], last)]
+        rounds = sorted({r["round"] for r in mine})
+        tagged = [(p, r) for r in mine for p in phases(g.events, r["round"], rounds)]
         for e in g.events:  # the first snapshot at or after each crash and hub attack
             if e.kind in ("crash", "hub_crash"):
                 after = sorted({r["round"] for r in mine if r["round"] >= e.start})

@@ -112,4 +112,5 @@ def test_topology_summary_phases_and_hub_in_degree(tmp_path):
     assert float(rows["end"]["hubs"]) == 2 and float(rows["end"]["hub_in_degree_mean"]) == N
     assert float(rows["end"]["diameter"]) == 2
     assert "| Elevator | crash 50% @4 | end | 8-8 | 1 | 20 | 2.0 | 20.0 |" in (out / "topology_summary.md").read_text()
-    assert topology.phases([recovery.common.Event("churn", 2, 6, "c")], 3, 8) == ["churn"]
+    churn = [recovery.common.Event("churn", 2, 6, "c")]
+    assert [topology.phases(churn, r, [0, 1, 3, 8]) for r in (0, 1, 3, 8)] == [[], ["before"], ["churn"], ["end"]]
