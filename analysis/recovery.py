@@ -84,8 +84,14 @@ def cycles_text(values: list) -> str:
 
 def table(rows: list[dict]) -> str:
     keys = list(dict.fromkeys((r["method"], r["scenario"], r["share"]) for r in rows))
+    hubless = {}  # overlays that never had a hub: one line under the table instead of rows of "never"
+    for method in dict.fromkeys(r["method"] for r in rows):
+        if all(r["cycles_to_h"] is None and not r["hubs_end"] and not r["hubs_after"] for r in rows if r["method"] == method):
+            hubless[method] = list(dict.fromkeys(r["scenario"] for r in rows if r["method"] == method))
     lines = []
     for method, scenario, share in keys:
+        if method in hubless:
+            continue
         mine = [r for r in rows if (r["method"], r["scenario"], r["share"]) == (method, scenario, share)]
         start = [r for r in mine if r["event"] == "start"]
         faults = [r for r in mine if r["event"] != "start"]
@@ -98,10 +104,15 @@ def table(rows: list[dict]) -> str:
         lines.append([method, scenario, f"{100 * share:g} %", len(start), cycles_text([r["cycles_to_h"] for r in start]),
                       dip, after, common.mean_std_text([r["hubs_end"] for r in start], digits=1, single_digits=0)])
     h = sorted({r["h"] for r in rows})
-    return common.markdown_table(
+    text = common.markdown_table(
         ["overlay", "scenario", "hub: in-degree ≥", "seeds", f"cycles to h = {'/'.join(map(str, h))} hubs",
          "fewest hubs in the 3 rounds from the fault", "cycles to h hubs again after the fault", "hubs at the end"],
         lines)
+    for method, scenarios in hubless.items():
+        shares = sorted({r["share"] for r in rows if r["method"] == method}, reverse=True)
+        text += (f"\n{method}: no hub in any round at any share ({', '.join(f'{100 * s:g} %' for s in shares)}) "
+                 f"in {', '.join(scenarios)}.\n")
+    return text
 
 
 def plot(groups: list[common.Group], share: float, path: Path, smoke: bool) -> Path:

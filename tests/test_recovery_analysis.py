@@ -78,6 +78,15 @@ def test_cycles_to_h_and_after_the_hub_attack(tmp_path):
     assert (out / "recovery.png").stat().st_size > 0
 
 
+def test_overlay_without_hubs_is_one_line(tmp_path):
+    deg, alive = np.full((R, N), 3), np.ones((R, N), bool)
+    write_file(tmp_path / "a.h5", 1, {"crash": [{"round": 5, "fraction": 0.5}]}, deg, alive)
+    rows = recovery.run_rows(recovery.common.load_groups([tmp_path / "a.h5"])[0], 0.99)
+    text = recovery.table([{**r, "method": "Newscast"} for r in rows])
+    assert "| Newscast |" not in text
+    assert "Newscast: no hub in any round at any share (99 %) in crash 50% @5." in text
+
+
 def test_share_099_is_the_simulators_hub_count(tmp_path):
     deg, alive = hub_attack_degrees()
     write_file(tmp_path / "a.h5", 1, {}, deg, alive)
