@@ -13,7 +13,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_btl_sm_single_copy_mechanism := none
 PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 
-.PHONY: setup demo test test-serial test-mpi bench docs validation-lift slurm-up slurm-down clean
+.PHONY: setup demo test test-serial test-mpi bench docs validation-elevator validation-lift slurm-up slurm-down clean
 
 setup:
 	@bash jobs/setup.sh
@@ -38,6 +38,18 @@ bench: setup
 # Rewrite the README's config reference from the dataclasses (tests/test_readme.py checks it is current).
 docs:
 	$(PY) -c "from heal_mpi.config import update_readme; update_readme('README.md')"
+
+# The Elevator paper's topology (jobs/validation/elevator): Elevator, Elevator top-c and Newscast at
+# N = 1000 under no fault, a 50 % crash, churn and a hub attack. Runs what is missing (finished
+# outputs are skipped), then rewrites the tables and figures from the stored view snapshots.
+ELV := jobs/validation/elevator
+ELV_RESULTS := results/validation_elevator
+validation-elevator: setup
+	$(PY) jobs/sweep.py $(ELV)/sweep.toml --local
+	$(PY) analysis/topology.py $(ELV_RESULTS)/*.h5 --summary --no-per-file-plots --out $(ELV)/laptop
+	$(PY) analysis/recovery.py $(ELV_RESULTS)/*.h5 --shares 0.99,0.5 --out $(ELV)/laptop
+	$(PY) analysis/embed_table.py $(ELV)/README.md topology $(ELV)/laptop/topology_summary.md
+	$(PY) analysis/embed_table.py $(ELV)/README.md recovery $(ELV)/laptop/recovery.md
 
 # The LIFT table and the HEAL-under-attack table (jobs/validation/lift): runs what is missing
 # (finished outputs are skipped), then rewrites the tables and figures from the HDF5 files.

@@ -446,3 +446,20 @@ def run_main(main) -> None:
 def print_paths(paths: list[Path]) -> None:
     for p in paths:
         print(p)
+
+
+def overlay_labels(groups: list[Group]) -> None:
+    """Overlay-only runs (protocol "none") labelled by their overlay: "Elevator", "Elevator (top-c)",
+    "Newscast", instead of "overlay only (overlay.kind=...)". Other groups keep their labels.
+    When every group is overlay-only, the list is re-sorted: scenario, then label."""
+    for g in groups:
+        if g.runs and g.runs[0].method == "none":
+            ov = g.config.get("overlay", {})
+            kind = str(ov.get("kind", "elevator"))
+            kind = "elevator" if kind == "auto" else kind
+            label = kind.capitalize()
+            if kind == "elevator" and ov.get("preferred", "top-h") != "top-h":
+                label += f" ({ov['preferred']})"
+            g.method = label
+    if groups and all(g.runs and g.runs[0].method == "none" for g in groups):
+        groups.sort(key=lambda g: (scenario_rank(g.scenario), g.method))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Topology of the overlay snapshots in heal_mpi HDF5 files: the Elevator paper's metrics.
 
-    python analysis/topology.py results/*.h5 --out figures/topology [--smoke] [--sources K]
+    python analysis/topology.py results/*.h5 --out figures/topology [--smoke] [--sources K] [--summary]
 
 Reads `/overlay/cache` [S, N, c], `/overlay/snapshot_rounds` [S] and `/nodes/alive` [R, N]
 (row = the snapshot's round). For every snapshot, on the live nodes only, computes:
@@ -20,6 +20,14 @@ Writes `topology.csv` (one row per file and snapshot), `in_degree.csv` (histogra
 PNG plots. Path lengths are exact up to `--sources` BFS sources (default: all live nodes
 up to 5000, else a uniform sample of 5000, in which case diameter is a lower bound and APL
 an estimate). Graph algorithms come from scipy.sparse.csgraph.
+
+`--summary` also groups the files by experiment (the seeds of one config, as the other
+analysis scripts do) and writes `topology_summary.md` / `.csv`: per overlay, scenario and
+phase, the metrics averaged over seeds (and over the snapshots of the phase). Phases: *before*
+(the last snapshot before the first fault), *fault* (the first snapshot at or after a crash
+or hub attack: the state one cycle after it), *churn* (every snapshot inside a churn window)
+and *end* (the last snapshot). `topology_summary.png` plots the metrics over rounds, one
+panel column per scenario, one line per overlay (means over seeds).
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ def graph_metrics(cache: np.ndarray, alive: np.ndarray, sources: int | None = 50
     limit = None if sources is None or n_live <= sources else sources
     diameter, apl, exact = path_stats(adj, members, limit)
     live_deg = in_degree[ids]
+    is_hub = live_deg >= HUB_SHARE * n_live if n_live else np.zeros(0, bool)
     return {
         "alive": n_live, "edges_undirected": int(adj.nnz // 2), "components": int(n_comp),
         "lcc": int(sizes.max()) if n_live else 0, "lcc_fraction": float(sizes.max() / n_live) if n_live else 0.0,
@@ -103,7 +112,9 @@ def graph_metrics(cache: np.ndarray, alive: np.ndarray, sources: int | None = 50
         "clustering": average_clustering(adj),
         "in_degree_mean": float(live_deg.mean()) if n_live else 0.0,
         "in_degree_max": int(live_deg.max()) if n_live else 0,
-        "hubs": int((live_deg >= HUB_SHARE * n_live).sum()) if n_live else 0,
+        "hubs": int(is_hub.sum()),
+        "hub_in_degree_mean": float(live_deg[is_hub].mean()) if is_hub.any() else float("nan"),
+        "nonhub_in_degree_mean": float(live_deg[~is_hub].mean()) if (~is_hub).any() else float("nan"),
         "_in_degree": live_deg,
     }
 
@@ -129,7 +140,7 @@ def analyse(files: list[Path], sources: int | None, smoke: bool) -> list[dict]:
     for path in files:
         for rnd, cache, alive in read_snapshots(path, smoke):
             m = graph_metrics(cache, alive, 200 if smoke else sources)
-            out.append({"file": path.name, "round": rnd, **m})
+            out.append({"file": path.name, "round": rnd, **m, "_path": str(path)})
             print(f"{path.name} round {rnd}: alive {m['alive']} lcc {m['lcc']} diameter {m['diameter']:.0f} "
                   f"apl {m['apl']:.3f} clustering {m['clustering']:.3f} hubs {m['hubs']}", flush=True)
     return out
@@ -191,6 +202,98 @@ def plot(rows: list[dict], out: Path) -> None:
         plt.close(fig)
 
 
+SUMMARY = [("alive", "live", 0), ("hubs", "hubs", 1), ("hub_in_degree_mean", "hub in-degree", 1),
+           ("nonhub_in_degree_mean", "other in-degree", 1), ("diameter", "diameter", 2), ("apl", "APL", 3),
+           ("clustering", "clustering", 3), ("lcc_fraction", "largest component", 3)]
+
+
+def phases(events: list, rnd: int, rounds: list[int]) -> list[str]:
+    """The summary phases of the snapshot taken at config round `rnd`, of the snapshots `rounds`
+    (see the docstring): before (the last one before the first fault), churn, end (the last one)."""
+    faults = [e for e in events if e.kind in ("crash", "hub_crash", "churn")]
+    out = []
+    if faults:
+        first = min(e.start for e in faults)
+        if rnd == max((r for r in rounds if r < first), default=None):
+            out.append("before")
+    out += ["churn" for e in faults if e.kind == "churn" and e.start <= rnd < e.end]
+    if rnd == max(rounds):
+        out.append("end")
+    return out
+
+
+def summarise(rows: list[dict], files: list[Path]) -> tuple[list[dict], list]:
+    """(one row per overlay x scenario x phase, the groups): means and stds over seeds and snapshots."""
+    groups = common.load_groups(files)
+    common.overlay_labels(groups)
+    group_of = {str(r.path): g for g in groups for r in g.runs}
+    table = []
+    for g in groups:
+        mine = [r for r in rows if group_of.get(r["_path"]) is g]
+        if not mine:
+            continue
+        rounds = sorted({r["round"] for r in mine})
+        tagged = [(p, r) for r in mine for p in phases(g.events, r["round"], rounds)]
+        for e in g.events:  # the first snapshot at or after each crash and hub attack
+            if e.kind in ("crash", "hub_crash"):
+                after = sorted({r["round"] for r in mine if r["round"] >= e.start})
+                tagged += [("fault", r) for r in mine if after and r["round"] == after[0]]
+        for phase in ("before", "fault", "churn", "end"):
+            picked = [r for p, r in tagged if p == phase]
+            if not picked:
+                continue
+            out = {"overlay": g.method, "scenario": g.scenario, "phase": phase, "seeds": g.n_seeds,
+                   "snapshots": len(picked), "rounds": f"{min(r['round'] for r in picked)}-{max(r['round'] for r in picked)}"}
+            for key, _, _ in SUMMARY:
+                v = np.array([r[key] for r in picked], dtype=np.float64)
+                out[key] = common.nanmean(v) if len(v) else float("nan")
+                out[f"{key}_std"] = common.nanstd(v) if len(v) > 1 else float("nan")
+            table.append(out)
+    return table, groups
+
+
+def write_summary(table: list[dict], groups: list, rows: list[dict], out: Path) -> None:
+    common.write_csv(out / "topology_summary.csv", table)
+
+    def fmt(v, digits):
+        return "—" if np.isnan(v) else f"{v:.{digits}f}"
+
+    lines = [[t["overlay"], t["scenario"], t["phase"], t["rounds"], t["snapshots"]]
+             + [fmt(t[key], d) for key, _, d in SUMMARY] for t in table]
+    (out / "topology_summary.md").write_text(common.markdown_table(
+        ["overlay", "scenario", "phase", "snapshot rounds", "snapshots"] + [label for _, label, _ in SUMMARY], lines))
+
+    plt = common.pyplot()
+    panels = [("hubs", "hubs"), ("diameter", "diameter"), ("apl", "APL"), ("clustering", "clustering"),
+              ("lcc_fraction", "largest component / live")]
+    scenarios = common.by_scenario(groups)
+    fig, axes = plt.subplots(len(panels), len(scenarios), figsize=(3.6 * len(scenarios), 1.9 * len(panels)),
+                             squeeze=False, sharex=True, sharey="row")
+    color = common.colors(groups)
+    for col, (scenario, members) in enumerate(scenarios.items()):
+        for g in members:
+            paths = {str(r.path) for r in g.runs}
+            mine = [r for r in rows if r["_path"] in paths]
+            rounds = sorted({r["round"] for r in mine})
+            for row, (key, label) in enumerate(panels):
+                y = [common.nanmean(np.array([r[key] for r in mine if r["round"] == x], dtype=np.float64))
+                     for x in rounds]
+                axes[row, col].plot(np.array(rounds) + 1, y, color=color[g.method], lw=1.4, marker=".", ms=3,
+                                    label=g.method)
+        for row, (key, label) in enumerate(panels):
+            ax = axes[row, col]
+            common.mark_faults(ax, members[0].events, text=False)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+        axes[0, col].set_title(scenario, fontsize=9)
+        axes[-1, col].set_xlabel("round")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "topology_summary.png", dpi=70, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", type=Path, help="heal_mpi HDF5 outputs with /overlay/cache snapshots")
@@ -198,6 +301,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sources", type=int, default=5000,
                     help="BFS sources for path lengths; exact when the live count is at most this")
     ap.add_argument("--smoke", action="store_true", help="first and last snapshot only, 200 BFS sources")
+    ap.add_argument("--summary", action="store_true",
+                    help="also group by experiment: topology_summary.md/.csv/.png (per overlay, scenario and phase)")
+    ap.add_argument("--no-per-file-plots", dest="per_file", action="store_false",
+                    help="skip topology.png and the per-file in-degree plots")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = analyse(args.files, args.sources, args.smoke)
@@ -205,7 +312,10 @@ def main(argv=None) -> int:
         print("no snapshots found")
         return 1
     write_csv(rows, args.out)
-    plot(rows, args.out)
+    if args.per_file:
+        plot(rows, args.out)
+    if args.summary:
+        write_summary(*summarise(rows, args.files), rows, args.out)
     print(f"wrote {args.out / 'topology.csv'} and plots to {args.out}")
     return 0
 

@@ -321,7 +321,7 @@ def test_analysis_readers_on_damaged_files(tmp_path, data):
 
 
 SCRIPTS = ["accuracy", "final_table", "time_to_accuracy", "hubs", "traffic", "report", "topology", "byzantine",
-           "attack_table"]
+           "attack_table", "recovery"]
 BAD_FILES = ["empty", "not hdf5", "truncated", "foreign", "no complete round"]
 
 
