@@ -85,12 +85,14 @@ class Byzantine:
 
         from heal_mpi.adversary.poison import poison_rows
         previous = None
+        sel = torch.as_tensor(np.flatnonzero(forged), device=rows.device)
         if self.models == "sign_flip":
+            if self._previous is None:  # sends before it ever trained (Gossip's first push): no update to reverse
+                return rows
             local = senders[forged] - self.world.slot_lo
             at = np.searchsorted(self.local_ids - self.world.slot_lo, local)
             previous = self._previous[torch.as_tensor(at, device=rows.device)].to(rows.dtype)
         out = rows.clone()
-        sel = torch.as_tensor(np.flatnonzero(forged), device=rows.device)
         out[sel] = poison_rows(self.models, rows[sel], previous, senders[forged], self.seed, rnd, self.scale,
                                purpose=f"poison-{purpose}")
         return out

@@ -124,20 +124,27 @@ def write(out_dir: Path, seeds: list[int], configs: dict[str, str], spec_path: P
     return tasks
 
 
-def run_local(tasks: list[tuple[str, int, str]], ranks: int) -> int:
-    """Every task in turn with jobs/laptop.sh; finished outputs are skipped, cut ones resumed."""
+def rounds_done(out: str) -> int:
+    """Rounds complete in an output file; 0 when it is missing or unreadable (a run that failed early)."""
     import h5py
+    try:
+        with h5py.File(out, "r") as f:
+            return int(f.attrs.get("rounds_completed", 0))
+    except (OSError, ValueError):
+        return 0
 
+
+def run_local(tasks: list[tuple[str, int, str]], ranks: int) -> int:
+    """Every task in turn with jobs/laptop.sh; finished outputs are skipped, cut ones resumed from
+    their checkpoint, and the others (no checkpoint, or a file a failed run left) run again."""
     failed = []
     for i, (config, seed, out) in enumerate(tasks, 1):
         extra = []
         if Path(out).exists():
-            with h5py.File(out, "r") as f:
-                done = f.attrs.get("rounds_completed", 0) == config_mod.load(config).run.rounds
-            if done or not Path(out + ".ckpt/meta.json").exists():
-                print(f"[{i}/{len(tasks)}] {out} exists; skipped", flush=True)
+            if rounds_done(out) == config_mod.load(config).run.rounds:
+                print(f"[{i}/{len(tasks)}] {out} is complete; skipped", flush=True)
                 continue
-            extra = ["--resume"]
+            extra = ["--resume"] if Path(out + ".ckpt/meta.json").exists() else ["--overwrite"]
         print(f"[{i}/{len(tasks)}] {config} seed {seed} -> {out}", flush=True)
         cmd = ["bash", str(REPO / "jobs/laptop.sh"), str(ranks), config, "--set", f"run.seed={seed}", "--out", out]
         if subprocess.run(cmd + extra).returncode != 0:

@@ -156,3 +156,20 @@ def test_a_star_client_has_one_hub():
     with pytest.raises(ConfigError, match="protocol.fanout"):
         cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "protocol.kind='fedavg'", "protocol.fanout=3",
                                            "protocol.client_merge='median'"]), check_files=False)
+
+
+@pytest.mark.parametrize("kind,models", [("gossip", "sign_flip"), ("epidemic", "zero"), ("fedavg", "noise")])
+def test_poisoned_peers_run_in_every_protocol(tmp_path, kind, models):
+    """Gossip pushes before it ever trains: sign_flip has no update to reverse yet and sends the truth."""
+    import h5py
+
+    from heal_mpi.runtime import make_world
+    from heal_mpi.simulation import Simulation
+    cfg = cfgmod.validate(cfgmod.load(None, [
+        "nodes.count=20", "run.rounds=3", "run.threads=1", "run.progress='none'", f"protocol.kind='{kind}'",
+        "overlay.cache_size=5", "data.synthetic_train=400", "train.local_steps=1", "protocol.aggregation='median'",
+        "adversary.byzantine=2", f"adversary.models='{models}'"]), check_files=False)
+    out = tmp_path / "p.h5"
+    assert Simulation.build(cfg, make_world(20, "cpu", MPI.COMM_SELF), out).run() == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["rounds_completed"] == 3 and f["nodes/is_byzantine"][-1].sum() == 2

@@ -242,3 +242,12 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_local_sweep_reruns_what_a_failed_run_left(tmp_path):
+    """An empty or cut output without a checkpoint is not a finished run: it runs again."""
+    sys.path.insert(0, str(ROOT / "jobs"))
+    import sweep
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    assert sweep.rounds_done(str(empty)) == 0 and sweep.rounds_done(str(tmp_path / "missing.h5")) == 0
