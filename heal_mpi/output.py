@@ -243,10 +243,11 @@ def write_failure(path: Path, completed: int, error: BaseException) -> OutputErr
     try:
         start = json.loads(meta.read_text())["round"]
         fix = "free space, then" if reason.startswith("the device is full") else "once fixed,"
-        then = f"{fix} rerun with --resume to continue from the checkpoint (round {start})"
+        then = (f"{fix} rerun with --resume to continue from the checkpoint (round {start}); if the failed "
+                "write left the file unreadable, --resume says so and --overwrite starts again")
     except (OSError, ValueError, KeyError, TypeError):
         then = "there is no checkpoint to resume from (set run.checkpoint_every)"
-    safe = (f"its first {completed} rounds are complete and safe (attribute rounds_completed)" if completed
+    safe = (f"its first {completed} rounds were complete (attribute rounds_completed)" if completed
             else "no round was complete in it yet")
     return OutputError(f"writing {path} failed: {reason}; {safe}; {then}")
 

@@ -40,7 +40,7 @@ def test_full_disk_names_file_rounds_and_no_checkpoint(tmp_path, monkeypatch):
     msg = str(write_rounds(out, 2, monkeypatch))
     assert "\n" not in msg
     assert msg.startswith(f"writing {out} failed: the device is full"), msg
-    assert "its first 2 rounds are complete and safe (attribute rounds_completed)" in msg
+    assert "its first 2 rounds were complete (attribute rounds_completed)" in msg
     assert "no checkpoint" in msg
     with h5py.File(out, "r") as f:
         assert f.attrs["rounds_completed"] == 2
@@ -90,5 +90,5 @@ def test_a_real_failed_write_ends_every_rank_with_one_line(tmp_path):
     errors = [line for line in r.stderr.splitlines() if "error" in line]
     assert r.returncode == 1 and len(errors) == 1, r.stderr
     assert errors[0].startswith(f"heal-mpi: error: writing {out} failed: ") and "File too large" in errors[0]
-    assert "rounds are complete and safe" in errors[0] and "rerun with --resume" in errors[0], errors[0]
+    assert "rounds were complete" in errors[0] and "rerun with --resume" in errors[0], errors[0]
     assert "Traceback" not in r.stderr
