@@ -40,9 +40,10 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from heal_mpi.overlay.common import HUB_SHARE  # the simulator's hub rule
+
 import common
 
-HUB_SHARE = 0.99
 BATCH = 256  # BFS sources per shortest_path call: bounds the [batch, L] distance block
 
 

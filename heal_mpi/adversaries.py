@@ -23,7 +23,7 @@ from heal_mpi.adversary.lift import lift_caches
 from heal_mpi.config import Config, byzantine_count
 from heal_mpi.context import RoundContext
 from heal_mpi.metrics import RoundMetrics
-from heal_mpi.overlay.common import HUB_SHARE
+from heal_mpi.overlay.common import hub_mask
 
 
 def byzantine_ids(cfg: Config) -> np.ndarray:
@@ -124,7 +124,7 @@ class Byzantine:
         /nodes/is_byzantine. Collective over `world.comm` (one small Allreduce): every rank must call."""
         alive = overlay.alive
         n_alive = int(alive.sum())
-        hubs = alive & (overlay.in_degree >= HUB_SHARE * n_alive)
+        hubs = hub_mask(overlay.in_degree, alive)
         metrics.set("byzantine", int((alive & self.mask).sum()))
         metrics.set("byzantine_hubs", int((hubs & self.mask).sum()))
         # strict: listed by every other live node. A candidate's in-degree counts its own entry

@@ -108,12 +108,17 @@ def share(fraction: float, count: int) -> int:
 
 # ----------------------------------------------------------------------------- the built-in kinds
 
+def pick_share(state: FaultState, purpose: str, i: int, fraction: float) -> np.ndarray:
+    """round(fraction * L) of the L live, unprotected slots, drawn uniformly (keyed by purpose and event i)."""
+    eligible = state.eligible()
+    return pick_uniform(state.seed, purpose, state.rnd, i, eligible, share(fraction, int(eligible.sum())))
+
+
 def apply_crash(state: FaultState, i: int, ev: CrashEvent) -> None:
     """round(fraction * L) of the L live, unprotected slots, uniformly, die for good."""
     if ev.round != state.rnd:
         return
-    eligible = state.eligible()
-    out = pick_uniform(state.seed, "fault-crash", state.rnd, i, eligible, share(ev.fraction, int(eligible.sum())))
+    out = pick_share(state, "fault-crash", i, ev.fraction)
     state.alive[out] = False
     state.gone.append(out)
 
@@ -137,8 +142,7 @@ def apply_churn(state: FaultState, i: int, ev: ChurnEvent) -> None:
     """
     if not ev.start <= state.rnd < ev.end:
         return
-    eligible = state.eligible()
-    out = pick_uniform(state.seed, "fault-churn", state.rnd, i, eligible, share(ev.fraction, int(eligible.sum())))
+    out = pick_share(state, "fault-churn", i, ev.fraction)
     state.incarnation[out] += 1
     state.gone.append(out)
     state.joined.append(out)

@@ -105,6 +105,12 @@ def dedupe_rows(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def hub_mask(in_degree: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """bool [N]: the hubs, live nodes whose in-degree is at least HUB_SHARE of the live count."""
+    n_alive = int(alive.sum())
+    return alive & (in_degree >= HUB_SHARE * n_alive) & (n_alive > 0)
+
+
 def hub_metrics(in_degree: np.ndarray, alive: np.ndarray, width: int) -> tuple[int, int, np.ndarray]:
     """(hubs, max in-degree, hub ids [width]) from the global in-degree.
 
@@ -114,7 +120,7 @@ def hub_metrics(in_degree: np.ndarray, alive: np.ndarray, width: int) -> tuple[i
     """
     n_alive = int(alive.sum())
     live_deg = np.where(alive, in_degree, -1)
-    ids = np.flatnonzero(alive & (in_degree >= HUB_SHARE * n_alive) & (n_alive > 0))
+    ids = np.flatnonzero(hub_mask(in_degree, alive))
     ids = ids[np.lexsort((ids, -in_degree[ids]))]
     row = np.full(width, -1, dtype=np.int64)
     row[:min(width, len(ids))] = ids[:width]
