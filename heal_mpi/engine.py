@@ -284,7 +284,7 @@ class Engine:
         blocks = [(head[mine], part[mine]) if r == rank else (incoming[r][:, :4 + k], incoming[r][:, 4 + k:])
                   for r in range(size)]
         local_of = [blk[:, 0].astype(np.int64) - lo for blk, _ in blocks]
-        nodes = np.unique(np.concatenate(local_of)) if local_of else np.zeros(0, np.int64)
+        nodes = np.unique(np.concatenate(local_of))  # one block per rank: never an empty list
         table = sources.table
         sums = torch.zeros((len(nodes), table.shape[1]), dtype=torch.float64, device=table.device)
         n = world.n_local
@@ -401,7 +401,7 @@ class Engine:
 
         src, dst = to.edges  # the edges this rank's nodes sent: now answered dst -> src
         j = np.minimum(np.searchsorted(ids, dst), max(len(ids) - 1, 0))
-        has = (j < len(ids)) & (ids[j] == dst) if len(ids) else np.zeros(len(dst), bool)
+        has = ids[j] == dst if len(ids) else np.zeros(len(dst), bool)  # j is clipped into range above
         ok = has & self.channel.delivered(step.purpose, dst, src + lo, ctx.rnd)
         src, j, real = src[ok], j[ok], (src + lo != dst)[ok]
         n = world.n_local

@@ -225,7 +225,7 @@ class Simulation:
             metrics.add_node("loss", np.asarray(loss, dtype=np.float32))
         record = metrics.reduce(self.world.comm)
         # seconds_record: the writer fills it in for this row at its next call
-        record.rounds |= {f"seconds_{p}": s for p, s in self.timer.seconds.items() if p != "record"}
+        record.rounds |= {f"seconds_{p}": s for p, s in self.timer.seconds.items()}
         return record
 
     # -- after-round callbacks ---------------------------------------------------------------
