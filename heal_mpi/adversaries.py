@@ -52,14 +52,15 @@ class Byzantine:
 
     # ------------------------------------------------------------------ the alteration
     def forges(self, purpose: str, senders: np.ndarray) -> np.ndarray:
-        byz = self.mask[senders]
         if purpose == "elevator-cache-reply":
-            return byz if self.kind != "none" else np.zeros_like(byz)
-        if purpose == "elevator-backward-reply":
-            return byz if self.kind != "none" and self.backward_mode != "honest" else np.zeros_like(byz)
-        if purpose.startswith(("elevator-", "newscast-")):  # the overlay messages it does not forge
-            return np.zeros_like(byz)
-        return byz if self.models != "honest" else np.zeros_like(byz)
+            lies = self.kind != "none"
+        elif purpose == "elevator-backward-reply":
+            lies = self.kind != "none" and self.backward_mode != "honest"
+        elif purpose.startswith(("elevator-", "newscast-")):  # the overlay messages it does not forge
+            lies = False
+        else:  # every other purpose carries a model
+            lies = self.models != "honest"
+        return self.mask[senders] & lies
 
     def alter(self, purpose: str, senders: np.ndarray, payload, rnd: int, receivers=None):
         forged = self.forges(purpose, senders)
@@ -89,8 +90,7 @@ class Byzantine:
         if self.models == "sign_flip":
             if self._previous is None:  # sends before it ever trained (Gossip's first push): no update to reverse
                 return rows
-            local = senders[forged] - self.world.slot_lo
-            at = np.searchsorted(self.local_ids - self.world.slot_lo, local)
+            at = np.searchsorted(self.local_ids, senders[forged])
             previous = self._previous[torch.as_tensor(at, device=rows.device)].to(rows.dtype)
         out = rows.clone()
         out[sel] = poison_rows(self.models, rows[sel], previous, senders[forged], self.seed, rnd, self.scale,

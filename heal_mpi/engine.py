@@ -235,8 +235,7 @@ class Engine:
         lying = self.channel.forging(purpose, src + lo) & (src + lo != dst)
         if not lying.any():
             return Sources(table, index)
-        senders, forged_at = np.unique(src[lying], return_inverse=True)
-        first = np.unique(forged_at, return_index=True)[1]  # one lying edge per sender, to read its row
+        senders, first, forged_at = np.unique(src[lying], return_index=True, return_inverse=True)
         honest = table[torch.as_tensor(index[lying][first], device=table.device)]
         forged = self.channel.alter(purpose, senders + lo, honest, rnd)
         forged_index = np.full(len(index), -1, dtype=np.int64)
@@ -268,16 +267,8 @@ class Engine:
                                          np.bincount(inverse, real, len(uniq))], axis=1),
                                _group_sum(vals * w[:, None], inverse, len(uniq))], axis=1)  # [U, 4 + k]
         cuts = np.searchsorted(world.owner(uniq), np.arange(size + 1))
-        outgoing = []
-        for r in range(size):
-            a, b = cuts[r], cuts[r + 1]
-            if r == rank:
-                outgoing.append(np.zeros((0, head.shape[1] + part.shape[1])))
-                continue
-            staged = part[a:b].cpu().numpy()  # only partials bound for other ranks leave the device
-            self.staged_bytes += staged.nbytes
-            outgoing.append(np.concatenate([head[a:b], staged], axis=1))
-        incoming = self.comm.exchange(outgoing, f"mix-{step.purpose}")
+        incoming = self.comm.exchange(self._stage_by_owner(head, cuts, lambda a, b: part[a:b], part.shape[1]),
+                                      f"mix-{step.purpose}")
 
         k = head.shape[1] - 4
         mine = slice(cuts[rank], cuts[rank + 1])
@@ -305,6 +296,20 @@ class Engine:
                          sent_to=[uniq[cuts[r]:cuts[r + 1]] if r != rank else None for r in range(size)],
                          heard_from=[rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
 
+    def _stage_by_owner(self, head: np.ndarray, cuts: np.ndarray, rows_of, p: int) -> list[np.ndarray]:
+        """Per rank r: head[cuts[r]:cuts[r + 1]] beside its float64 model rows `rows_of(a, b)` [., p],
+        copied to the host; nothing for this rank, whose rows stay on the device."""
+        outgoing = []
+        for r in range(self.world.size):
+            a, b = cuts[r], cuts[r + 1]
+            if r == self.world.rank:
+                outgoing.append(np.zeros((0, head.shape[1] + p)))  # exchange reads the width from it
+                continue
+            rows = rows_of(a, b).cpu().numpy()
+            self.staged_bytes += rows.nbytes
+            outgoing.append(np.concatenate([head[a:b], rows], axis=1))
+        return outgoing
+
     def _mix_rows(self, step: Mix, src, dst, w, vals, real, sources: Sources) -> MixResult:
         """A Mix under a robust rule: every delivered row travels to its receiver's rank (no
         partial sums), where each receiver combines its rows by the rule. Rows are put in
@@ -316,15 +321,7 @@ class Engine:
         p, dev = sources.table.shape[1], sources.table.device
         head = np.concatenate([np.stack([dst, src + lo, w, real], axis=1).astype(np.float64), vals], axis=1)
         cuts = np.searchsorted(world.owner(dst), np.arange(size + 1))
-        outgoing = []
-        for r in range(size):
-            a, b = cuts[r], cuts[r + 1]
-            if r == rank:
-                outgoing.append(np.zeros((0, head.shape[1] + p)))
-                continue
-            rows = sources.gather(order[a:b]).cpu().numpy()
-            self.staged_bytes += rows.nbytes
-            outgoing.append(np.concatenate([head[a:b], rows], axis=1))
+        outgoing = self._stage_by_owner(head, cuts, lambda a, b: sources.gather(order[a:b]), p)
         incoming = self.comm.exchange(outgoing, f"mix-{step.purpose}")
         width = head.shape[1]
         heads, rows = [], []
