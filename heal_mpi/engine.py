@@ -55,41 +55,57 @@ class MixResult:
         heard_from: per rank, the local rows that got a partial from that rank, in block order.
 
     The weighted sums ([m, P] on the rows' device) are either held (`sums`, a Mix: a few
-    rows per receiver at most) or kept as terms (a Reply: sums[k] = sum of table[index[e]]
-    over the edges e with group[e] == k, where table holds the few distinct answers), so a
-    reply to every client costs the answers, not one row per client, until `sums_of` reads it.
+    rows per receiver at most) or kept as terms (sums[k] = sum of w[e] * table[index[e]]
+    over the edges e with group[e] == k, w None for 1). A Reply's table holds the few
+    distinct answers, so a reply to every client costs the answers, not one row per client,
+    until `sums_of` reads it; a Mix with `order` keeps every row that arrived, with each
+    edge's place in its receiver's arrival order (`arrivals`, for `arrival(j)`).
     """
 
     def __init__(self, n_local: int, nodes: np.ndarray, sums: torch.Tensor | None, weights, counts, messages,
-                 values=None, edges=None, sent_to=None, heard_from=None, terms=None):
-        self.nodes, self._sums, self._terms = nodes, sums, terms
+                 values=None, edges=None, sent_to=None, heard_from=None, terms=None, arrivals=None):
+        self.nodes, self._sums, self._terms, self._arrivals = nodes, sums, terms, arrivals
         self.counts, self.messages, self.weights = counts, messages, weights
         self.values = np.zeros((n_local, 0)) if values is None else values
         self.pos = np.full(n_local, -1, dtype=np.int64)
         self.pos[nodes] = np.arange(len(nodes))
         self.edges, self.sent_to, self.heard_from = edges, sent_to, heard_from
 
-    def _terms_of(self, at: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """(table, index into it, group in 0..len(at)-1) of the terms of nodes[at]."""
-        table, index, group = self._terms
+    def _terms_of(self, at: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(table, index into it, group in 0..len(at)-1, weights or None) of the terms of nodes[at]."""
+        table, index, group, w = self._terms
         where = np.full(len(self.nodes), -1, dtype=np.int64)
         where[at] = np.arange(len(at))
         keep = where[group] >= 0
-        return table, index[keep], where[group[keep]]
+        return table, index[keep], where[group[keep]], None if w is None else w[keep]
 
     def sums_of(self, at: np.ndarray) -> torch.Tensor:
-        """[len(at), P]: the weighted sums of nodes[at] (a copy; float64 for a Reply's terms)."""
+        """[len(at), P]: the weighted sums of nodes[at] (a copy; float64 for kept terms)."""
         if self._terms is None:
             return self._sums[torch.as_tensor(at, device=self._sums.device)]
-        table, index, group = self._terms_of(at)
-        return weighted_sum(table, index, group, None, len(at))
+        table, index, group, w = self._terms_of(at)
+        return weighted_sum(table, index, group, w, len(at))
+
+    def arrival(self, j: int) -> "MixResult":
+        """The j-th edge to reach each node, alone (steps.Received.arrival)."""
+        if self._arrivals is None:
+            raise ValueError("arrival(j) needs the result of a Mix with `order`, which keeps the rows one by one")
+        place, local, real, values = self._arrivals
+        table, index, _, w = self._terms
+        sel = np.flatnonzero(place == j)
+        nodes, n = local[sel], len(self.pos)  # one edge per node: nodes ascend with sel
+        weights, counts, messages = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        out_values = np.zeros((n, values.shape[1]))
+        weights[nodes], counts[nodes], messages[nodes], out_values[nodes] = w[sel], 1, real[sel], values[sel]
+        return MixResult(n, nodes, None, weights, counts, messages, out_values,
+                         terms=(table, index[sel], np.arange(len(sel)), w[sel]))
 
     def combine(self, at: np.ndarray, rule: Rule) -> torch.Tensor:
-        """[len(at), P]: nodes[at]'s rows that arrived one by one in a Reply, combined by a robust rule."""
+        """[len(at), P]: nodes[at]'s rows that arrived one by one (a Reply), combined by a robust rule."""
         if self._terms is None:
             raise ValueError(f"a {rule.name} of the copies needs a Reply result, which keeps them one by one")
         from heal_mpi.aggregation import aggregate
-        table, index, group = self._terms_of(at)
+        table, index, group, _ = self._terms_of(at)
         rows = table[torch.as_tensor(index, device=table.device)]
         return aggregate(rule.name, rows, group, len(at), beta=rule.beta, clip_tau=rule.clip_tau)
 
@@ -214,7 +230,7 @@ class Engine:
         for hook in self.before_train:
             hook(self.pop, np.asarray(step.nodes, dtype=bool))
         before_s, before_n = self.pop.train_seconds, self.pop.train_samples
-        loss = self.pop.train(step.nodes, ctx.rnd, ctx.incarnation[local])
+        loss = self.pop.train(step.nodes, ctx.rnd, ctx.incarnation[local], repeat=step.repeat)
         self.train_seconds += self.pop.train_seconds - before_s
         self.train_samples += self.pop.train_samples - before_n
         self.train_loss = np.where(np.isnan(loss), self.train_loss, loss)
@@ -255,8 +271,13 @@ class Engine:
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
         src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
         sources = self._sources(step.purpose, step.rows, src, dst, ctx.rnd)
+        if step.order is not None:
+            if step.rule.robust:
+                raise ValueError(f"Mix {step.purpose!r}: a {step.rule.name} combines the rows at once; "
+                                 "`order` keeps them one by one")
+            return self._mix_rows(step, src, dst, w, vals, real, sources, np.asarray(step.order, np.float64)[ok])
         if step.rule.robust:
-            return self._mix_rows(step, src, dst, w, vals, real, sources)
+            return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)))
 
         # rank-local reduction: one partial (dst, weight sum, count, messages, values, row sum) per destination
         uniq, inverse = np.unique(dst, return_inverse=True)
@@ -310,16 +331,17 @@ class Engine:
             outgoing.append(np.concatenate([head[a:b], rows], axis=1))
         return outgoing
 
-    def _mix_rows(self, step: Mix, src, dst, w, vals, real, sources: Sources) -> MixResult:
-        """A Mix under a robust rule: every delivered row travels to its receiver's rank (no
-        partial sums), where each receiver combines its rows by the rule. Rows are put in
-        (receiver, sender) order first, so the result does not depend on the rank count."""
+    def _mix_rows(self, step: Mix, src, dst, w, vals, real, sources: Sources, key: np.ndarray) -> MixResult:
+        """A Mix under a robust rule, or one with arrival keys: every delivered row travels to its
+        receiver's rank (no partial sums), where each receiver combines its rows by the rule or
+        keeps them one by one. Rows are put in (receiver, key, sender) order first, so the
+        result does not depend on the rank count."""
         from heal_mpi.aggregation import aggregate
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
         order = np.lexsort((src, dst))  # edges by receiver: the owners' blocks are contiguous
-        src, dst, w, vals, real = src[order], dst[order], w[order], vals[order], real[order]
+        src, dst, w, vals, real, key = src[order], dst[order], w[order], vals[order], real[order], key[order]
         p, dev = sources.table.shape[1], sources.table.device
-        head = np.concatenate([np.stack([dst, src + lo, w, real], axis=1).astype(np.float64), vals], axis=1)
+        head = np.concatenate([np.stack([dst, src + lo, w, real, key], axis=1).astype(np.float64), vals], axis=1)
         cuts = np.searchsorted(world.owner(dst), np.arange(size + 1))
         outgoing = self._stage_by_owner(head, cuts, lambda a, b: sources.gather(order[a:b]), p)
         incoming = self.comm.exchange(outgoing, f"mix-{step.purpose}")
@@ -335,25 +357,32 @@ class Engine:
                 self.staged_bytes += rows[-1].numel() * 8
         heads = np.concatenate(heads)
         rows = torch.cat(rows)
-        canon = np.lexsort((heads[:, 1], heads[:, 0]))  # (receiver, sender)
+        canon = np.lexsort((heads[:, 1], heads[:, 4], heads[:, 0]))  # (receiver, key, sender)
         heads, rows = heads[canon], rows[torch.as_tensor(canon, device=rows.device)]
         local = heads[:, 0].astype(np.int64) - lo
         nodes, group = np.unique(local, return_inverse=True)
-        n, k = world.n_local, width - 4
-        weights = np.bincount(local, heads[:, 2], n)
+        n, k = world.n_local, width - 5
+        edge_w, edge_real, edge_values = heads[:, 2], heads[:, 3].astype(np.int64), heads[:, 5:] * heads[:, 2:3]
+        weights = np.bincount(local, edge_w, n)
         counts = np.bincount(local, minlength=n).astype(np.int64)
-        messages = np.bincount(local, heads[:, 3], n).astype(np.int64)
+        messages = np.bincount(local, edge_real, n).astype(np.int64)
         values = np.zeros((n, k))
-        np.add.at(values, local, heads[:, 4:] * heads[:, 2:3])
-        combined = aggregate(step.rule.name, rows, group, len(nodes), beta=step.rule.beta, clip_tau=step.rule.clip_tau)
-        sums = combined * torch.as_tensor(weights[nodes], dtype=combined.dtype, device=combined.device)[:, None]
+        np.add.at(values, local, edge_values)
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
         sender_rank = world.owner(heads[:, 1].astype(np.int64))
         uniq = np.unique(dst)
         ucuts = np.searchsorted(world.owner(uniq), np.arange(size + 1))
-        return MixResult(n, nodes, sums, weights, counts, messages, values, edges=(src, dst),
-                         sent_to=[uniq[ucuts[r]:ucuts[r + 1]] if r != rank else None for r in range(size)],
-                         heard_from=[np.unique(local[sender_rank == r]) if r != rank else None for r in range(size)])
+        links = dict(edges=(src, dst),
+                     sent_to=[uniq[ucuts[r]:ucuts[r + 1]] if r != rank else None for r in range(size)],
+                     heard_from=[np.unique(local[sender_rank == r]) if r != rank else None for r in range(size)])
+        if step.order is not None:  # kept one by one; place = index among the receiver's edges
+            place = np.arange(len(local)) - np.searchsorted(local, local)
+            return MixResult(n, nodes, None, weights, counts, messages, values, **links,
+                             terms=(rows, np.arange(len(local)), group, edge_w),
+                             arrivals=(place, local, edge_real, edge_values))
+        combined = aggregate(step.rule.name, rows, group, len(nodes), beta=step.rule.beta, clip_tau=step.rule.clip_tau)
+        sums = combined * torch.as_tensor(weights[nodes], dtype=combined.dtype, device=combined.device)[:, None]
+        return MixResult(n, nodes, sums, weights, counts, messages, values, **links)
 
     def _reply(self, step: Reply, ctx: RoundContext) -> MixResult:
         """Answer along `step.to`'s delivered edges: one exchange, each answering row sent once per rank."""
@@ -407,7 +436,7 @@ class Engine:
         messages = np.bincount(src[real], minlength=n).astype(np.int64)
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
         return MixResult(n, nodes, None, counts.astype(np.float64), counts, messages,
-                         terms=(answers, j, np.searchsorted(nodes, src)))
+                         terms=(answers, j, np.searchsorted(nodes, src), None))
 
     def _assign(self, step: Assign) -> None:
         """New rows for step.nodes, a bounded chunk of rows at a time."""

@@ -92,6 +92,13 @@ def _check_aggregation(cfg) -> None:
         raise ConfigError(f"protocol.trim_beta: {cfg.protocol.trim_beta} must be < 0.5 (nothing would be left)")
 
 
+def _check_gossip(cfg) -> None:
+    _check_aggregation(cfg)
+    if cfg.protocol.gossip_update == "per_model" and cfg.protocol.aggregation != "mean":
+        raise ConfigError(f"protocol.aggregation: {cfg.protocol.aggregation!r} needs the models of a round together; "
+                          "protocol.gossip_update = 'per_model' merges them one at a time")
+
+
 def _check_hub(cfg) -> None:
     _check_aggregation(cfg)
     if cfg.overlay_kind in ("star", "multistar") and cfg.protocol.fanout > 1:
@@ -154,7 +161,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     "gaia": ProtocolSpec(HUB, "Gaia", "multistar", ("multistar",), (AggregationParams, HubParams),
                          protected=lambda cfg: list(range(cfg.overlay.servers)), check=_check_hub),
     "gossip": ProtocolSpec("heal_mpi.protocols.gossip:GossipProtocol", "Gossip", "newscast",
-                           params=(AggregationParams, GossipParams), check=_check_aggregation),
+                           params=(AggregationParams, GossipParams), check=_check_gossip),
     "epidemic": ProtocolSpec("heal_mpi.protocols.epidemic:EpidemicProtocol", "Epidemic", "newscast",
                              params=(AggregationParams, EpidemicParams), check=_check_epidemic),
 }

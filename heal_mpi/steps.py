@@ -32,6 +32,10 @@ class Received(_Typing):
     weights: np.ndarray   # float64: sum of the arrived edges' weights
     values: np.ndarray    # float64 [n_local, k]: weighted sums of the edges' `values`
 
+    def arrival(self, j: int) -> "Received":
+        """The j-th edge (0-based) to reach each node, alone: a result of its own, with
+        counts 1 where counts > j. Only for a Mix with `order`, which keeps the rows one by one."""
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -54,9 +58,11 @@ MEAN = Rule()
 @dataclass(frozen=True)
 class Train:
     """Train the local rows where `nodes` (bool [n_local]). The engine sends back the train
-    loss per local node, float64 [n_local], NaN where a node did not train."""
+    loss per local node, float64 [n_local], NaN where a node did not train. `repeat` counts
+    a node's earlier trainings in this round: each repeat shuffles its batches anew."""
 
     nodes: np.ndarray
+    repeat: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class Mix:
             mean in that result (every sender must have received in it).
         values: float64 [E, k] per-edge scalars summed (times the weight) at the receiver, or None.
         rule: how each receiver combines the rows (its result's mean is the rule's output).
+        order: float64 [E] arrival keys, or None. When given, every row travels to its receiver's
+            rank and the result keeps the rows one by one in key order (ties: by sender) for
+            `result.arrival(j)`; its mean is still the weighted mean. Not with a robust rule.
     """
 
     purpose: str
@@ -81,6 +90,7 @@ class Mix:
     rows: Received | None = None
     values: np.ndarray | None = None
     rule: Rule = MEAN
+    order: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from heal_mpi.context import RoundContext
 from heal_mpi.engine import Engine
 from heal_mpi.metrics import RoundMetrics
 from heal_mpi.registry import build_protocol
+from heal_mpi.rng import uniform
 from heal_mpi.steps import Assign, Mix, Reply, Rule, Train
 from overlay_util import make_world
 
@@ -26,7 +27,7 @@ class FakePop:
         self.n_params = full.shape[1]
         self.train_seconds, self.train_samples = 0.0, 0
 
-    def train(self, active, rnd, incarnation):
+    def train(self, active, rnd, incarnation, repeat=0):
         active = np.asarray(active, dtype=bool)
         self.rows[torch.as_tensor(active)] += 1
         self.train_samples += int(active.sum())
@@ -294,6 +295,39 @@ def test_gossip_merges_then_trains_only_the_receivers():
     expect[1] = (x[1] + x[0] + x[2]) / 3 + 1
     expect[0] = (x[0] + x[1] + x[3]) / 3 + 1
     assert np.allclose(after, expect, atol=1e-6)  # 2 and 3 received nothing: untouched, untrained
+
+
+def test_gossip_per_model_merges_and_trains_once_per_model_in_arrival_order():
+    n = 4
+    views = np.array([[1], [0], [1], [0]])  # 0 -> 1, 1 -> 0, 2 -> 1, 3 -> 0
+    x, after, rounds = run_protocol("gossip", FakeOverlay(np.zeros((n, 0), np.int64), views, n), n,
+                                    gossip_update="per_model")
+    sent_at = uniform(3, "gossip-send-time", np.arange(n), 0, 0)  # context(): seed 3, round 0
+    assert sent_at[2] < sent_at[0]  # node 1 hears 2 before 0: not the senders' id order
+    expect = x.copy()
+    for node, senders in ((1, [0, 2]), (0, [1, 3])):
+        for s in sorted(senders, key=lambda s: sent_at[s]):
+            expect[node] = (expect[node] + x[s]) / 2 + 1  # pairwise merge with the round-start model, then train
+    assert np.allclose(after, expect, atol=1e-5)
+    assert rounds["train_samples"] == 4  # one training per model received (FakePop counts trainings)
+
+
+def test_a_kept_mix_hands_out_its_rows_one_by_one_in_key_order():
+    def body(ctx, seen):
+        got = yield Mix("m", np.array([0, 1, 2, 3]), np.array([4, 4, 4, 5]), weight=np.array([1., 2., 3., 4.]),
+                        order=np.array([0.5, 0.1, 0.9, 0.3]))
+        seen.append(all_sums(got))
+        seen += [got.arrival(j) for j in range(3)]
+
+    _, full, proto, engine = setup(MPI.COMM_SELF, 6, body)
+    engine.round(context(6), None)
+    x = full.double().numpy()
+    sums, first, second, third = proto.seen
+    assert np.allclose(sums, [x[0] + 2 * x[1] + 3 * x[2], 4 * x[3]], atol=1e-5)  # the mean is still there
+    assert list(first.nodes) == [4, 5] and list(second.nodes) == [4] and list(third.nodes) == [4]
+    assert np.allclose(all_sums(first), [2 * x[1], 4 * x[3]], atol=1e-5)  # 1 (key 0.1) reached 4 first
+    assert np.allclose(all_sums(second), [x[0]], atol=1e-5) and np.allclose(all_sums(third), [3 * x[2]], atol=1e-5)
+    assert list(first.weights[[4, 5]]) == [2.0, 4.0] and first.counts[4] == 1
 
 
 def test_dead_nodes_neither_send_nor_receive():

@@ -23,6 +23,8 @@ PROTOCOLS = {
              "faults.hub_crash=[{round = 4, count = 'all'}]"],
     "gossip": ["protocol.kind='gossip'", "overlay.cache_size=5"],
     "gossip-age": ["protocol.kind='gossip'", "protocol.merge='age'", "overlay.cache_size=5"],
+    "gossip-per-model": ["protocol.kind='gossip'", "protocol.gossip_update='per_model'", "protocol.merge='age'",
+                         "overlay.cache_size=5"],
     "el-neighbours": ["protocol.kind='epidemic'", "overlay.cache_size=4"],
     "el-oracle": ["protocol.kind='epidemic'", "protocol.epidemic='oracle'", "protocol.fanout=3", "overlay.cache_size=5"],
     "el-local": ["protocol.kind='epidemic'", "protocol.epidemic='local'", "protocol.fanout=3", "overlay.cache_size=5"],
@@ -95,6 +97,28 @@ def test_gossip_sends_n_and_el_sends_n_times_c(tmp_path):
                                     "overlay.cache_size=5"),
                              tmp_path)
     assert (msgs == 14 * 3).all()
+
+
+def test_gossip_per_model_trains_once_per_model_received(tmp_path):
+    """Gossipy's MERGE_UPDATE trains as often as models arrive; `once` trains each receiver once, so less
+    wherever two models reached one node."""
+    per_training = 2 * 16  # train.local_steps x train.batch_size
+    samples = {}
+    for update in ("once", "per_model"):
+        out = tmp_path / f"{update}.h5"
+        simulate(config("protocol.kind='gossip'", "overlay.cache_size=5", f"protocol.gossip_update='{update}'"),
+                 MPI.COMM_SELF, out)
+        with h5py.File(out, "r") as f:
+            samples[update], models = f["rounds/train_samples"][:], f["rounds/model_messages"][:]
+    np.testing.assert_array_equal(samples["per_model"], per_training * models)  # no fault: every model arrives
+    assert (samples["once"] % per_training == 0).all() and (samples["once"] <= samples["per_model"]).all()
+    assert (samples["once"] < samples["per_model"]).any()
+
+
+def test_gossip_per_model_refuses_a_robust_merge():
+    with pytest.raises(cfgmod.ConfigError, match=r"protocol\.aggregation: 'median'.*one at a time"):
+        config("protocol.kind='gossip'", "overlay.cache_size=5", "protocol.gossip_update='per_model'",
+               "protocol.aggregation='median'")
 
 
 @pytest.mark.parametrize("s", [1, 2])

@@ -130,12 +130,13 @@ class Population:
 
     # ------------------------------------------------------------------------- train
 
-    def train(self, active: np.ndarray, rnd: int, incarnation: np.ndarray) -> np.ndarray:
+    def train(self, active: np.ndarray, rnd: int, incarnation: np.ndarray, repeat: int = 0) -> np.ndarray:
         """Local training of the rows where active[i] (bool [n_local]).
 
         Each runs train.local_epochs passes (or train.local_steps mini-batches when > 0) of
         train.batch_size over its own train samples, batch order keyed by
-        (seed, 'batch', node, incarnation, rnd).
+        (seed, 'batch', node, incarnation, rnd); a node's `repeat`-th extra training in the
+        same round by (seed, 'batch<repeat>', ...).
 
         Returns:
             float64 [n_local]: mean train loss per sample seen, NaN where not active (or no step).
@@ -145,8 +146,9 @@ class Population:
         out = np.full(self.n_local, np.nan)
         cfg, sizes = self.train_cfg, self.data.train_sizes
         ids = np.flatnonzero(active)
+        purpose = f"batch{repeat}" if repeat else "batch"
         plans = [node_plan(int(sizes[i]), cfg.batch_size, cfg.local_epochs, cfg.local_steps,
-                           stream(self.seed, "batch", int(self.data.slot_lo + i), int(incarnation[i]), rnd))
+                           stream(self.seed, purpose, int(self.data.slot_lo + i), int(incarnation[i]), rnd))
                  for i in ids]
         keep = np.array([len(p) > 0 for p in plans], dtype=bool)
         ids, plans = ids[keep], [p for p, k in zip(plans, keep) if k]

@@ -1,15 +1,23 @@
 """Gossip Learning (push, merge with the own model, then train): HEAL paper's GL baseline.
 
 Each round every live node pushes its current model to one random peer of its view
-(`overlay.gossip_peers()`: Newscast's cache, Elevator's random links). A node that received k >= 1 models merges
-them with its own, uniformly (weight 1/(k+1) each) or weighted by model age, then trains
-once (Gossipy's MERGE_UPDATE). A node that received nothing neither merges nor trains.
+(`overlay.gossip_peers()`: Newscast's cache, Elevator's random links). What a receiver does
+(`protocol.gossip_update`):
+- `once`: a node that received k >= 1 models merges them with its own, uniformly (weight
+  1/(k+1) each) or weighted by model age, then trains once. A node that received nothing
+  neither merges nor trains.
+- `per_model`: Gossipy's MERGE_UPDATE as the HEAL evaluation ran it: for each model received,
+  in arrival order, the node merges it with its own current model (1/2 each, or by age)
+  and trains, so a node trains as often as it receives (about once per node and round on
+  average, some twice, some never). The pushes all carry the senders' round-start models;
+  arrival order is each sender's keyed send time within the round (Gossipy's sync mode
+  draws it at random).
 
 Model age = the number of local training rounds behind a model. Under age weighting a
 merged model's age is max(own age, weighted mean of the merged ages); with equal ages the
 age-weighted merge is the plain average. The ages travel with the models (the Mix's values).
-Under a robust rule (protocol.aggregation) the merge combines the own and the received
-models by that rule, unweighted.
+Under a robust rule (protocol.aggregation, `once` only) the merge combines the own and the
+received models by that rule, unweighted.
 """
 
 from __future__ import annotations
@@ -17,11 +25,12 @@ from __future__ import annotations
 import numpy as np
 
 from heal_mpi.protocols.base import Protocol, live_only, pick_from_lists
+from heal_mpi.rng import uniform
 from heal_mpi.steps import Assign, Mix, Train
 
 
 class GossipProtocol(Protocol):
-    """Options: protocols.params.GossipParams (`protocol.merge`)."""
+    """Options: protocols.params.GossipParams (`protocol.merge`, `protocol.gossip_update`)."""
 
     def __init__(self, cfg, local):
         super().__init__(cfg, local)
@@ -33,6 +42,7 @@ class GossipProtocol(Protocol):
     def round(self, ctx, overlay):
         alive = ctx.alive[self.local]
         peers = live_only(overlay.gossip_peers(), ctx.alive)
+        per_model = self.cfg.protocol.gossip_update == "per_model"
 
         # push: one live peer of the view
         target = pick_from_lists(peers, alive, 1, ctx, "gossip-peer", self.local)[:, 0]  # [n_local]
@@ -43,16 +53,29 @@ class GossipProtocol(Protocol):
         if self.rule.robust:  # the own model joins the merge as a self-edge (no message)
             own = np.flatnonzero(alive)
             src, dst = np.concatenate([src, own]), np.concatenate([dst, self.local[own]])
+        sent_at = uniform(ctx.seed, "gossip-send-time", self.local[src], ctx.incarnation[self.local[src]], ctx.rnd) \
+            if per_model else None
         got = yield Mix("gossip", src, dst, weight=weight[src] if age_w else None,
-                        values=self.age[src, None].astype(np.float64), rule=self.rule)
+                        values=self.age[src, None].astype(np.float64), rule=self.rule, order=sent_at)
 
-        # merge with the own model, then train once
+        if not per_model:  # merge everything with the own model, then train once
+            yield from self._merge_and_train(got, alive, weight if age_w else None, repeat=0)
+            return
+        # Assign and Train are rank-local steps: each rank loops as often as its own nodes need
+        for j in range(int(got.counts[alive].max(initial=0))):
+            yield from self._merge_and_train(got.arrival(j), alive, weight if age_w else None, repeat=j)
+            weight = np.maximum(self.age, 1).astype(np.float64)
+
+    def _merge_and_train(self, got, alive, weight, repeat):
+        """The live nodes that received in `got` merge it with their own model (by age where
+        `weight` is given), train, and grow one round older."""
         recv = np.flatnonzero(alive & (got.messages > 0))
-        yield Assign(got, recv, own_weight=None if self.rule.robust else weight[recv] if age_w else np.ones(len(recv)))
-        if age_w:
+        own_weight = None if self.rule.robust else np.ones(len(recv)) if weight is None else weight[recv]
+        yield Assign(got, recv, own_weight=own_weight)
+        if weight is not None:
             mean_in = got.values[recv, 0] / got.weights[recv]
             self.age[recv] = np.maximum(self.age[recv], np.rint(mean_in).astype(np.int64))
-        yield Train(np.isin(np.arange(len(self.local)), recv))
+        yield Train(np.isin(np.arange(len(self.local)), recv), repeat=repeat)
         self.age[recv] += 1
 
     def state_dict(self) -> dict:

@@ -32,6 +32,9 @@ class HubParams:
 @dataclass(frozen=True)
 class GossipParams:
     merge: str = opt("uniform", "gossip merge weights: uniform, or by model age", choices=("uniform", "age"))
+    gossip_update: str = opt("once", "once: a node merges every model it received and trains once; per_model: "
+                             "Gossipy's MERGE_UPDATE, one merge with the own model and one training per model "
+                             "received, in arrival order", choices=("once", "per_model"))
 
 
 @dataclass(frozen=True)
