@@ -8,6 +8,8 @@ A spec (relative paths are relative to the current directory, the repository roo
     base = "jobs/configs/demo.toml"      # optional base config
     seeds = [1, 2, 3]                     # default: the base's run.seed
     out_dir = "results/sweep1"            # default: results/<spec stem>
+    [common]                              # optional; overrides of the base for every task
+    run = { rounds = 60 }
     [methods.fedavg]                      # overrides of the base: same sections and keys as a config
     protocol = { kind = "fedavg" }
     [scenarios.crash20]                   # optional; overrides applied after the method's
@@ -35,7 +37,7 @@ sys.path.insert(0, str(REPO))  # heal_mpi.config is plain stdlib: system python3
 from heal_mpi import config as config_mod  # noqa: E402
 from heal_mpi.config import ConfigError  # noqa: E402
 
-SPEC_KEYS = ("base", "seeds", "out_dir", "methods", "scenarios")
+SPEC_KEYS = ("base", "seeds", "out_dir", "common", "methods", "scenarios")
 NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")  # method and scenario names become file names
 
 
@@ -81,6 +83,7 @@ def expand(spec: dict, ranks: int, default_out: str, here: bool = False) -> tupl
     if not isinstance(spec.get("base", ""), str):
         raise ConfigError(f"base: expected a path, got {spec['base']!r}")
     base = read_toml(Path(spec["base"]), "base") if "base" in spec else {}
+    base = merge(base, spec.get("common", {}), "common")
     methods = named_tables(spec, "methods", required=True)
     scenarios = named_tables(spec, "scenarios", required=False) or {"": {}}
     seeds = spec["seeds"] if "seeds" in spec else [base.get("run", {}).get("seed", 1)]

@@ -95,6 +95,8 @@ def test_dry_run_prints_the_srun_command(tmp_path):
 def test_sweep_spec_expands_and_rejects_bad_keys(tmp_path):
     base = write_config(tmp_path / "base.toml", TINY.format(rounds=4))
     spec = SPEC.format(base=base, out_dir=tmp_path / "sw") + """
+[common]
+data = { synthetic_test = 120 }
 [scenarios.fault_free]
 [scenarios.crash]
 faults = { crash = [{round = 2, fraction = 0.5}] }
@@ -107,6 +109,7 @@ faults = { crash = [{round = 2, fraction = 0.5}] }
     from heal_mpi import config
     cfg = config.load(tmp_path / "sw" / "configs" / "gossip_crash.toml")
     assert cfg.protocol.kind == "gossip" and cfg.faults.crash[0].fraction == 0.5 and cfg.nodes.count == 6
+    assert cfg.data.synthetic_test == 120 and cfg.data.synthetic_train == 300  # [common] over the base
 
     for old, new, key in [('kind = "gossip"', 'kind = "gosip"', "methods.gossip + scenarios.fault_free: protocol.kind"),
                           ("round = 2", "round = 9", "scenarios.crash: faults.crash[0].round"),
