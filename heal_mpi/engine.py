@@ -20,7 +20,8 @@ then holds H float64 partial sums; the hub-hub mix H more; the reply holds only 
 distinct answers (at most one per hub) and the clients' new rows are formed and assigned
 a chunk at a time. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and
 Epidemic mixes, where every node receives, hold one float64 sum per receiver: 8 P bytes
-a node, 2/3 of the Adam floor.)
+a node, 2/3 of the Adam floor; a Mix with arrival keys holds every float64 row that arrived,
+about one per node for Gossip.)
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a
 result does not depend on the rank count up to float64 rounding (exact for float32 rows of

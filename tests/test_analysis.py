@@ -235,3 +235,43 @@ def test_labels_come_from_the_method_and_overlay_attributes(runs, tmp_path):
         assert f.attrs["method"] == "gossip" and f.attrs["overlay"] == "newscast"
         f.attrs["overlay"] = "elevator"
     assert common.load_groups([other])[0].method == "Gossip (elevator)"
+
+
+def test_heal_table_checks_the_paper_claims_from_the_files(runs, tmp_path):
+    """Four methods x two scenarios, made from one real run with the config and the accuracy
+    rewritten, so every number and verdict of the table is known."""
+    import tomllib
+    from heal_mpi import config as cfgmod
+    finals = {("heal", ""): 0.90, ("fedavg", ""): 0.91, ("gossip", ""): 0.70, ("epidemic", ""): 0.85,
+              ("heal", "hub"): 0.89, ("fedavg", "hub"): 0.91, ("gossip", "hub"): 0.75, ("epidemic", "hub"): 0.92}
+    files = []
+    for (kind, scenario), acc in finals.items():
+        path = tmp_path / f"{kind}_{scenario or 'ff'}.h5"
+        shutil.copy(runs[("fedavg", 1)], path)
+        with h5py.File(path, "r+") as f:
+            raw = tomllib.loads(f.attrs["config"])
+            raw["protocol"].update(kind=kind, gossip_update="per_model")
+            raw["overlay"]["kind"] = "auto"
+            raw["faults"]["hub_crash"] = [{"round": 1, "count": "all"}] if scenario else []
+            f.attrs["config"] = cfgmod.to_toml(cfgmod.from_dict(raw))
+            f.attrs["method"] = kind
+            f["rounds/acc_mean"][:] = np.linspace(acc - 0.3, acc, ROUNDS)  # reaches 0.8 late or never
+        files.append(path)
+    out = tmp_path / "table"
+    r = analyse("heal_table", files, out, "--paper", "mnist", "--targets", "0.8")
+    assert r.returncode == 0, r.stderr
+    final = (out / "final_accuracy.md").read_text()
+    assert "| HEAL | 96.87 | 90.0 | 89.0 (98.9 %) |" in final and "| GL | 70.98 | 70.0 | 75.0 (107.1 %) |" in final
+    claims = (out / "claims.md").read_text()
+    assert "HEAL ≈ FL fault-free (HEAL at least 98 % of FL; the paper: 99.4 %): **holds**: HEAL 90.0 %, FL 91.0 %, 98.9 %." in claims
+    assert "HEAL above GL and EL under hub attack all @1: **does not hold**: HEAL 89.0 %, GL 75.0 %, EL 92.0 %." in claims
+    assert "under hub attack all @1: **holds**: 98.9 %." in claims
+    assert "ours FL > HEAL > EL > GL; the paper (MNIST) FL > HEAL > EL > GL: **the same**" in claims
+    rows = {(row["method"], row["scenario"]): row for row in read_csv(out / "heal_table.csv")}
+    acc = np.linspace(0.6, 0.9, ROUNDS)
+    assert rows[("HEAL", "fault-free")]["rounds_to_0.8"] == str(int(np.argmax(acc >= 0.8)) + 1)
+    assert rows[("GL", "fault-free")]["rounds_to_0.8"] == ""  # never reached
+    with h5py.File(files[0], "r") as f:
+        spent = f["rounds/bytes"][:int(rows[("HEAL", "fault-free")]["rounds_to_0.8"])].sum()
+    assert rows[("HEAL", "fault-free")]["bytes_to_0.8"] == str(int(spent))
+    assert (out / "accuracy_fault-free.png").is_file()
