@@ -121,6 +121,19 @@ faults = { crash = [{round = 2, fraction = 0.5}] }
         assert not (tmp_path / "sw").exists(), "a bad spec wrote files"
 
 
+SPECS = sorted([*ROOT.glob("jobs/configs/**/sweep*.toml"), *ROOT.glob("jobs/validation/*/sweep*.toml")])
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: str(p.relative_to(ROOT / "jobs")))
+def test_every_shipped_sweep_spec_expands(spec, monkeypatch):
+    """Each preset and validation spec yields valid configs (its paths are relative to the repository root)."""
+    sys.path.insert(0, str(ROOT / "jobs"))
+    import sweep
+    monkeypatch.chdir(ROOT)
+    out_dir, seeds, configs = sweep.expand(sweep.read_toml(spec, "spec"), 1, "unused", here=False)
+    assert configs and seeds
+
+
 # ----------------------------------------------------------------------------- the cluster
 
 def _unavailable(reason: str):
