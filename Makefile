@@ -75,9 +75,9 @@ validation-heal: setup
 	$(MAKE) --no-print-directory validation-heal-tables
 
 validation-heal-tables:
-	$(PY) analysis/heal_table.py $(HEAL)/runs/lenet/*.h5 $(HEAL)/runs/lenet_fault_free/*.h5 --paper mnist \
+	$(PY) analysis/heal_table.py $(wildcard $(HEAL)/runs/lenet/*.h5 $(HEAL)/runs/lenet_fault_free/*.h5) --paper mnist \
 		--targets 0.8 0.85 --out $(HEAL)/lenet
-	$(PY) analysis/heal_table.py $(HEAL)/runs/logreg/*.h5 --paper spambase --targets 0.85 0.9 --out $(HEAL)/logreg
+	$(PY) analysis/heal_table.py $(wildcard $(HEAL)/runs/logreg/*.h5) --paper spambase --targets 0.85 0.9 --out $(HEAL)/logreg
 	for t in lenet logreg; do for part in final_accuracy to_target work claims; do \
 		$(PY) analysis/embed_table.py $(HEAL)/README.md $$t-$$part $(HEAL)/$$t/$$part.md || exit 1; done; done
 
@@ -88,7 +88,7 @@ validation-heal-noniid: setup
 	$(MAKE) --no-print-directory validation-heal-noniid-tables
 
 validation-heal-noniid-tables:
-	$(PY) analysis/heal_table.py $(NONIID)/runs/*.h5 --targets 0.5 0.7 --out $(NONIID)/tables
+	$(PY) analysis/heal_table.py $(wildcard $(NONIID)/runs/*.h5) --targets 0.5 0.7 --out $(NONIID)/tables
 	for part in final_accuracy to_target work claims; do \
 		$(PY) analysis/embed_table.py $(NONIID)/README.md $$part $(NONIID)/tables/$$part.md || exit 1; done
 

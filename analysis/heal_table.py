@@ -78,8 +78,13 @@ def to_target(g: common.Group, target: float) -> tuple[list[float], list[float]]
     return rounds, spent
 
 
-def mib(x: float) -> str:
-    return "—" if np.isnan(x) else f"{x / 2**20:,.0f} MiB" if x < 10 * 2**30 else f"{x / 2**30:,.1f} GiB"
+def size(x: float) -> str:
+    if np.isnan(x):
+        return "—"
+    for unit, bits in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if x >= 2**bits:
+            return f"{x / 2**bits:,.1f} {unit}"
+    return f"{x:.0f} B"
 
 
 class Table:
@@ -128,7 +133,7 @@ class Table:
             per = [to_target(g, t) for t in targets]
             line = [g.method, g.scenario]
             line += [common.mean_std_text(k, single_digits=0) + reached(k) for k, _ in per]
-            line += [mib(float(np.nanmean(b))) if np.isfinite(b).any() else "—" for _, b in per]
+            line += [size(float(np.nanmean(b))) if np.isfinite(b).any() else "—" for _, b in per]
             line += [paper.get(g.method, "") if g.scenario == "fault-free" else ""] if paper else []
             body.append(line)
         return common.markdown_table(head, body)
@@ -141,7 +146,7 @@ class Table:
             if g is None:
                 continue
             mean = {k: float(np.nanmean(g.stack(k))) for k in ("train_samples", "model_messages", "bytes")}
-            body.append([m, f"{mean['train_samples']:,.0f}", f"{mean['model_messages']:,.0f}", mib(mean["bytes"])])
+            body.append([m, f"{mean['train_samples']:,.0f}", f"{mean['model_messages']:,.0f}", size(mean["bytes"])])
         return common.markdown_table(head, body)
 
     # -- the claims ----------------------------------------------------------------------------
