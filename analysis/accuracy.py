@@ -64,7 +64,7 @@ def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Pa
     color = common.colors(groups)
     paths, rows = [], []
     for scenario, members in common.by_scenario(groups).items():
-        members = [g for g in members if g.has("acc_mean")]
+        members = [g for g in members if np.isfinite(g.stack("acc_mean")).any()]  # a run cut before its first evaluation has none
         if not members:
             continue
         paths.append(plot_scenario(scenario, members, color, out / f"accuracy_{common.slug(scenario)}.png", smoke))

@@ -95,8 +95,8 @@ class Table:
         self.cell = {(g.method, g.scenario): g for g in self.groups}
         self.scenarios = list(common.by_scenario(self.groups))
         self.methods = [m for m in LABELS if any(g.method == m for g in self.groups)]
-        self.final = {k: float(np.nanmean(finals(g))) if np.isfinite(finals(g)).any() else float("nan")
-                      for k, g in self.cell.items()}
+        self.final = {k: float(np.nanmean(finals(g))) for k, g in self.cell.items()
+                      if np.isfinite(finals(g)).any()}  # a run not yet evaluated has no final accuracy
         self.partial = any(r.partial for g in self.groups for r in g.runs)
 
     def kept(self, method: str, scenario: str) -> float:
@@ -188,7 +188,7 @@ class Table:
         for g in self.groups:
             row = {"method": g.method, "scenario": g.scenario, "seeds": g.n_seeds,
                    "rounds_completed": ";".join(str(r.completed) for r in g.runs),
-                   "final_acc_mean": self.final[g.method, g.scenario],
+                   "final_acc_mean": self.final.get((g.method, g.scenario), float("nan")),
                    "kept": self.kept(g.method, g.scenario),
                    "paper_final": PAPER_FINAL.get(self.paper, {}).get(g.method, float("nan"))
                    if g.scenario == "fault-free" else float("nan")}

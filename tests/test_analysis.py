@@ -275,3 +275,13 @@ def test_heal_table_checks_the_paper_claims_from_the_files(runs, tmp_path):
         spent = f["rounds/bytes"][:int(rows[("HEAL", "fault-free")]["rounds_to_0.8"])].sum()
     assert rows[("HEAL", "fault-free")]["bytes_to_0.8"] == str(int(spent))
     assert (out / "accuracy_fault-free.png").is_file()
+
+
+def test_a_run_cut_before_its_first_evaluation_draws_no_line(runs, tmp_path):
+    path = tmp_path / "cut.h5"
+    shutil.copy(runs[("gossip", 1)], path)
+    with h5py.File(path, "r+") as f:
+        f["rounds/acc_mean"][:] = np.nan  # rounds completed, none evaluated yet
+    r = analyse("accuracy", [runs[("fedavg", 1)], path], tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert {row["method"] for row in read_csv(tmp_path / "out" / "accuracy_curves.csv")} == {"FedAvg"}
