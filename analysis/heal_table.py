@@ -117,7 +117,7 @@ class Table:
                     line.append("")
                     continue
                 text = common.mean_std_text(finals(g), scale=100) + (" †" if any(r.partial for r in g.runs) else "")
-                if s != "fault-free" and (m, "fault-free") in self.cell:
+                if s != "fault-free" and {(m, s), (m, "fault-free")} <= self.final.keys():
                     text += f" ({100 * self.kept(m, s):.1f} %)"
                 line.append(text)
             body.append(line)
@@ -175,10 +175,11 @@ class Table:
         if paper:
             theirs = [m for m in sorted(paper, key=lambda m: -paper[m]) if m in order]
             ours = [m for m in order if m in paper]
-            out.append(f"Method order, fault-free: ours {' > '.join(ours)}; the paper ({DATASET[self.paper]}) "
-                       f"{' > '.join(theirs)}: {'**the same**' if ours == theirs else '**different**'}.")
+            out.append(f"Method order, fault-free: ours {ranked(ours, lambda m: f[m, 'fault-free'])}; the paper "
+                       f"({DATASET[self.paper]}) {ranked(theirs, paper.get)}: "
+                       f"{'**the same**' if ours == theirs else '**different**'}.")
         else:
-            out.append(f"Method order, fault-free: {' > '.join(order)}.")
+            out.append(f"Method order, fault-free: {ranked(order, lambda m: f[m, 'fault-free'])}.")
         if self.partial:
             out.append("† Some runs are not finished yet: their last completed round is used.")
         return "".join(f"- {line}\n" for line in out)
@@ -198,6 +199,11 @@ class Table:
                 row[f"bytes_to_{t:g}"] = ";".join("" if np.isnan(v) else str(int(v)) for v in b)
             rows.append(row)
         return rows
+
+
+def ranked(methods: list[str], acc) -> str:
+    """"FL (84.3) > HEAL (84.1)": the methods in the given order with their accuracy in %."""
+    return " > ".join(f"{m} ({100 * acc(m):.1f})" for m in methods)
 
 
 def reached(rounds: list[float]) -> str:
