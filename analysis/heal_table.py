@@ -95,8 +95,9 @@ class Table:
         self.cell = {(g.method, g.scenario): g for g in self.groups}
         self.scenarios = list(common.by_scenario(self.groups))
         self.methods = [m for m in LABELS if any(g.method == m for g in self.groups)]
-        self.final = {k: float(np.nanmean(finals(g))) for k, g in self.cell.items()
-                      if np.isfinite(finals(g)).any()}  # a run not yet evaluated has no final accuracy
+        self.finals = {k: finals(g) for k, g in self.cell.items()}  # per seed
+        self.final = {k: float(np.nanmean(v)) for k, v in self.finals.items()
+                      if np.isfinite(v).any()}  # a run not yet evaluated has no final accuracy
         self.partial = any(r.partial for g in self.groups for r in g.runs)
 
     def kept(self, method: str, scenario: str) -> float:
@@ -116,7 +117,7 @@ class Table:
                 if g is None:
                     line.append("")
                     continue
-                text = common.mean_std_text(finals(g), scale=100) + (" †" if any(r.partial for r in g.runs) else "")
+                text = common.mean_std_text(self.finals[m, s], scale=100) + (" †" if any(r.partial for r in g.runs) else "")
                 text += f" (n={g.n_seeds})" if uneven else ""
                 if s != "fault-free" and {(m, s), (m, "fault-free")} <= self.final.keys():
                     text += f" ({100 * self.kept(m, s):.1f} %)"
@@ -152,11 +153,10 @@ class Table:
 
     # -- the claims ----------------------------------------------------------------------------
     def claims_md(self) -> str:
-        f, out = self.final, []
+        f, out, paper = self.final, [], PAPER_FINAL.get(self.paper, {})
         verdict = {True: "**holds**", False: "**does not hold**"}
         if {("HEAL", "fault-free"), ("FL", "fault-free")} <= f.keys():
             r = f["HEAL", "fault-free"] / f["FL", "fault-free"]
-            paper = PAPER_FINAL.get(self.paper)
             theirs = f"; the paper: {100 * paper['HEAL'] / paper['FL']:.1f} %" if paper else ""
             out.append(f"HEAL ≈ FL fault-free (HEAL at least {100 * NEAR_FL:.0f} % of FL{theirs}): "
                        f"{verdict[r >= NEAR_FL]}: HEAL {pct(f['HEAL', 'fault-free'])}, FL "
@@ -174,7 +174,6 @@ class Table:
                            f"{verdict[k >= KEEP_BAR]}: {100 * k:.1f} %.")
         order = [m for m in sorted(self.methods, key=lambda m: -f.get((m, "fault-free"), -1))
                  if (m, "fault-free") in f]
-        paper = PAPER_FINAL.get(self.paper, {})
         if paper:
             theirs = [m for m in sorted(paper, key=lambda m: -paper[m]) if m in order]
             ours = [m for m in order if m in paper]
