@@ -10,7 +10,9 @@ EL-Oracle. Final accuracy: `/rounds/acc_mean` (mean test accuracy over the evalu
 nodes, the paper's "global accuracy") at the last evaluated round, mean ± std over seeds.
 Kept: a faulty scenario's final accuracy as % of the same method's fault-free one.
 Bytes to target: the simulated traffic (`/rounds/bytes`: models and overlay) summed up to
-that round. The paper's numbers are its tables (§4.13-4.14 of ../shared/reference/protocols.md):
+that round. "HEAL above GL and EL" also gives, with two seeds or more, HEAL's gap to each
+seed by seed (mean ± standard error) and whether it is beyond two standard errors of zero, so
+that an order inside the seeds' noise is read as such. The paper's numbers are its tables (§4.13-4.14 of ../shared/reference/protocols.md):
 after 1000 cycles, on MNIST (`--paper mnist`) or Spambase (`--paper spambase`).
 
 Writes into DIR: final_accuracy.md, to_target.md, work.md, claims.md (each a table or list
@@ -104,6 +106,20 @@ class Table:
         base = self.final.get((method, "fault-free"), float("nan"))
         return self.final.get((method, scenario), float("nan")) / base
 
+    def paired_gap(self, rival: str, scenario: str) -> str:
+        """HEAL minus the rival, seed by seed (the same seed: the same data and overlay draws), as
+        mean ± standard error in points, and whether it is within two standard errors of zero."""
+        heal, other = self.cell[("HEAL", scenario)], self.cell[(rival, scenario)]
+        theirs = dict(zip((r.seed for r in other.runs), self.finals[(rival, scenario)]))
+        gaps = [100 * (a - theirs[r.seed]) for r, a in zip(heal.runs, self.finals[("HEAL", scenario)])
+                if r.seed in theirs]
+        gaps = np.array(gaps)[np.isfinite(gaps)]
+        if len(gaps) < 2:
+            return ""
+        mean, se = float(gaps.mean()), float(gaps.std(ddof=1) / np.sqrt(len(gaps)))
+        noise = "within seed noise" if abs(mean) < 2 * se else "beyond seed noise"
+        return f"HEAL − {rival} = {mean:+.1f} ± {se:.1f} points over {len(gaps)} seeds ({noise})"
+
     # -- tables ----------------------------------------------------------------------------
     def final_md(self) -> str:
         paper = PAPER_FINAL.get(self.paper, {})
@@ -165,8 +181,11 @@ class Table:
             rivals = [m for m in ("GL", "EL") if (m, s) in f]
             if ("HEAL", s) in f and rivals:
                 ok = all(f["HEAL", s] > f[m, s] for m in rivals)
+                gaps = [self.paired_gap(m, s) for m in rivals]
                 out.append(f"HEAL above {' and '.join(rivals)} under {s}: {verdict[ok]}: HEAL {pct(f['HEAL', s])}, "
                            + ", ".join(f"{m} {pct(f[m, s])}" for m in rivals) + ".")
+                if any(gaps):
+                    out[-1] += " Per seed, " + "; ".join(g for g in gaps if g) + "."
         for s in self.scenarios[1:]:
             if ("HEAL", s) in f and ("HEAL", "fault-free") in f:
                 k = self.kept("HEAL", s)

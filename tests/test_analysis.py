@@ -237,26 +237,35 @@ def test_labels_come_from_the_method_and_overlay_attributes(runs, tmp_path):
     assert common.load_groups([other])[0].method == "Gossip (elevator)"
 
 
-def test_heal_table_checks_the_paper_claims_from_the_files(runs, tmp_path):
-    """Four methods x two scenarios, made from one real run with the config and the accuracy
-    rewritten, so every number and verdict of the table is known."""
+def heal_table_inputs(runs, tmp_path, finals: dict) -> list:
+    """One file per (method, scenario, seed) of `finals` (scenario "" or "hub": all hubs crash at
+    round 1), made from one real run with the config and the accuracy rewritten, so every number
+    and verdict of the table is known: the accuracy climbs by 0.3 to the given final."""
     import tomllib
     from heal_mpi import config as cfgmod
-    finals = {("heal", ""): 0.90, ("fedavg", ""): 0.91, ("gossip", ""): 0.70, ("epidemic", ""): 0.85,
-              ("heal", "hub"): 0.89, ("fedavg", "hub"): 0.91, ("gossip", "hub"): 0.75, ("epidemic", "hub"): 0.92}
     files = []
-    for (kind, scenario), acc in finals.items():
-        path = tmp_path / f"{kind}_{scenario or 'ff'}.h5"
+    for (kind, scenario, seed), acc in finals.items():
+        path = tmp_path / f"{kind}_{scenario or 'ff'}_{seed}.h5"
         shutil.copy(runs[("fedavg", 1)], path)
         with h5py.File(path, "r+") as f:
             raw = tomllib.loads(f.attrs["config"])
             raw["protocol"].update(kind=kind, gossip_update="per_model")
             raw["overlay"]["kind"] = "auto"
             raw["faults"]["hub_crash"] = [{"round": 1, "count": "all"}] if scenario else []
+            raw["run"]["seed"] = seed
             f.attrs["config"] = cfgmod.to_toml(cfgmod.from_dict(raw))
             f.attrs["method"] = kind
             f["rounds/acc_mean"][:] = np.linspace(acc - 0.3, acc, ROUNDS)  # reaches 0.8 late or never
         files.append(path)
+    return files
+
+
+def test_heal_table_checks_the_paper_claims_from_the_files(runs, tmp_path):
+    """Four methods x two scenarios, one seed."""
+    finals = {("heal", "", 1): 0.90, ("fedavg", "", 1): 0.91, ("gossip", "", 1): 0.70, ("epidemic", "", 1): 0.85,
+              ("heal", "hub", 1): 0.89, ("fedavg", "hub", 1): 0.91, ("gossip", "hub", 1): 0.75,
+              ("epidemic", "hub", 1): 0.92}
+    files = heal_table_inputs(runs, tmp_path, finals)
     out = tmp_path / "table"
     r = analyse("heal_table", files, out, "--paper", "mnist", "--targets", "0.8")
     assert r.returncode == 0, r.stderr
@@ -276,6 +285,21 @@ def test_heal_table_checks_the_paper_claims_from_the_files(runs, tmp_path):
         spent = f["rounds/bytes"][:int(rows[("HEAL", "fault-free")]["rounds_to_0.8"])].sum()
     assert rows[("HEAL", "fault-free")]["bytes_to_0.8"] == str(int(spent))
     assert (out / "accuracy_fault-free.png").is_file()
+
+
+def test_heal_table_says_whether_a_gap_between_methods_is_beyond_seed_noise(runs, tmp_path):
+    """Seed by seed, HEAL is 1 point above GL every time (beyond noise), and 2 points below or 3
+    above EL in turn (within noise), though both means put HEAL above."""
+    heal = {1: 0.90, 2: 0.80, 3: 0.85, 4: 0.87}
+    finals = {("heal", s, k): a for k, a in heal.items() for s in ("", "hub")}
+    finals |= {("gossip", "hub", k): a - 0.01 for k, a in heal.items()}
+    finals |= {("epidemic", "hub", k): a + (0.02 if k % 2 else -0.03) for k, a in heal.items()}
+    r = analyse("heal_table", heal_table_inputs(runs, tmp_path, finals), tmp_path / "table")
+    assert r.returncode == 0, r.stderr
+    claims = (tmp_path / "table" / "claims.md").read_text()
+    assert ("HEAL above GL and EL under hub attack all @1: **holds**: HEAL 85.5 %, GL 84.5 %, EL 85.0 %. "
+            "Per seed, HEAL − GL = +1.0 ± 0.0 points over 4 seeds (beyond seed noise); "
+            "HEAL − EL = +0.5 ± 1.4 points over 4 seeds (within seed noise).") in claims, claims
 
 
 def test_a_run_cut_before_its_first_evaluation_draws_no_line(runs, tmp_path):
