@@ -310,3 +310,14 @@ def test_a_run_cut_before_its_first_evaluation_draws_no_line(runs, tmp_path):
     r = analyse("accuracy", [runs[("fedavg", 1)], path], tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert {row["method"] for row in read_csv(tmp_path / "out" / "accuracy_curves.csv")} == {"FedAvg"}
+
+
+def test_attack_table_names_each_defence_by_where_it_acts():
+    import attack_table
+    heal = {"kind": "heal", "fanout": 3}
+    assert attack_table.defence({"protocol": heal}) == "none"
+    assert attack_table.defence({"protocol": {**heal, "aggregation": "median", "hub_merge": "median",
+                                              "client_merge": "median"}, "adversary": {"lift_round": 20}}) == \
+        "median at the hubs, median across hubs, median of s = 3 copies, Lift @20"
+    assert attack_table.defence({"protocol": {"kind": "gossip", "aggregation": "trimmed_mean"}}) == \
+        "trimmed_mean in the merge"

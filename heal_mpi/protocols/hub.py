@@ -10,10 +10,10 @@ One round (HEAL paper §4.4; FedAvg = one static hub, Gaia = k static hubs):
 A hub that received no client model does not join step 4. Hubs do not train.
 Which nodes are hubs and what hub lists they hold is the overlay's business.
 
-Defences (protocol.aggregation, protocol.client_merge): a hub may combine its clients'
-models by a robust rule instead of their mean (step 3), and a client with s >= 3 hubs may
-take the coordinate-wise median of the copies it gets back (step 5), the redundancy HEAL
-already pays for.
+Defences (protocol.aggregation, protocol.hub_merge, protocol.client_merge): a hub may
+combine its clients' models by a robust rule instead of their mean (step 3), and the hubs'
+averages likewise (step 4), and a client with s >= 3 hubs may take the coordinate-wise
+median of the copies it gets back (step 5), the redundancy HEAL already pays for.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from heal_mpi.steps import Assign, Mix, Reply, Rule, Train
 class HubProtocol(Protocol):
     """HEAL on Elevator, FedAvg on a star, Gaia on a multi-star."""
 
+    def __init__(self, cfg, local):
+        super().__init__(cfg, local)
+        p = cfg.protocol
+        self.hub_rule = Rule(p.hub_merge, p.trim_beta, p.clip_tau)
+
     def round(self, ctx, overlay):
         alive = ctx.alive[self.local]
         hubs = overlay.is_hub()  # bool [n_local], live hubs
@@ -39,7 +44,7 @@ class HubProtocol(Protocol):
         served = hubs & (up.counts > 0)  # hubs that take part in this round
 
         peers = np.where(served[:, None], overlay.hub_lists(), -1)  # [n_local, h]
-        between = yield Mix("hub-hub", *edges_of(peers), rows=up)  # 4.
+        between = yield Mix("hub-hub", *edges_of(peers), rows=up, rule=self.hub_rule)  # 4.
         ready = served & (between.counts > 0)
 
         back = yield Reply("down", to=up, rows=between, answering=ready)  # 5.

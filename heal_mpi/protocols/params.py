@@ -27,6 +27,10 @@ class AggregationParams:
 class HubParams:
     client_merge: str = opt("mean", "how a HEAL client merges the copies its s hubs send back: mean, or the "
                             "coordinate-wise median (needs s >= 3)", choices=("mean", "median"))
+    hub_merge: str = opt("mean", "how a HEAL/Gaia hub combines the averages of the hubs in its list (the "
+                         "inter-hub step); a robust rule (trim_beta, clip_tau as for aggregation) keeps a "
+                         "minority of Byzantine hubs out: a median of h hubs tolerates fewer than h/2",
+                         choices=AGGREGATIONS)
 
 
 @dataclass(frozen=True)
