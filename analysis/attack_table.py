@@ -86,6 +86,11 @@ def plot(group: common.Group, label: str, path: Path, smoke: bool) -> Path:
 def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = [row(g) for g in groups]
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    order = sorted(range(len(rows)), key=lambda i: (  # per protocol: no attack, then each attack undefended first
+        protocols.index(rows[i]["protocol"]), rows[i]["attack"] != "none", rows[i]["attack"],
+        rows[i]["defence"] != "none", rows[i]["defence"]))
+    groups, rows = [groups[i] for i in order], [rows[i] for i in order]
     paths = [plot(g, f"{r['protocol']} · {r['attack']} · defence: {r['defence']}",
                   out / f"accuracy_{common.slug(r['protocol'] + '-' + r['attack'] + '-' + r['defence'])}.png", smoke)
              for g, r in zip(groups, rows)]
