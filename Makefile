@@ -58,7 +58,7 @@ validation-lift: setup
 	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_laptop.toml --local
 	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_heal_under_attack.toml --local
 	$(PY) analysis/byzantine.py results/byzantine_laptop/*.h5 --out $(LIFT)/lift
-	$(PY) analysis/attack_table.py results/heal_under_attack/*.h5 --out $(LIFT)/heal_under_attack
+	$(PY) analysis/attack_table.py $(LIFT)/runs/heal_under_attack/*.h5 --out $(LIFT)/heal_under_attack
 	$(PY) analysis/embed_table.py $(LIFT)/README.md lift $(LIFT)/lift/byzantine.md
 	$(PY) analysis/embed_table.py $(LIFT)/README.md heal-under-attack $(LIFT)/heal_under_attack/attack_table.md
 	$(PY) analysis/embed_table.py README.md lift $(LIFT)/lift/byzantine.md
