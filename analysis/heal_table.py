@@ -12,8 +12,9 @@ Kept: a faulty scenario's final accuracy as % of the same method's fault-free on
 Bytes to target: the simulated traffic (`/rounds/bytes`: models and overlay) summed up to
 that round. "HEAL above GL and EL" also gives, with two seeds or more, HEAL's gap to each
 seed by seed (mean ± standard error) and whether it is beyond two standard errors of zero, so
-that an order inside the seeds' noise is read as such. The paper's numbers are its tables (§4.13-4.14 of ../shared/reference/protocols.md):
-after 1000 cycles, on MNIST (`--paper mnist`) or Spambase (`--paper spambase`).
+that an order inside the seeds' noise is read as such. The paper's numbers are its tables
+(§4.13-4.14 of ../shared/reference/protocols.md): after 1000 cycles, on MNIST (`--paper
+mnist`) or Spambase (`--paper spambase`).
 
 Writes into DIR: final_accuracy.md, to_target.md, work.md, claims.md (each a table or list
 for the README), heal_table.csv, and accuracy_<scenario>.png (analysis/accuracy.py).
@@ -181,11 +182,10 @@ class Table:
             rivals = [m for m in ("GL", "EL") if (m, s) in f]
             if ("HEAL", s) in f and rivals:
                 ok = all(f["HEAL", s] > f[m, s] for m in rivals)
-                gaps = [self.paired_gap(m, s) for m in rivals]
+                gaps = [g for g in (self.paired_gap(m, s) for m in rivals) if g]
                 out.append(f"HEAL above {' and '.join(rivals)} under {s}: {verdict[ok]}: HEAL {pct(f['HEAL', s])}, "
-                           + ", ".join(f"{m} {pct(f[m, s])}" for m in rivals) + ".")
-                if any(gaps):
-                    out[-1] += " Per seed, " + "; ".join(g for g in gaps if g) + "."
+                           + ", ".join(f"{m} {pct(f[m, s])}" for m in rivals) + "."
+                           + (" Per seed, " + "; ".join(gaps) + "." if gaps else ""))
         for s in self.scenarios[1:]:
             if ("HEAL", s) in f and ("HEAL", "fault-free") in f:
                 k = self.kept("HEAL", s)
