@@ -365,6 +365,18 @@ def test_a_median_across_hubs_keeps_one_poisoned_hub_out(hub_merge):
     assert (np.abs(after).max() < 10) == (hub_merge == "median")
 
 
+@pytest.mark.parametrize("hub_weights", ["uniform", "clients"])
+def test_hub_weights_decide_how_much_a_client_of_a_busy_hub_counts(hub_weights):
+    n = 6  # hubs 0 and 1 list each other; clients 2, 3, 4 send to hub 0, client 5 to hub 1
+    hubs = np.full((n, 2), -1, np.int64)
+    hubs[:2] = [0, 1]
+    hubs[2:, 0] = [0, 0, 0, 1]
+    x, after, _ = run_protocol("heal", FakeOverlay(hubs, hubs, n), n, hub_weights=hub_weights)
+    trained = x[2:] + 1
+    expect = trained.mean(axis=0) if hub_weights == "clients" else (trained[:3].mean(axis=0) + trained[3]) / 2
+    assert np.allclose(after[2:], expect, atol=1e-5)
+
+
 def test_a_heal_client_takes_the_median_of_its_three_copies():
     n = 9  # hubs 0, 1, 2; every client sends to all three, each hub averages what it got: equal copies
     hubs = np.tile([0, 1, 2], (n, 1))

@@ -21,6 +21,8 @@ PROTOCOLS = {
     "gaia": ["protocol.kind='gaia'", "overlay.servers=3"],
     "heal": ["protocol.kind='heal'", "overlay.cache_size=6", "overlay.hubs=2",
              "faults.hub_crash=[{round = 4, count = 'all'}]"],
+    "heal-by-clients": ["protocol.kind='heal'", "protocol.hub_weights='clients'", "overlay.cache_size=6",
+                        "overlay.hubs=3", "faults.hub_crash=[{round = 4, count = 'all'}]"],
     "heal-median": ["protocol.kind='heal'", "protocol.aggregation='median'", "protocol.hub_merge='median'",
                     "overlay.cache_size=6", "overlay.hubs=3", "faults.hub_crash=[{round = 4, count = 'all'}]"],
     "gossip": ["protocol.kind='gossip'", "overlay.cache_size=5"],

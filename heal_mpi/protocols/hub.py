@@ -4,7 +4,8 @@ One round (HEAL paper §4.4; FedAvg = one static hub, Gaia = k static hubs):
   1. every live non-hub trains on its own data;
   2. it sends its model to `s` hubs drawn from its hub list;
   3. every hub averages the client models it received (uniform, its own excluded);
-  4. hubs average their averages over their own hub lists (uniform over hubs);
+  4. hubs average their averages over their own hub lists (uniform over hubs, or by the
+     number of clients each averaged: protocol.hub_weights);
   5. every hub returns the result to the clients that sent to it; a client averages the
      copies it got back, or keeps its own model when none came (all its hubs dead).
 A hub that received no client model does not join step 4. Hubs do not train.
@@ -43,8 +44,9 @@ class HubProtocol(Protocol):
         up = yield Mix("up", *edges_of(targets), rule=self.rule)  # 2.-3.
         served = hubs & (up.counts > 0)  # hubs that take part in this round
 
-        peers = np.where(served[:, None], overlay.hub_lists(), -1)  # [n_local, h]
-        between = yield Mix("hub-hub", *edges_of(peers), rows=up, rule=self.hub_rule)  # 4.
+        src, dst = edges_of(np.where(served[:, None], overlay.hub_lists(), -1))
+        weight = up.counts[src].astype(np.float64) if self.cfg.protocol.hub_weights == "clients" else None
+        between = yield Mix("hub-hub", src, dst, weight=weight, rows=up, rule=self.hub_rule)  # 4.
         ready = served & (between.counts > 0)
 
         back = yield Reply("down", to=up, rows=between, answering=ready)  # 5.

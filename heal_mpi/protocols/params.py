@@ -31,6 +31,9 @@ class HubParams:
                          "inter-hub step); a robust rule (trim_beta, clip_tau as for aggregation) keeps a "
                          "minority of Byzantine hubs out: a median of h hubs tolerates fewer than h/2",
                          choices=AGGREGATIONS)
+    hub_weights: str = opt("uniform", "the weight of each hub's average in the inter-hub mean: uniform (the "
+                           "HEAL paper), or clients (the number of client models it averaged this round, "
+                           "so that every client weighs the same, as in FedAvg)", choices=("uniform", "clients"))
 
 
 @dataclass(frozen=True)
