@@ -6,8 +6,9 @@ and simulated bytes to a target, the work per round, and the paper's claims chec
 
 Methods are labelled as in the paper: FL (FedAvg), HEAL, Gaia, GL (Gossipy's merge-update,
 `protocol.gossip_update = "per_model"`), GL (merge once), EL (every Newscast neighbour),
-EL-Oracle. Final accuracy: `/rounds/acc_mean` (mean test accuracy over the evaluated live
-nodes, the paper's "global accuracy") at the last evaluated round, mean ± std over seeds.
+EL-Oracle; "(by clients)" marks `protocol.hub_weights = "clients"`. Final accuracy:
+`/rounds/acc_mean` (mean test accuracy over the evaluated live nodes, the paper's "global
+accuracy") at the last evaluated round, mean ± std over seeds.
 Kept: a faulty scenario's final accuracy as % of the same method's fault-free one.
 Bytes to target: the simulated traffic (`/rounds/bytes`: models and overlay) summed up to
 that round. "HEAL above GL and EL" also gives, with two seeds or more, HEAL's gap to each
@@ -30,7 +31,7 @@ import accuracy
 import common
 from time_to_accuracy import first_round
 
-LABELS = ["HEAL", "FL", "Gaia", "GL", "GL (merge once)", "EL", "EL-Oracle", "EL-Local"]
+LABELS = ["HEAL", "HEAL (by clients)", "FL", "Gaia", "GL", "GL (merge once)", "EL", "EL-Oracle", "EL-Local"]
 PAPER_FINAL = {  # fault-free, 5-run mean after 1000 cycles (HEAL paper's table)
     "mnist": {"FL": 0.9742, "Gaia": 0.9442, "GL": 0.7098, "EL": 0.9111, "HEAL": 0.9687},
     "spambase": {"FL": 0.9087, "Gaia": 0.8826, "GL": 0.8322, "EL": 0.9548, "HEAL": 0.9001},
@@ -53,6 +54,8 @@ def paper_label(config: dict) -> str:
         label = {"neighbours": "EL", "oracle": "EL-Oracle", "local": "EL-Local"}[p.get("epidemic", "neighbours")]
     else:
         label = {"heal": "HEAL", "fedavg": "FL", "gaia": "Gaia"}.get(kind, kind)
+        if p.get("hub_weights", "uniform") == "clients":
+            label += " (by clients)"
     return label
 
 

@@ -321,3 +321,13 @@ def test_attack_table_names_each_defence_by_where_it_acts():
         "median at the hubs, median across hubs, median of s = 3 copies, Lift @20"
     assert attack_table.defence({"protocol": {"kind": "gossip", "aggregation": "trimmed_mean"}}) == \
         "trimmed_mean in the merge"
+
+
+def test_heal_table_labels_methods_as_the_paper_does():
+    import heal_table
+    label = heal_table.paper_label
+    assert label({"protocol": {"kind": "fedavg"}}) == "FL"
+    assert label({"protocol": {"kind": "heal", "hub_weights": "clients"}}) == "HEAL (by clients)"
+    assert label({"protocol": {"kind": "gossip", "gossip_update": "per_model"}}) == "GL"
+    assert label({"protocol": {"kind": "gossip"}}) == "GL (merge once)"
+    assert label({"protocol": {"kind": "epidemic", "epidemic": "oracle"}}) == "EL-Oracle"
