@@ -106,6 +106,9 @@ def _check_hub(cfg) -> None:
     if cfg.protocol.client_merge == "median" and cfg.protocol.fanout < 3:
         raise ConfigError(f"protocol.client_merge: a median of s = {cfg.protocol.fanout} copies needs "
                           "protocol.fanout >= 3")
+    if cfg.protocol.hub_weights == "clients" and cfg.protocol.hub_merge != "mean":
+        raise ConfigError(f"protocol.hub_weights: 'clients' weighs a mean; protocol.hub_merge = "
+                          f"{cfg.protocol.hub_merge!r} ignores weights")
 
 
 def _check_heal(cfg) -> None:

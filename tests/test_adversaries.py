@@ -114,6 +114,13 @@ def test_bad_adversary_settings_name_the_key(override, key):
     assert "\n" not in str(err.value)
 
 
+def test_hub_weights_refuse_a_robust_hub_merge():
+    with pytest.raises(ConfigError, match=r"protocol\.hub_weights"):
+        cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "overlay.cache_size=8", "overlay.hubs=3",
+                                           "protocol.kind='heal'", "protocol.hub_weights='clients'",
+                                           "protocol.hub_merge='median'"]), check_files=False)
+
+
 def test_an_overlay_attack_needs_elevator():
     with pytest.raises(ConfigError, match="adversary.kind"):
         cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "overlay.cache_size=8", "protocol.kind='gossip'",
