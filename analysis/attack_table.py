@@ -5,8 +5,8 @@
 
 One row per experiment (seeds averaged): the protocol, the attack ([adversary]: how many
 Byzantine nodes, what they answer in Elevator, what models they send, Lift), the defence
-(protocol.aggregation at the hubs or in the merges, protocol.hub_merge between hubs,
-protocol.client_merge at HEAL clients),
+(protocol.<kind>.aggregation at the hubs or in the merges, protocol.heal.hub_merge between
+hubs, protocol.heal.client_merge at HEAL clients),
 then at the last round: the mean test accuracy of the honest nodes (`/rounds/acc_mean`
 leaves the Byzantine nodes out), the Byzantine share of the hubs (`byzantine_hubs / hubs`,
 the 99 % hubs of the overlay), and the simulated bytes per round (`/rounds/bytes`, mean over rounds).
@@ -24,10 +24,11 @@ from heal_mpi import registry
 
 
 def defence(config: dict) -> str:
-    p = config.get("protocol", {})
+    kind = config.get("protocol", {}).get("kind")
+    p = config.get("protocol", {}).get(kind, {})  # [protocol.<kind>]
     parts = []
     if p.get("aggregation", "mean") != "mean":
-        where = "at the hubs" if p.get("kind") in ("heal", "fedavg", "gaia") else "in the merge"
+        where = "at the hubs" if kind in ("heal", "fedavg", "gaia") else "in the merge"
         parts.append(f"{p['aggregation']} {where}")
     if p.get("hub_merge", "mean") != "mean":
         parts.append(f"{p['hub_merge']} across hubs")

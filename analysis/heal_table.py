@@ -5,8 +5,8 @@ and simulated bytes to a target, the work per round, and the paper's claims chec
     python analysis/heal_table.py RUNS.h5 ... --out DIR [--paper mnist|spambase|none] [--targets 0.8 0.85]
 
 Methods are labelled as in the paper: FL (FedAvg), HEAL, Gaia, GL (Gossipy's merge-update,
-`protocol.gossip_update = "per_model"`), GL (merge once), EL (every Newscast neighbour),
-EL-Oracle; "(by clients)" marks `protocol.hub_weights = "clients"`. Final accuracy:
+`protocol.gossip.gossip_update = "per_model"`), GL (merge once), EL (every Newscast neighbour),
+EL-Oracle; "(by clients)" marks `protocol.heal.hub_weights = "clients"`. Final accuracy:
 `/rounds/acc_mean` (mean test accuracy over the evaluated live nodes, the paper's "global
 accuracy") at the last evaluated round, mean ± std over seeds.
 Kept: a faulty scenario's final accuracy as % of the same method's fault-free one.
@@ -48,13 +48,14 @@ NEAR_FL = 0.98    # HEAL "on par with" FL: the paper's ratio is 0.9687 / 0.9742 
 def paper_label(config: dict) -> str:
     p = config.get("protocol", {})
     kind = p.get("kind", "?")
+    own = p.get(kind, {}) if isinstance(p.get(kind), dict) else {}  # [protocol.<kind>]
     if kind == "gossip":
-        label = "GL" if p.get("gossip_update", "once") == "per_model" else "GL (merge once)"
+        label = "GL" if own.get("gossip_update", "once") == "per_model" else "GL (merge once)"
     elif kind == "epidemic":
-        label = {"neighbours": "EL", "oracle": "EL-Oracle", "local": "EL-Local"}[p.get("epidemic", "neighbours")]
+        label = {"neighbours": "EL", "oracle": "EL-Oracle", "local": "EL-Local"}[own.get("variant", "neighbours")]
     else:
         label = {"heal": "HEAL", "fedavg": "FL", "gaia": "Gaia"}.get(kind, kind)
-        if p.get("hub_weights", "uniform") == "clients":
+        if own.get("hub_weights", "uniform") == "clients":
             label += " (by clients)"
     return label
 

@@ -19,7 +19,7 @@ from heal_mpi.errors import ConfigError, DatasetError, InputError
 def _load(args, n_ranks: int = 1) -> config_mod.Config:
     overrides = list(args.set or [])
     if getattr(args, "out", None):
-        overrides.append(f"run.out={config_mod._toml_value(args.out)}")
+        overrides.append(f"run.out={config_mod.toml_value(args.out)}")
     cfg = config_mod.load(args.config, overrides)
     config_mod.validate(cfg, n_ranks=n_ranks)
     problem = output_problem(Path(cfg.run.out))

@@ -9,7 +9,6 @@ mean does not depend on how the nodes are spread over the ranks.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +28,7 @@ class Record:
 class RoundMetrics:
     """What the components measured this round, before the reduction over ranks.
 
-    Every rank must add the same names (values may differ); `reduce` checks the count.
+    Every rank must add the same names (values may differ); `reduce` checks them first.
     """
 
     _sums: dict = field(default_factory=dict)    # name -> float, summed over ranks
@@ -70,22 +69,15 @@ class RoundMetrics:
         self.rows[name] = np.asarray(row)
 
     def reduce(self, comm) -> Record:
-        """Sum over ranks and finish the means. Collective over `comm`: every rank must call."""
-        from mpi4py import MPI
-
+        """Sum over ranks and finish the means, in one Allreduce after `comm.end_round` has checked that
+        every rank ran the same steps and adds the same names. Collective over `comm` (a heal_mpi.comm.Comm)."""
         sums, means, stds = sorted(self._sums), sorted(self._means), sorted(self._stds)
-        vec = np.array([len(sums) + len(means) + len(stds)]
-                       + [self._sums[k] for k in sums]
+        comm.end_round(sums + ["--"] + means + ["--"] + stds)
+        vec = np.array([self._sums[k] for k in sums]
                        + [x for k in means for x in self._means[k]]
                        + [x for k in stds for x in self._stds[k]], dtype=np.float64)
-        total = np.empty_like(vec)
-        comm.Allreduce(vec, total, op=MPI.SUM)
-        names = zlib.crc32("\n".join(sums + means + stds).encode())
-        spread = np.array([names, -names], dtype=np.int64)
-        comm.Allreduce(MPI.IN_PLACE, spread, op=MPI.MAX)  # max and -min of every rank's names
-        if total[0] != vec[0] * comm.Get_size() or spread[0] != -spread[1]:
-            raise RuntimeError("RoundMetrics: the ranks contributed different metric names this round")
-        it = iter(total[1:])
+        total = comm.allreduce_sum(vec, "metrics", checked=True, counted=False) if len(vec) else vec
+        it = iter(total)
         rounds = dict(self._same)
         rounds |= {k: next(it) for k in sums}
         for k in means:

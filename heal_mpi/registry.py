@@ -1,216 +1,276 @@
-"""The registries: every protocol, overlay and fault event, registered once, by name.
+"""The registries: every kind the simulator can run, found by name, in heal_mpi or in any installed package.
 
-Each entry says everything the rest of the simulator needs to know about a kind: which
-class runs it, its own parameters, its defaults and compatibilities, its checks. The
-config's choices and validation, the README's config table, the protected slots, the
-HDF5 `method` / `overlay` attributes and the analysis labels all derive from here.
+Four kinds, one `Registry` each: PROTOCOLS, OVERLAYS, ATTACKS and FAULTS. A kind is described
+by a *spec* (the dataclasses below): its name, its own options (a dataclass of `opt` fields:
+the config's `[protocol.<name>]`, `[overlay.<name>]` or `[adversary.<name>]` namespace), its
+checks, and what the rest of the simulator must know about it. The config's choices,
+validation and reference (README, `heal-mpi config`), the protected slots, the HDF5 `method`
+attribute and the analysis labels all derive from the specs.
 
-Adding a kind is one module and one line below. This module and what it imports are
-plain stdlib, like the config (sweeps expand on any python3): classes and functions are
-named by "module:name" and imported only when a run builds them.
+A spec names its implementation by "module:Name" (`target`), imported only when a run builds
+it. The module that holds a spec imports neither mpi4py nor torch, because the config loads
+every spec (`heal-mpi validate`, `heal-mpi config` and `jobs/sweep.py` run without them).
+
+Where specs come from, in this order:
+1. heal_mpi's own: the "module:SPEC" lists at the end of this file (adding a kind is one line);
+2. installed packages, through entry points, one group per kind (`heal_mpi.protocols`,
+   `heal_mpi.overlays`, `heal_mpi.attacks`, `heal_mpi.faults`), each `name = "module:SPEC"`;
+3. a "package.module:SPEC" value where a config names a kind (protocol.kind, overlay.kind,
+   adversary.kind, adversary.models): imported and registered under the spec's name on first use.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-from heal_mpi import fault_events as fe
 from heal_mpi.errors import ConfigError
-from heal_mpi.protocols.params import AggregationParams, EpidemicParams, GossipParams, HubParams
+
+NO_PROTOCOL = "none"  # protocol.kind = "none": the overlay alone (on elevator unless overlay.kind says)
+NO_PROTOCOL_OVERLAY = "elevator"
 
 
 def load(target: str):
     """The object a "module:name" target names (imported on first use)."""
-    module, name = target.split(":")
+    module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-def _no_slots(cfg) -> list[int]:
+def no_slots(cfg) -> list[int]:
     return []
 
 
-def _no_check(cfg) -> None:
+def no_check(cfg) -> None:
     pass
 
+
+# ----------------------------------------------------------------------------- the specs
 
 @dataclass(frozen=True)
 class ProtocolSpec:
     """A learning protocol.
 
     Attributes:
-        target: "module:Class" of the Protocol subclass, built as Class(cfg, local ids).
+        name: its `protocol.kind` and the name of its options namespace `[protocol.<name>]`.
+        target: "module:Class" of the heal_mpi.protocols.base.Protocol subclass, built as Class(cfg, local ids).
         label: its name on plots and tables.
+        doc: one round, in a sentence or two (the README's table of protocols).
         default_overlay: what overlay.kind = "auto" runs.
         overlays: the overlays it can run on (empty: any).
-        params: its own options, dataclasses whose fields join the [protocol] section.
+        options: a dataclass of `opt` fields, or None; the run's values are `cfg.protocol.options`.
         protected: cfg -> slots that never fail (servers).
         check: cfg -> None, raises ConfigError naming the key.
     """
 
+    name: str
     target: str
     label: str
+    doc: str
     default_overlay: str
     overlays: tuple[str, ...] = ()
-    params: tuple = ()
-    protected: Callable = _no_slots
-    check: Callable = _no_check
+    options: type | None = None
+    protected: Callable = no_slots
+    check: Callable = no_check
 
 
 @dataclass(frozen=True)
 class OverlaySpec:
-    """An overlay. `target` "module:Class" has a classmethod from_config(cfg, world, channel)."""
+    """An overlay. `target` "module:Class" has a classmethod from_config(cfg, world, channel, comm).
 
+    Attributes:
+        purposes: every message purpose it passes to the channel (loss keys, alterations): an
+            attack that alters a purpose can run only on an overlay that sends it, and every
+            other purpose the channel sees is a model.
+        hubs: whether it elects hubs (HEAL's hub lists, hub attacks, the hub metrics mean something).
+    """
+
+    name: str
     target: str
-    check: Callable = _no_check
+    doc: str
+    options: type | None = None
+    check: Callable = no_check
+    purposes: tuple[str, ...] = ()
+    hubs: bool = False
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """What Byzantine nodes do (heal_mpi/adversary/). `target` "module:Class" is built as
+    Class(cfg, world, byzantine_ids, options) and has `alters(purpose) -> bool` and
+    `alter(purpose, senders, payload, rnd, receivers)`, optionally `before_train(pop, nodes)`.
+
+    Attributes:
+        layer: "overlay" (chosen by adversary.kind: alters the overlay's replies) or "model"
+            (chosen by adversary.models: alters every message that carries a model).
+        alters: overlay attacks: the purposes they may alter (the overlay must send them).
+    """
+
+    name: str
+    target: str
+    doc: str
+    layer: str
+    alters: tuple[str, ...] = ()
+    options: type | None = None
+    check: Callable = no_check
 
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """A fault event kind: its event dataclass (one entry of `faults.<name>`), its "module:function"
-    `apply(state, i, event)` run at the start of every round, and `check(key, event, cfg)`."""
+    """A fault event kind: the list `faults.<name>` of `event` dataclasses.
 
+    Attributes:
+        apply: "module:function", apply(state, i, event), run at the start of every round
+            (heal_mpi.faults.schedule.FaultState), kinds in registry order, events in list order.
+        check: (key, event, cfg) -> None, raises ConfigError naming the key.
+        start, end: the event fields holding its first round and, for a window, the round after
+            its last (the analysis draws a line or a band; validation checks them against run.rounds).
+        label: the event as a plain dict (as stored in a file) -> its label on plots and tables.
+    """
+
+    name: str
     event: type
     apply: str
     doc: str
+    label: Callable[[dict], str]
     check: Callable = lambda key, ev, cfg: None
-
-    def load_apply(self) -> Callable:
-        return load(self.apply)
-
-
-# ----------------------------------------------------------------------------- checks
-
-def _check_hub_fanout(cfg) -> None:
-    if cfg.overlay_kind == "elevator" and cfg.protocol.fanout > cfg.overlay.hubs:
-        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be <= overlay.hubs = {cfg.overlay.hubs}")
+    start: str = "round"
+    end: str | None = None
 
 
-def _check_aggregation(cfg) -> None:
-    if cfg.protocol.trim_beta >= 0.5:
-        raise ConfigError(f"protocol.trim_beta: {cfg.protocol.trim_beta} must be < 0.5 (nothing would be left)")
+# ----------------------------------------------------------------------------- the registry
+
+class Registry:
+    """The specs of one kind: heal_mpi's own, then the entry points of `group`, then "module:SPEC"
+    values as they are used. Loaded on first use; the order is stable (heal_mpi's first)."""
+
+    def __init__(self, kind: str, group: str, spec_type: type, builtin: list[str]):
+        self.kind, self.group, self.spec_type, self._builtin = kind, group, spec_type, builtin
+        self._specs: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._specs is None:
+            specs: dict[str, Any] = {}
+            for target in self._builtin:
+                self._add(specs, load(target), f"heal_mpi's {target}")
+            for ep in _entry_points(self.group):
+                try:
+                    spec = ep.load()
+                except Exception as e:  # noqa: BLE001 - a broken plug-in is named, whatever it raised
+                    raise ConfigError(f"plug-in {self.kind} {ep.name!r} ({ep.value}, entry point group "
+                                      f"{self.group}) cannot be loaded: {type(e).__name__}: {e}") from None
+                if getattr(spec, "name", None) != ep.name:
+                    raise ConfigError(f"plug-in {self.kind} {ep.name!r} ({ep.value}): the entry point's name must be "
+                                      f"the spec's name, {getattr(spec, 'name', None)!r}")
+                self._add(specs, spec, f"entry point {ep.value}")
+            self._specs = specs
+        return self._specs
+
+    def _add(self, specs: dict, spec, where: str) -> None:
+        if not isinstance(spec, self.spec_type):
+            raise ConfigError(f"{where}: expected a heal_mpi.registry.{self.spec_type.__name__}, "
+                              f"got {type(spec).__name__}")
+        if spec.name in specs and specs[spec.name] is not spec:
+            raise ConfigError(f"{where}: a {self.kind} named {spec.name!r} is registered already")
+        specs[spec.name] = spec
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._all())
+
+    def specs(self) -> list:
+        return list(self._all().values())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._all()
+
+    def get(self, name: str, key: str):
+        """The spec `name` (a registered name or "package.module:SPEC"); ConfigError naming `key` if none."""
+        specs = self._all()
+        if name in specs:
+            return specs[name]
+        if ":" not in name:
+            raise ConfigError(f"{key}: {name!r} is not one of {', '.join(map(repr, specs))} "
+                              f"(or a plug-in's \"package.module:SPEC\")")
+        try:
+            spec = load(name)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ConfigError(f"{key}: cannot load the plug-in {name!r} ({type(e).__name__}: {e})") from None
+        self._add(specs, spec, f"{key} = {name!r}")
+        return spec
+
+    def register(self, spec) -> None:
+        """Add a spec (tests, notebooks); a name can be taken once."""
+        self._add(self._all(), spec, f"register({spec.name!r})")
 
 
-def _check_gossip(cfg) -> None:
-    _check_aggregation(cfg)
-    if cfg.protocol.gossip_update == "per_model" and cfg.protocol.aggregation != "mean":
-        raise ConfigError(f"protocol.aggregation: {cfg.protocol.aggregation!r} needs the models of a round together; "
-                          "protocol.gossip_update = 'per_model' merges them one at a time")
+def _entry_points(group: str) -> list:
+    return sorted(importlib.metadata.entry_points(group=group), key=lambda ep: ep.name)
 
 
-def _check_hub(cfg) -> None:
-    _check_aggregation(cfg)
-    if cfg.overlay_kind in ("star", "multistar") and cfg.protocol.fanout > 1:
-        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout}, but a {cfg.overlay_kind} client has one hub")
-    if cfg.protocol.client_merge == "median" and cfg.protocol.fanout < 3:
-        raise ConfigError(f"protocol.client_merge: a median of s = {cfg.protocol.fanout} copies needs "
-                          "protocol.fanout >= 3")
-    if cfg.protocol.hub_weights == "clients" and cfg.protocol.hub_merge != "mean":
-        raise ConfigError(f"protocol.hub_weights: 'clients' weighs a mean; protocol.hub_merge = "
-                          f"{cfg.protocol.hub_merge!r} ignores weights")
+# ----------------------------------------------------------------------------- helpers of the run
 
-
-def _check_heal(cfg) -> None:
-    _check_hub(cfg)
-    _check_hub_fanout(cfg)
-
-
-def _check_epidemic(cfg) -> None:
-    _check_aggregation(cfg)
-    n = cfg.nodes.count
-    if cfg.protocol.epidemic != "neighbours" and cfg.protocol.fanout >= n:
-        raise ConfigError(f"protocol.fanout: s = {cfg.protocol.fanout} must be < nodes.count = {n}")
-
-
-def _check_cache(cfg) -> None:
-    ov, n = cfg.overlay, cfg.nodes.count
-    if ov.cache_size >= n:
-        raise ConfigError(f"overlay.cache_size: c = {ov.cache_size} must be < nodes.count = {n}")
-
-
-def _check_elevator(cfg) -> None:
-    _check_cache(cfg)
-    if cfg.overlay.hubs >= cfg.overlay.cache_size:
-        raise ConfigError(f"overlay.hubs: h = {cfg.overlay.hubs} must be < overlay.cache_size = "
-                          f"{cfg.overlay.cache_size}")
-
-
-def _check_multistar(cfg) -> None:
-    if cfg.overlay.servers >= cfg.nodes.count:
-        raise ConfigError(f"overlay.servers: {cfg.overlay.servers} servers need more than nodes.count = "
-                          f"{cfg.nodes.count}")
-
-
-def _check_ring(cfg) -> None:
-    if cfg.nodes.count < 3:
-        raise ConfigError(f"overlay.kind: a ring needs nodes.count >= 3, not {cfg.nodes.count}")
-
-
-def _check_regular(cfg) -> None:
-    d, n = cfg.overlay.degree, cfg.nodes.count
-    if d >= n or (d * n) % 2:
-        raise ConfigError(f"overlay.degree: no {d}-regular graph on {n} nodes")
-
-
-# ----------------------------------------------------------------------------- the registries
-
-HUB = "heal_mpi.protocols.hub:HubProtocol"  # HEAL, FedAvg and Gaia: one protocol, different hub lists
-PROTOCOLS: dict[str, ProtocolSpec] = {
-    "heal": ProtocolSpec(HUB, "HEAL", "elevator", ("elevator", "star", "multistar"), (AggregationParams, HubParams),
-                         check=_check_heal),
-    "fedavg": ProtocolSpec(HUB, "FedAvg", "star", ("star",), (AggregationParams, HubParams),
-                           protected=lambda cfg: [0], check=_check_hub),
-    "gaia": ProtocolSpec(HUB, "Gaia", "multistar", ("multistar",), (AggregationParams, HubParams),
-                         protected=lambda cfg: list(range(cfg.overlay.servers)), check=_check_hub),
-    "gossip": ProtocolSpec("heal_mpi.protocols.gossip:GossipProtocol", "Gossip", "newscast",
-                           params=(AggregationParams, GossipParams), check=_check_gossip),
-    "epidemic": ProtocolSpec("heal_mpi.protocols.epidemic:EpidemicProtocol", "Epidemic", "newscast",
-                             params=(AggregationParams, EpidemicParams), check=_check_epidemic),
-}
-NO_PROTOCOL = "none"  # protocol.kind = "none": the overlay alone, on elevator
-NO_PROTOCOL_OVERLAY = "elevator"
-
-OVERLAYS: dict[str, OverlaySpec] = {
-    "elevator": OverlaySpec("heal_mpi.overlay.elevator:Elevator", _check_elevator),
-    "newscast": OverlaySpec("heal_mpi.overlay.newscast:Newscast", _check_cache),
-    "star": OverlaySpec("heal_mpi.overlay.static:StaticOverlay"),
-    "multistar": OverlaySpec("heal_mpi.overlay.static:StaticOverlay", _check_multistar),
-    "ring": OverlaySpec("heal_mpi.overlay.static:StaticOverlay", _check_ring),
-    "regular": OverlaySpec("heal_mpi.overlay.static:StaticOverlay", _check_regular),
-    "complete": OverlaySpec("heal_mpi.overlay.static:StaticOverlay"),
-}
-
-FAULT_EVENTS: dict[str, FaultSpec] = {  # applied in this order within a round
-    "crash": FaultSpec(fe.CrashEvent, "heal_mpi.faults:apply_crash", "crash events: [{round, fraction}]"),
-    "hub_crash": FaultSpec(fe.HubCrashEvent, "heal_mpi.faults:apply_hub_crash",
-                           'hub attacks: [{round, count}], count an integer or "all"', fe.check_hub_crash),
-    "churn": FaultSpec(fe.ChurnEvent, "heal_mpi.faults:apply_churn", "churn windows: [{start, end, fraction}]",
-                       fe.check_churn),
-}
+def resolve_protocol(cfg) -> ProtocolSpec | None:
+    return None if cfg.protocol.kind == NO_PROTOCOL else PROTOCOLS.get(cfg.protocol.kind, "protocol.kind")
 
 
 def build_protocol(cfg, local):
     """The protocol `cfg.protocol.kind` for this rank's nodes (global ids `local`)."""
-    return load(PROTOCOLS[cfg.protocol.kind].target)(cfg, local)
+    return load(resolve_protocol(cfg).target)(cfg, local)
 
 
-def build_overlay(cfg, world, channel):
+def build_overlay(cfg, world, channel, comm=None):
     """The overlay `cfg.overlay_kind` on this rank's nodes. Collective over `world.comm`: every rank must call."""
-    return load(OVERLAYS[cfg.overlay_kind].target).from_config(cfg, world, channel)
+    return load(OVERLAYS.get(cfg.overlay_kind, "overlay.kind").target).from_config(cfg, world, channel, comm)
 
 
 def protected_slots(cfg) -> list[int]:
     """Slots that never fail: the FedAvg and Gaia servers (the HEAL evaluation's convention)."""
-    spec = PROTOCOLS.get(cfg.protocol.kind)
+    spec = resolve_protocol(cfg)
     return spec.protected(cfg) if spec else []
 
 
 def method_label(protocol_kind: str, overlay_kind: str) -> str:
-    """"FedAvg", "HEAL", "Gossip (elevator)": the protocol, plus the overlay when not its default."""
+    """"FedAvg", "HEAL", "Gossip (elevator)": the protocol, plus the overlay when not its default.
+    A kind this environment does not know (a plug-in not installed here) is labelled by its name."""
     if protocol_kind == NO_PROTOCOL:
         return "overlay only"
-    spec = PROTOCOLS.get(protocol_kind)
-    if spec is None:
+    try:
+        spec = PROTOCOLS.get(protocol_kind, "protocol.kind")
+    except ConfigError:
         return protocol_kind
     return spec.label if overlay_kind in ("auto", spec.default_overlay) else f"{spec.label} ({overlay_kind})"
+
+
+# ----------------------------------------------------------------------------- heal_mpi's own kinds
+
+PROTOCOLS = Registry("protocol", "heal_mpi.protocols", ProtocolSpec, [
+    "heal_mpi.protocols.hub:HEAL",
+    "heal_mpi.protocols.hub:FEDAVG",
+    "heal_mpi.protocols.hub:GAIA",
+    "heal_mpi.protocols.gossip:SPEC",
+    "heal_mpi.protocols.epidemic:SPEC",
+])
+OVERLAYS = Registry("overlay", "heal_mpi.overlays", OverlaySpec, [
+    "heal_mpi.overlay.kinds:ELEVATOR",
+    "heal_mpi.overlay.kinds:NEWSCAST",
+    "heal_mpi.overlay.kinds:STAR",
+    "heal_mpi.overlay.kinds:MULTISTAR",
+    "heal_mpi.overlay.kinds:RING",
+    "heal_mpi.overlay.kinds:REGULAR",
+    "heal_mpi.overlay.kinds:COMPLETE",
+])
+ATTACKS = Registry("attack", "heal_mpi.attacks", AttackSpec, [
+    "heal_mpi.adversary.kinds:PASSIVE",
+    "heal_mpi.adversary.kinds:ACTIVE",
+    "heal_mpi.adversary.kinds:NONCOORDINATED",
+    "heal_mpi.adversary.kinds:COORDINATED",
+    "heal_mpi.adversary.kinds:NOISE",
+    "heal_mpi.adversary.kinds:ZERO",
+    "heal_mpi.adversary.kinds:SIGN_FLIP",
+])
+FAULTS = Registry("fault kind", "heal_mpi.faults", FaultSpec, [  # applied in this order within a round
+    "heal_mpi.faults.events:CRASH",
+    "heal_mpi.faults.events:HUB_CRASH",
+    "heal_mpi.faults.events:CHURN",
+])

@@ -1,10 +1,12 @@
 """The round loop (design §1): faults, overlay, protocol, evaluate, record.
 
-Everything is built once in `Simulation.build`; `Simulation.run` is the loop and reads
-like the design. Every rank runs the same loop in lock step; each step is collective.
-The protocol's round runs in the Engine (engine.py). Each component adds what it measured
-to one RoundMetrics; the reduced Record goes to the after-round callbacks (the HDF5
-writer, the progress line, the checkpoint).
+Everything is built once in `Simulation.build`; `Simulation.step` is one round and reads
+like the design. Every rank runs the same loop in lock step. The overlay and the engine
+share one Comm, which checks at every collective step, and once more before the metrics
+are reduced, that every rank is in the same step (heal_mpi/comm.py): a rank out of step
+ends the job with a message instead of a hang. The protocol's round runs in the Engine
+(heal_mpi/engine/). Each component adds what it measured to one RoundMetrics; the reduced
+Record goes to the after-round callbacks (the HDF5 writer, the progress line, the checkpoint).
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from mpi4py import MPI
 
 from heal_mpi import checkpoint
 from heal_mpi import config as config_mod
-from heal_mpi.channel import Channel
+from heal_mpi.adversary import wiring
+from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
-from heal_mpi.engine import Engine
-from heal_mpi.faults import FaultSchedule
+from heal_mpi.engine.channel import Channel
+from heal_mpi.engine.core import Engine
+from heal_mpi.faults.schedule import FaultSchedule
 from heal_mpi.metrics import Record, RoundMetrics
 from heal_mpi.output import Writer, run_attributes
 from heal_mpi.progress import Progress
-from heal_mpi.registry import build_overlay, build_protocol, protected_slots
+from heal_mpi.registry import NO_PROTOCOL, build_overlay, build_protocol, protected_slots, resolve_protocol
 from heal_mpi.runtime import World, debug_fault
 
 PHASES = ("faults", "overlay", "train", "mix", "evaluate")  # and "record", timed by the Writer
@@ -63,10 +67,11 @@ AfterRound = Callable[[RoundContext, Record], None]
 class Simulation:
     cfg: config_mod.Config
     world: World
+    comm: Comm
     faults: FaultSchedule
     overlay: object
     engine: Engine | None  # None: no learning (protocol.kind = "none")
-    writer: Writer
+    writer: Writer | None  # None: nothing is written (tests drive `step` themselves)
     progress: Progress
     alive: np.ndarray
     incarnation: np.ndarray
@@ -76,44 +81,41 @@ class Simulation:
     stop: checkpoint.StopRequest = field(default_factory=checkpoint.StopRequest)
     n_snapshots: int = 0
     after_round: list[AfterRound] = field(default_factory=list)
-    byzantine: object | None = None  # heal_mpi.adversaries.Byzantine, when the run has Byzantine nodes
+    byzantine: wiring.Byzantine | None = None  # when the run has Byzantine nodes
     interrupted: bool = False  # a signal asked to stop; the checkpoint callback saved one
 
     @classmethod
-    def build(cls, cfg: config_mod.Config, world: World, out: Path, resume: bool = False) -> "Simulation":
-        """Construct every component (from the last checkpoint when resuming).
+    def build(cls, cfg: config_mod.Config, world: World, out: Path | None, resume: bool = False) -> "Simulation":
+        """Construct every component (from the last checkpoint when resuming). With `out` None there is
+        no output file, no progress line and no checkpoint: the caller runs `step` and reads the parts.
 
         Collective over `world.comm`: every rank must call.
         """
         set_threads(cfg, world)
         n = cfg.nodes.count
+        comm = Comm(world)
         channel = Channel(cfg.run.seed, cfg.faults.message_loss)
-        byzantine = None
-        if config_mod.byzantine_count(cfg):
-            from heal_mpi.adversaries import Byzantine
-            byzantine = Byzantine(cfg, world)
-            channel.alterations.append(byzantine)  # they lie through the channel, like any attack
-        overlay = build_overlay(cfg, world, channel)
+        overlay = build_overlay(cfg, world, channel, comm)
         engine = None
-        if cfg.protocol.kind != "none":
+        if cfg.protocol.kind != NO_PROTOCOL:
             from heal_mpi.learning.partition import load_local_data
             from heal_mpi.learning.population import Population
             data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
-            engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel)
-            if byzantine is not None:
-                engine.before_train.append(byzantine.remember)
+            engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel, comm=comm)
+        byzantine = wiring.attach(cfg, world, channel, overlay, engine)
         every = cfg.overlay.snapshot_every
-        attrs = run_attributes(world, config_mod.to_toml(cfg), method=cfg.protocol.kind, overlay=cfg.overlay_kind,
+        method = NO_PROTOCOL if engine is None else resolve_protocol(cfg).name
+        attrs = run_attributes(world, config_mod.to_toml(cfg), method=method, overlay=cfg.overlay_kind,
                                threads_per_rank=world.comm.allgather(torch.get_num_threads()))
-        writer = Writer(out, world, cfg.run.rounds, attrs, resume=resume)
+        writer = None if out is None else Writer(out, world, cfg.run.rounds, attrs, resume=resume)
         never_fail = protected_slots(cfg) + ([] if byzantine is None else byzantine.ids.tolist())  # nor Byzantines
         faults = FaultSchedule(cfg, n, never_fail)
         alive, incarnation = faults.initial_state()
-        sim = cls(cfg=cfg, world=world, faults=faults, overlay=overlay, engine=engine, writer=writer,
+        sim = cls(cfg=cfg, world=world, comm=comm, faults=faults, overlay=overlay, engine=engine, writer=writer,
                   progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,
                   n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0, byzantine=byzantine)
-        sim.after_round = [sim.write, sim.show_progress, sim.checkpoint]
+        sim.after_round = [] if writer is None else [sim.write, sim.show_progress, sim.checkpoint]
         if resume:
             sim.start_round, state = checkpoint.load(out, world)
             sim.load_state_dict(state)
@@ -136,39 +138,46 @@ class Simulation:
     def run(self) -> int:
         """All rounds; returns the exit status. Collective over `world.comm`: every rank must call."""
         for rnd in range(self.start_round, self.cfg.run.rounds):
-            self.timer.start()
-            debug_fault(self.world.rank, rnd)
-
-            # 1. faults: crashes, churn, hub attacks -> who is alive this round
-            ctx = self.faults.start_round(rnd, self.alive, self.incarnation, self.overlay.in_degree,
-                                          do_eval=self.eval_due(rnd))
-            self.alive, self.incarnation = ctx.alive, ctx.incarnation
-            self.timer.lap("faults")
-
-            # 2. overlay: one cycle; views and hub lists for this round
-            self.overlay.step(ctx)
-            self.timer.lap("overlay")
-
-            # 3. protocol: local training and mixing, step by step in the engine
-            if self.engine is not None:
-                self.engine.round(ctx, self.overlay)
-                self.timer.lap("mix")
-                self.timer.move("mix", "train", self.engine.train_seconds)
-
-            # 4. evaluate
-            acc, loss, distinct = self.evaluate(ctx)
-            self.timer.lap("evaluate")
-
-            # 5. record: reduce what every component measured, then the after-round callbacks
-            #    (write the row, show progress, checkpoint; a signal makes the last one stop the run)
-            record = self.measure(ctx, acc, loss, distinct)
-            for callback in self.after_round:
-                callback(ctx, record)
+            self.step(rnd)
             if self.interrupted:
                 break
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
         self.progress.close()
+        self.comm.free()
         return checkpoint.INTERRUPTED_EXIT if self.interrupted else 0
+
+    def step(self, rnd: int) -> None:
+        """One round. Collective over `world.comm`: every rank must call."""
+        self.timer.start()
+        self.comm.start_round(rnd)
+        debug_fault(self.world.rank, rnd)
+
+        # 1. faults: crashes, churn, hub attacks -> who is alive this round
+        ctx = self.faults.start_round(rnd, self.alive, self.incarnation, self.overlay.in_degree,
+                                      do_eval=self.eval_due(rnd))
+        self.alive, self.incarnation = ctx.alive, ctx.incarnation
+        self.timer.lap("faults")
+
+        # 2. overlay: one cycle; views and hub lists for this round
+        self.overlay.step(ctx)
+        self.timer.lap("overlay")
+
+        # 3. protocol: local training and mixing, step by step in the engine
+        if self.engine is not None:
+            self.engine.round(ctx, self.overlay)
+            self.timer.lap("mix")
+            self.timer.move("mix", "train", self.engine.train_seconds)
+
+        # 4. evaluate
+        acc, loss, distinct = self.evaluate(ctx)
+        self.timer.lap("evaluate")
+
+        # 5. record: reduce what every component measured, then the after-round callbacks
+        #    (write the row, show progress, checkpoint; a signal makes the last one stop the run)
+        record = self.measure(ctx, acc, loss, distinct)
+        for callback in self.after_round:
+            callback(ctx, record)
 
     def checkpoint(self, ctx: RoundContext, record: Record) -> None:
         """Save a checkpoint when due or when any rank got SIGTERM/SIGUSR1, and then stop.
@@ -209,7 +218,7 @@ class Simulation:
         metrics.add_node("alive", ctx.alive[local].astype(np.int8))
         metrics.add_node("incarnation", ctx.incarnation[local].astype(np.int32))
         honest = np.ones(self.world.n_local, dtype=bool)
-        if self.byzantine is not None:  # before the overlay: its Allreduce counts in this round's mpi_bytes
+        if self.byzantine is not None:
             self.byzantine.contribute(metrics, self.overlay)
             honest = ~self.byzantine.mask[local]
         self.overlay.contribute(metrics)
@@ -223,7 +232,8 @@ class Simulation:
             metrics.add_sum("evaluated_models", distinct)
             metrics.add_node("acc", np.asarray(acc, dtype=np.float32))
             metrics.add_node("loss", np.asarray(loss, dtype=np.float32))
-        record = metrics.reduce(self.world.comm)
+        metrics.add_sum("mpi_bytes", self.comm.take_bytes())  # every exchange of the round, overlay and engine
+        record = metrics.reduce(self.comm)
         # seconds_record: the writer fills it in for this row at its next call
         record.rounds |= {f"seconds_{p}": s for p, s in self.timer.seconds.items()}
         return record

@@ -3,15 +3,15 @@
 A protocol's `round` is a generator over NumPy arrays only (no torch, no MPI):
 
     loss = yield Train(nodes)                 # local training of these local rows
-    got = yield Mix(purpose, src, dst, ...)   # rows along edges -> a MixResult at the receivers
+    got = yield Mix(purpose, src, dst, ...)   # rows along edges -> a Received at the receivers
     back = yield Reply(purpose, to=got, ...)  # each receiver answers along got's delivered edges
     yield Assign(got, nodes, own_weight)      # these nodes take their mean of a result
 
-Every rank runs the same generator code, so every rank yields the same sequence of
-steps; the engine checks this on every collective step (a rank that yields another step
-fails with a message, it does not hang). Results handed back to the protocol expose only
-NumPy arrays (`counts`, `weights`, `values`, `messages`); the rows stay inside the engine,
-on the rows' device.
+Mix and Reply communicate: every rank must yield them in the same order (the engine checks
+it at each one and at the end of the round: a rank that yields another step fails with a
+message naming both ranks, it does not hang). Train and Assign stay on the rank. Results
+handed back to the protocol expose only NumPy arrays (`counts`, `weights`, `values`,
+`messages`); the rows stay inside the engine, on the rows' device.
 
 Ids: `src` and `nodes` are *local rows* (0..n_local-1), `dst` are *global ids*.
 """
@@ -35,6 +35,9 @@ class Received(_Typing):
     def arrival(self, j: int) -> "Received":
         """The j-th edge (0-based) to reach each node, alone: a result of its own, with
         counts 1 where counts > j. Only for a Mix with `order`, which keeps the rows one by one."""
+
+
+RULES = ("mean", "median", "trimmed_mean", "centered_clip")  # heal_mpi.engine.aggregation implements them
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # heal_mpi.config is plain stdlib: system python3 works too
+sys.path.insert(0, str(REPO))  # heal_mpi.config needs NumPy only (not mpi4py, not torch)
 
 from heal_mpi import config as config_mod  # noqa: E402
 from heal_mpi.config import ConfigError  # noqa: E402

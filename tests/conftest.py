@@ -58,3 +58,11 @@ synthetic_test = 200
 local_steps = 3
 batch_size = 16
 """)
+
+
+@pytest.fixture(params=["one rank", pytest.param("all ranks", marks=pytest.mark.mpi)])
+def comm(request):
+    """COMM_SELF in the single-process run; COMM_WORLD in the runs under mpirun -n 2 and -n 3
+    (pytest-mpi runs only the `mpi`-marked cases there, and skips them in the single-process run)."""
+    from mpi4py import MPI
+    return MPI.COMM_SELF if request.param == "one rank" else MPI.COMM_WORLD

@@ -7,12 +7,11 @@ import torch
 from mpi4py import MPI
 
 from heal_mpi import config as cfgmod
-from heal_mpi.adversaries import Byzantine, byzantine_ids
-from heal_mpi.channel import Channel
+from heal_mpi.adversary.wiring import Byzantine, byzantine_ids
+from heal_mpi.engine.channel import Channel
 from heal_mpi.errors import ConfigError
 from heal_mpi.steps import Mix
-from overlay_util import make_world, overlay_cfg, simulate
-from test_engine import FakePop, Script, context
+from helpers import FakePop, Script, context, make_world, overlay_cfg, simulate
 
 SMALL = {"cache_size": 12, "hubs": 4}
 
@@ -28,7 +27,7 @@ def reduced_metrics_with(cfg, ov):
     metrics = RoundMetrics()
     ov.contribute(metrics)
     Byzantine(cfg, ov.world).contribute(metrics, ov)
-    r = metrics.reduce(ov.world.comm).rounds
+    r = metrics.reduce(ov.comm).rounds
     return int(r["hubs"]), int(r["byzantine_hubs"]), int(r["hubs_strict"]), int(r["byzantine_hubs_strict"])
 
 
@@ -51,7 +50,7 @@ def test_one_passive_byzantine_changes_nothing_visible():
 
 
 def test_byzantine_nodes_are_keyed_never_protected_and_independent_of_ranks():
-    cfg = cfgmod.from_dict({"nodes": {"count": 50}, "protocol": {"kind": "gaia"}, "overlay": {"servers": 5},
+    cfg = cfgmod.from_dict({"nodes": {"count": 50}, "protocol": {"kind": "gaia"}, "overlay": {"multistar": {"servers": 5}},
                             "adversary": {"byzantine_fraction": 0.2, "models": "zero"}})
     ids = byzantine_ids(cfg)
     assert len(ids) == 10 and ids.min() >= 5  # Gaia's servers are protected
@@ -75,7 +74,7 @@ def test_poisoned_models_reach_the_hub():
     proto = Script(body)
     channel = Channel(1)
     channel.alterations.append(adversary)
-    from heal_mpi.engine import Engine
+    from heal_mpi.engine.core import Engine
     engine = Engine(world, FakePop(full, world), proto, channel)
     engine.round(context(n), None)
     honest = np.setdiff1d(np.arange(1, n), byz)
@@ -92,7 +91,7 @@ def test_sign_flip_reverses_the_update_of_the_last_training():
     b = int(adversary.ids[0])
     start = torch.randn(n, 3)
     pop = FakePop(start, world)
-    adversary.remember(pop, np.ones(n, dtype=bool))
+    adversary.before_train(pop, np.ones(n, dtype=bool))
     pop.rows[b] += 1.0  # its honest update
     sent = adversary.alter("up", np.array([b]), pop.rows[[b]], 0)
     np.testing.assert_allclose(sent[0].numpy(), (start[b] - 2.0).numpy(), atol=1e-6)
@@ -104,8 +103,8 @@ def test_sign_flip_reverses_the_update_of_the_last_training():
     ("adversary.lift_round=30", "adversary.lift_round"),
     ("adversary.byzantine_fraction=1.0", "adversary.byzantine_fraction"),
     ("adversary.byzantine_fraction=0.98", "adversary.byzantine_fraction"),  # rounds to all 20
-    ("protocol.trim_beta=0.5", "protocol.trim_beta"),
-    ("protocol.client_merge='median'", "protocol.client_merge"),  # s = 1
+    ("protocol.heal.trim_beta=0.5", "protocol.heal.trim_beta"),
+    ("protocol.heal.client_merge='median'", "protocol.heal.client_merge"),  # s = 1
 ])
 def test_bad_adversary_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
@@ -115,14 +114,15 @@ def test_bad_adversary_settings_name_the_key(override, key):
 
 
 def test_hub_weights_refuse_a_robust_hub_merge():
-    with pytest.raises(ConfigError, match=r"protocol\.hub_weights"):
+    with pytest.raises(ConfigError, match=r"protocol\.heal\.hub_weights"):
         cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "overlay.cache_size=8", "overlay.hubs=3",
-                                           "protocol.kind='heal'", "protocol.hub_weights='clients'",
-                                           "protocol.hub_merge='median'"]), check_files=False)
+                                           "protocol.kind='heal'", "protocol.heal.hub_weights='clients'",
+                                           "protocol.heal.hub_merge='median'"]), check_files=False)
 
 
-def test_an_overlay_attack_needs_elevator():
-    with pytest.raises(ConfigError, match="adversary.kind"):
+def test_an_overlay_attack_needs_an_overlay_that_sends_what_it_alters():
+    with pytest.raises(ConfigError, match=r"adversary.kind: 'passive' alters cache-reply, backward-reply, which "
+                                          r"overlay.kind = 'newscast' does not send"):
         cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "overlay.cache_size=8", "protocol.kind='gossip'",
                                            "adversary.byzantine=2", "adversary.kind='passive'"]), check_files=False)
 
@@ -160,9 +160,12 @@ def test_heal_under_attack_end_to_end_and_its_report(tmp_path):
 
 
 def test_a_star_client_has_one_hub():
-    with pytest.raises(ConfigError, match="protocol.fanout"):
-        cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "protocol.kind='fedavg'", "protocol.fanout=3",
-                                           "protocol.client_merge='median'"]), check_files=False)
+    with pytest.raises(ConfigError, match="protocol.heal.fanout: s = 3, but a star client has one hub"):
+        cfgmod.validate(cfgmod.load(None, ["nodes.count=20", "protocol.kind='heal'", "overlay.kind='star'",
+                                           "protocol.heal.fanout=3", "protocol.heal.client_merge='median'"]),
+                        check_files=False)
+    with pytest.raises(ConfigError, match=r"protocol.fedavg.fanout: unknown key \(known: aggregation"):
+        cfgmod.load(None, ["protocol.kind='fedavg'", "protocol.fedavg.fanout=3"])
 
 
 @pytest.mark.parametrize("kind,models", [("gossip", "sign_flip"), ("epidemic", "zero"), ("fedavg", "noise")])
@@ -174,7 +177,7 @@ def test_poisoned_peers_run_in_every_protocol(tmp_path, kind, models):
     from heal_mpi.simulation import Simulation
     cfg = cfgmod.validate(cfgmod.load(None, [
         "nodes.count=20", "run.rounds=3", "run.threads=1", "run.progress='none'", f"protocol.kind='{kind}'",
-        "overlay.cache_size=5", "data.synthetic_train=400", "train.local_steps=1", "protocol.aggregation='median'",
+        "overlay.cache_size=5", "data.synthetic_train=400", "train.local_steps=1", f"protocol.{kind}.aggregation='median'",
         "adversary.byzantine=2", f"adversary.models='{models}'"]), check_files=False)
     out = tmp_path / "p.h5"
     assert Simulation.build(cfg, make_world(20, "cpu", MPI.COMM_SELF), out).run() == 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from heal_mpi.aggregation import RULES, aggregate, clipped_deltas
+from heal_mpi.engine.aggregation import RULES, aggregate, clipped_deltas
 
 G = torch.Generator().manual_seed(0)  # local: no global torch state
 

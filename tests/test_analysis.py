@@ -249,7 +249,7 @@ def heal_table_inputs(runs, tmp_path, finals: dict) -> list:
         shutil.copy(runs[("fedavg", 1)], path)
         with h5py.File(path, "r+") as f:
             raw = tomllib.loads(f.attrs["config"])
-            raw["protocol"].update(kind=kind, gossip_update="per_model")
+            raw["protocol"].update(kind=kind, gossip={"gossip_update": "per_model"})
             raw["overlay"]["kind"] = "auto"
             raw["faults"]["hub_crash"] = [{"round": 1, "count": "all"}] if scenario else []
             raw["run"]["seed"] = seed
@@ -314,12 +314,13 @@ def test_a_run_cut_before_its_first_evaluation_draws_no_line(runs, tmp_path):
 
 def test_attack_table_names_each_defence_by_where_it_acts():
     import attack_table
-    heal = {"kind": "heal", "fanout": 3}
+    heal = {"kind": "heal"}
     assert attack_table.defence({"protocol": heal}) == "none"
-    assert attack_table.defence({"protocol": {**heal, "aggregation": "median", "hub_merge": "median",
-                                              "client_merge": "median"}, "adversary": {"lift_round": 20}}) == \
+    assert attack_table.defence({"protocol": {**heal, "heal": {"fanout": 3, "aggregation": "median",
+                                              "hub_merge": "median", "client_merge": "median"}},
+                                 "adversary": {"lift_round": 20}}) == \
         "median at the hubs, median across hubs, median of s = 3 copies, Lift @20"
-    assert attack_table.defence({"protocol": {"kind": "gossip", "aggregation": "trimmed_mean"}}) == \
+    assert attack_table.defence({"protocol": {"kind": "gossip", "gossip": {"aggregation": "trimmed_mean"}}}) == \
         "trimmed_mean in the merge"
 
 
@@ -327,7 +328,7 @@ def test_heal_table_labels_methods_as_the_paper_does():
     import heal_table
     label = heal_table.paper_label
     assert label({"protocol": {"kind": "fedavg"}}) == "FL"
-    assert label({"protocol": {"kind": "heal", "hub_weights": "clients"}}) == "HEAL (by clients)"
-    assert label({"protocol": {"kind": "gossip", "gossip_update": "per_model"}}) == "GL"
+    assert label({"protocol": {"kind": "heal", "heal": {"hub_weights": "clients"}}}) == "HEAL (by clients)"
+    assert label({"protocol": {"kind": "gossip", "gossip": {"gossip_update": "per_model"}}}) == "GL"
     assert label({"protocol": {"kind": "gossip"}}) == "GL (merge once)"
-    assert label({"protocol": {"kind": "epidemic", "epidemic": "oracle"}}) == "EL-Oracle"
+    assert label({"protocol": {"kind": "epidemic", "epidemic": {"variant": "oracle"}}}) == "EL-Oracle"

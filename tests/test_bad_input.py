@@ -13,6 +13,7 @@ import json
 import math
 import subprocess
 import sys
+import typing
 
 import h5py
 import numpy as np
@@ -23,6 +24,8 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from heal_mpi import config as cfgmod
 from heal_mpi.config import ConfigError
+from heal_mpi.config.fields import choices, hints
+from heal_mpi.registry import FAULTS
 
 sys.path.insert(0, str(ROOT / "analysis"))
 import common  # noqa: E402  (analysis/ is a folder of scripts, not a package)
@@ -32,8 +35,19 @@ settings.register_profile("bad-input", derandomize=True, deadline=None, database
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 PROFILE = settings.get_profile("bad-input")
 
-FIELDS = [(f"{name}.{f.name}", f) for name, cls in cfgmod.SECTIONS.items() for f in dataclasses.fields(cls)
-          if not (cls is cfgmod.FaultsConfig and f.name in cfgmod.EVENT_TYPES)]
+
+
+def _fields(prefix: str, cls) -> list[tuple[str, object, dict]]:
+    types = hints(cls)
+    return [(f"{prefix}.{f.name}", types[f.name], f.metadata) for f in dataclasses.fields(cls)
+            if not f.metadata.get("internal")]
+
+
+# every key of every section, and every kind's own options in its table ([protocol.heal] fanout = ...)
+FIELDS = [field for name, cls in cfgmod.SECTIONS.items() for field in _fields(name, cls)]
+FIELDS += [field for name, cls in cfgmod.SECTIONS.items() if getattr(cls, "NAMESPACES", None)
+           for spec in cls.NAMESPACES.specs() if spec.options for field in _fields(f"{name}.{spec.name}", spec.options)]
+EVENT_TYPES = {spec.name: spec.event for spec in FAULTS.specs()}
 EVENT_ROUNDS = 5  # the run length the event tests use: events at round >= 5 are past the end
 VALID_EVENT = {"round": 1, "fraction": 0.1, "count": 1, "start": 1, "end": 3}
 PRESETS = sorted(p for p in (ROOT / "jobs" / "configs").rglob("*.toml") if not p.name.startswith("sweep_"))
@@ -79,8 +93,9 @@ def check_rejection(run, must_name: str | None = None) -> str | None:
 
 # ----------------------------------------------------------------------------- bad values per field
 
-def kind_of(f) -> str:
-    return f.type if isinstance(f.type, str) else f.type.__name__
+def kind_of(tp) -> str:
+    """The field's type as the generators name it: int, float, str, bool, or "int | str" for a union."""
+    return "int | str" if typing.get_args(tp) else tp.__name__
 
 
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
@@ -88,9 +103,9 @@ HUGE_INT = st.one_of(st.integers(min_value=2**63, max_value=10**40), st.integers
 TEXT = st.text(max_size=12)
 
 
-def wrong_type(f):
+def wrong_type(tp):
     """Values of another type than the field's, each of which must be rejected."""
-    t = kind_of(f)
+    t = kind_of(tp)
     lists = st.lists(st.integers(-3, 3), max_size=3)
     tables = st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=2)
     other = {"int": st.one_of(TEXT, st.booleans(), st.floats(allow_nan=False, allow_infinity=False)),
@@ -102,12 +117,13 @@ def wrong_type(f):
     return st.one_of(other, lists, tables)
 
 
-def out_of_range(f):
+def out_of_range(tp, meta):
     """Values of the right type outside lo/hi/choices; None when the field has no bound."""
-    t, meta = kind_of(f), f.metadata
+    t = kind_of(tp)
     options = []
-    if meta.get("choices"):
-        options.append(TEXT.filter(lambda s: s not in meta["choices"]))
+    allowed = choices(meta)
+    if allowed:  # a kind's name: also not a "module:SPEC" a plug-in could load
+        options.append(TEXT.filter(lambda s: s not in allowed and ":" not in s))
     lo, hi = meta.get("lo"), meta.get("hi")
     if t == "int":
         if lo is not None:
@@ -126,28 +142,28 @@ def out_of_range(f):
     return st.one_of(options) if options else None
 
 
-def bad_cases(f):
+def bad_cases(tp, meta):
     """(value, must fail) pairs for one field."""
-    t, meta = kind_of(f), f.metadata
-    free_text = t == "str" and not meta.get("choices")
+    t = kind_of(tp)
+    free_text = t == "str" and not choices(meta)
     large_float_ok = t == "float" and meta.get("hi") is None  # a finite 1e30 learning rate is in range
-    cases = [wrong_type(f).map(lambda v: (v, True)),
+    cases = [wrong_type(tp).map(lambda v: (v, True)),
              NON_FINITE.map(lambda v: (v, True)),
              HUGE_INT.map(lambda v: (v, not large_float_ok)),
              st.just(("", not free_text))]
-    bounded = out_of_range(f)
+    bounded = out_of_range(tp, meta)
     if bounded is not None:
         cases.append(bounded.map(lambda v: (v, True)))
     return st.one_of(cases)
 
 
-@pytest.mark.parametrize("key,f", FIELDS, ids=[k for k, _ in FIELDS])
+@pytest.mark.parametrize("key,tp,meta", FIELDS, ids=[k for k, _, _ in FIELDS])
 @settings(PROFILE)
 @given(data=st.data())
-def test_every_field_rejects_bad_values_naming_the_key(tmp_path, key, f, data):
-    value, must_fail = data.draw(bad_cases(f), label="value, must fail")
-    section, name = key.split(".")
-    text = f"[{section}]\n{name} = {toml_value(value)}\n"
+def test_every_field_rejects_bad_values_naming_the_key(tmp_path, key, tp, meta, data):
+    value, must_fail = data.draw(bad_cases(tp, meta), label="value, must fail")
+    table, name = key.rsplit(".", 1)
+    text = f"[{table}]\n{name} = {toml_value(value)}\n"
     check_rejection(lambda: load_text(tmp_path, text), f"{key}:" if must_fail else None)
 
 
@@ -156,8 +172,8 @@ def test_every_field_rejects_bad_values_naming_the_key(tmp_path, key, f, data):
 @st.composite
 def bad_event(draw):
     """(event list name, one broken event, the key its message must start with)."""
-    name = draw(st.sampled_from(sorted(cfgmod.EVENT_TYPES)))
-    names = [f.name for f in dataclasses.fields(cfgmod.EVENT_TYPES[name])]
+    name = draw(st.sampled_from(sorted(EVENT_TYPES)))
+    names = [f.name for f in dataclasses.fields(EVENT_TYPES[name])]
     event = {k: VALID_EVENT[k] for k in names}
     how = draw(st.sampled_from(["missing", "wrong type", "past the end", "not a table"]))
     key = f"faults.{name}[0]"

@@ -9,12 +9,12 @@ import pytest
 from mpi4py import MPI
 
 from heal_mpi import config as cfgmod
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import elevator_ops as ops
 from heal_mpi.overlay.common import sample_from_pool
 from heal_mpi.overlay.elevator import Elevator
-from overlay_util import ROOT, hub_ids, hubs, make_world, overlay_cfg, simulate, topology_module
+from helpers import ROOT, hub_ids, hubs, make_world, overlay_cfg, simulate, analysis_module
 
 E = np.zeros(0, np.int64)
 
@@ -121,7 +121,7 @@ def test_hubs_converge_to_h_and_every_hub_list_agrees():
 
 
 def test_top_c_variant_converges_too():
-    cfg = overlay_cfg(200, 15, overlay={"preferred": "top-c"})
+    cfg = overlay_cfg(200, 15, overlay={"elevator": {"preferred": "top-c"}})
     _, ov, trace = simulate(cfg, MPI.COMM_SELF, lambda ctx, ov: hubs(ov))
     assert trace[-1] == 10
 
@@ -190,7 +190,7 @@ def hub_trace(ctx, ov):
 
 @pytest.mark.slow
 def test_paper_fault_free_ten_hubs_diameter_two():
-    topo = topology_module()
+    topo = analysis_module("topology")
     found = {}
 
     def observe(ctx, ov):
@@ -229,7 +229,7 @@ def test_paper_hub_attack_ten_new_hubs():
 
 @pytest.mark.slow
 def test_paper_churn_stays_connected_and_recovers():
-    topo = topology_module()
+    topo = analysis_module("topology")
 
     def observe(ctx, ov):
         lcc = None

@@ -3,7 +3,7 @@
 import numpy as np
 
 from heal_mpi import config as cfgmod
-from heal_mpi.faults import FaultSchedule, pick_top_degree, share
+from heal_mpi.faults.schedule import FaultSchedule, pick_top_degree, share
 
 
 def make_cfg(n=100, **faults):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay.newscast import Newscast
-from overlay_util import hubs, make_world, overlay_cfg, simulate, topology_module
+from helpers import hubs, make_world, overlay_cfg, simulate, analysis_module
 
 E = np.zeros(0, np.int64)
 
@@ -70,7 +70,7 @@ def test_state_round_trip():
 
 @pytest.mark.slow
 def test_paper_newscast_baseline(capsys):
-    topo = topology_module()
+    topo = analysis_module("topology")
     _, ov, _ = simulate(overlay_cfg(1000, 30, kind="newscast"), MPI.COMM_SELF)
     m = topo.graph_metrics(ov.snapshot(), ov.alive, sources=None)
     with capsys.disabled():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from overlay_util import gather_rows, reduced_metrics, overlay_cfg, simulate
+from helpers import gather_rows, reduced_metrics, overlay_cfg, simulate
 
 FAULTS = dict(message_loss=0.05, crash=[{"round": 6, "fraction": 0.2}], hub_crash=[{"round": 11, "count": "all"}],
               churn=[{"start": 3, "end": 16, "fraction": 0.05}])
@@ -43,14 +43,14 @@ def assert_same(cfg):
 @pytest.mark.mpi
 @pytest.mark.parametrize("preferred", ["top-h", "top-c"])
 def test_elevator_identical_on_any_rank_count(preferred):
-    assert_same(overlay_cfg(61, 20, overlay={"cache_size": 8, "hubs": 4, "preferred": preferred,
-                                             "max_backward": 10}, **FAULTS))
+    assert_same(overlay_cfg(61, 20, overlay={"cache_size": 8, "hubs": 4, "elevator": {"preferred": preferred,
+                                                                                     "max_backward": 10}}, **FAULTS))
 
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("kind", ["passive", "noncoordinated", "coordinated"])
 def test_elevator_under_attack_and_lift_identical_on_any_rank_count(kind):
-    assert_same(overlay_cfg(61, 16, overlay={"cache_size": 8, "hubs": 3, "max_backward": 10},
+    assert_same(overlay_cfg(61, 16, overlay={"cache_size": 8, "hubs": 3, "elevator": {"max_backward": 10}},
                             adversary={"byzantine": 4, "kind": kind, "lift_round": 9}, **FAULTS))
 
 
@@ -62,7 +62,7 @@ def test_newscast_identical_on_any_rank_count():
 @pytest.mark.mpi
 @pytest.mark.parametrize("kind", ["star", "multistar", "ring", "regular", "complete"])
 def test_static_identical_on_any_rank_count(kind):
-    assert_same(overlay_cfg(23, 5, kind=kind, overlay={"servers": 3, "degree": 4},
+    assert_same(overlay_cfg(23, 5, kind=kind, overlay={"multistar": {"servers": 3}, "regular": {"degree": 4}},
                             crash=[{"round": 2, "fraction": 0.3}]))
 
 

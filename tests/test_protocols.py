@@ -18,20 +18,20 @@ FAULTS = ["faults.crash=[{round = 2, fraction = 0.15}]", "faults.churn=[{start =
           "faults.message_loss=0.1"]
 PROTOCOLS = {
     "fedavg": ["protocol.kind='fedavg'"],
-    "gaia": ["protocol.kind='gaia'", "overlay.servers=3"],
+    "gaia": ["protocol.kind='gaia'", "overlay.multistar.servers=3"],
     "heal": ["protocol.kind='heal'", "overlay.cache_size=6", "overlay.hubs=2",
              "faults.hub_crash=[{round = 4, count = 'all'}]"],
-    "heal-by-clients": ["protocol.kind='heal'", "protocol.hub_weights='clients'", "overlay.cache_size=6",
+    "heal-by-clients": ["protocol.kind='heal'", "protocol.heal.hub_weights='clients'", "overlay.cache_size=6",
                         "overlay.hubs=3", "faults.hub_crash=[{round = 4, count = 'all'}]"],
-    "heal-median": ["protocol.kind='heal'", "protocol.aggregation='median'", "protocol.hub_merge='median'",
+    "heal-median": ["protocol.kind='heal'", "protocol.heal.aggregation='median'", "protocol.heal.hub_merge='median'",
                     "overlay.cache_size=6", "overlay.hubs=3", "faults.hub_crash=[{round = 4, count = 'all'}]"],
     "gossip": ["protocol.kind='gossip'", "overlay.cache_size=5"],
-    "gossip-age": ["protocol.kind='gossip'", "protocol.merge='age'", "overlay.cache_size=5"],
-    "gossip-per-model": ["protocol.kind='gossip'", "protocol.gossip_update='per_model'", "protocol.merge='age'",
+    "gossip-age": ["protocol.kind='gossip'", "protocol.gossip.merge='age'", "overlay.cache_size=5"],
+    "gossip-per-model": ["protocol.kind='gossip'", "protocol.gossip.gossip_update='per_model'", "protocol.gossip.merge='age'",
                          "overlay.cache_size=5"],
     "el-neighbours": ["protocol.kind='epidemic'", "overlay.cache_size=4"],
-    "el-oracle": ["protocol.kind='epidemic'", "protocol.epidemic='oracle'", "protocol.fanout=3", "overlay.cache_size=5"],
-    "el-local": ["protocol.kind='epidemic'", "protocol.epidemic='local'", "protocol.fanout=3", "overlay.cache_size=5"],
+    "el-oracle": ["protocol.kind='epidemic'", "protocol.epidemic.variant='oracle'", "protocol.epidemic.fanout=3", "overlay.cache_size=5"],
+    "el-local": ["protocol.kind='epidemic'", "protocol.epidemic.variant='local'", "protocol.epidemic.fanout=3", "overlay.cache_size=5"],
 }
 
 
@@ -87,7 +87,7 @@ def model_messages(cfg, tmp_path):
 @pytest.mark.parametrize("n,servers", [(14, 1), (20, 4)])
 def test_fedavg_and_gaia_message_counts(tmp_path, n, servers):
     kind = "fedavg" if servers == 1 else "gaia"
-    msgs, _ = model_messages(config(f"protocol.kind='{kind}'", f"nodes.count={n}", f"overlay.servers={servers}"),
+    msgs, _ = model_messages(config(f"protocol.kind='{kind}'", f"nodes.count={n}", f"overlay.multistar.servers={servers}"),
                              tmp_path)
     assert (msgs == 2 * (n - servers) + servers * (servers - 1)).all()  # FedAvg: 2(n-1)
 
@@ -97,7 +97,7 @@ def test_gossip_sends_n_and_el_sends_n_times_c(tmp_path):
     assert (msgs == 14).all()
     msgs, _ = model_messages(config("protocol.kind='epidemic'", "overlay.cache_size=5"), tmp_path)
     assert (msgs[2:] == 14 * 5).all()  # once Newscast caches are full
-    msgs, _ = model_messages(config("protocol.kind='epidemic'", "protocol.epidemic='oracle'", "protocol.fanout=3",
+    msgs, _ = model_messages(config("protocol.kind='epidemic'", "protocol.epidemic.variant='oracle'", "protocol.epidemic.fanout=3",
                                     "overlay.cache_size=5"),
                              tmp_path)
     assert (msgs == 14 * 3).all()
@@ -110,7 +110,7 @@ def test_gossip_per_model_trains_once_per_model_received(tmp_path):
     samples = {}
     for update in ("once", "per_model"):
         out = tmp_path / f"{update}.h5"
-        simulate(config("protocol.kind='gossip'", "overlay.cache_size=5", f"protocol.gossip_update='{update}'"),
+        simulate(config("protocol.kind='gossip'", "overlay.cache_size=5", f"protocol.gossip.gossip_update='{update}'"),
                  MPI.COMM_SELF, out)
         with h5py.File(out, "r") as f:
             samples[update], models = f["rounds/train_samples"][:], f["rounds/model_messages"][:]
@@ -120,16 +120,16 @@ def test_gossip_per_model_trains_once_per_model_received(tmp_path):
 
 
 def test_gossip_per_model_refuses_a_robust_merge():
-    with pytest.raises(cfgmod.ConfigError, match=r"protocol\.aggregation: 'median'.*one at a time"):
-        config("protocol.kind='gossip'", "overlay.cache_size=5", "protocol.gossip_update='per_model'",
-               "protocol.aggregation='median'")
+    with pytest.raises(cfgmod.ConfigError, match=r"protocol\.gossip\.aggregation: 'median'.*one at a time"):
+        config("protocol.kind='gossip'", "overlay.cache_size=5", "protocol.gossip.gossip_update='per_model'",
+               "protocol.gossip.aggregation='median'")
 
 
 @pytest.mark.parametrize("s", [1, 2])
 def test_heal_message_formula_on_converged_overlay(tmp_path, s):
     n, h = 40, 4
     cfg = config("protocol.kind='heal'", f"nodes.count={n}", "overlay.cache_size=10", f"overlay.hubs={h}",
-                 f"protocol.fanout={s}", "run.rounds=14", "data.synthetic_train=1200")
+                 f"protocol.heal.fanout={s}", "run.rounds=14", "data.synthetic_train=1200")
     msgs, hubs = model_messages(cfg, tmp_path)
     converged = hubs == h
     assert converged[-4:].all(), hubs

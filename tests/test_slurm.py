@@ -108,7 +108,7 @@ faults = { crash = [{round = 2, fraction = 0.5}] }
     assert len(tasks) == 8 and tasks[0].split()[1:] == ["1", str(tmp_path / "sw" / "fedavg_fault_free-seed1.h5")]
     from heal_mpi import config
     cfg = config.load(tmp_path / "sw" / "configs" / "gossip_crash.toml")
-    assert cfg.protocol.kind == "gossip" and cfg.faults.crash[0].fraction == 0.5 and cfg.nodes.count == 6
+    assert cfg.protocol.kind == "gossip" and cfg.faults.events["crash"][0].fraction == 0.5 and cfg.nodes.count == 6
     assert cfg.data.synthetic_test == 120 and cfg.data.synthetic_train == 300  # [common] over the base
 
     for old, new, key in [('kind = "gossip"', 'kind = "gosip"', "methods.gossip + scenarios.fault_free: protocol.kind"),

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay.static import StaticOverlay, random_regular_edges
-from overlay_util import hub_ids, hubs, make_world
+from helpers import hub_ids, hubs, make_world
 
 E = np.zeros(0, np.int64)
 

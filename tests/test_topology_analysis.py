@@ -8,9 +8,9 @@ import h5py
 import networkx as nx
 import numpy as np
 
-from overlay_util import ROOT, topology_module
+from helpers import ROOT, analysis_module
 
-topo = topology_module()
+topo = analysis_module("topology")
 
 
 def write_run(path, caches, alive, rounds):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.metrics import RoundMetrics, Traffic
@@ -28,21 +28,26 @@ class Overlay(ABC):
 
     Args:
         world: the World; channel: where simulated messages are lost or altered;
-        hub_width: width of the `hub_ids` metric row.
+        hub_width: width of the `hub_ids` metric row;
+        comm: the run's Comm, shared with the engine so that every rank's collective steps are
+            checked against each other's (a fresh one when None: an overlay on its own).
 
     Attributes (refreshed by `step`):
         alive: bool [N], liveness of the last cycle.
         in_degree: int64 [N], global in-degree of every slot among live nodes' views
             (the same on every rank; the hub attack and the metrics read it).
         traffic: this cycle's simulated overlay messages per local node.
+        before_cycle: hooks (overlay, ctx) an overlay may run at the start of its cycle, before any
+            node acts (Elevator runs them: Lift, attached at build time by heal_mpi.adversary.wiring).
     """
 
     STATE: dict = {}  # name -> dtype of each array attribute a resume needs
     ITEM_BYTES = ID_BYTES  # simulated bytes per id or entry a message carries
 
-    def __init__(self, world: World, channel: Channel, hub_width: int):
+    def __init__(self, world: World, channel: Channel, hub_width: int, comm: Comm | None = None):
         self.world, self.channel, self.hub_width = world, channel, hub_width
-        self.comm = Comm(world)
+        self.comm = comm if comm is not None else Comm(world)
+        self.before_cycle: list = []
         self.alive = np.ones(world.n_nodes, dtype=bool)
         self.traffic = Traffic(world.n_local)
 
@@ -92,7 +97,6 @@ class Overlay(ABC):
         metrics.add_node("is_hub", self.is_hub())
         metrics.add_row("hub_ids", ids)
         self.traffic.contribute(metrics, "overlay")
-        metrics.add_sum("mpi_bytes", self.comm.take_bytes())
 
     def count_in_degree(self, views: np.ndarray, extra=()) -> tuple[np.ndarray, np.ndarray]:
         """(in-degree int64 [N], extras summed over ranks) from the local live nodes' views [n, k].
@@ -102,7 +106,7 @@ class Overlay(ABC):
         n = self.world.n_nodes
         ids = views[views >= 0]
         total = self.comm.allreduce_sum(np.concatenate([np.bincount(ids, minlength=n).astype(np.int64),
-                                                        np.asarray(extra, dtype=np.int64)]))
+                                                        np.asarray(extra, dtype=np.int64)]), "overlay-in-degree")
         return total[:n], total[n:]
 
     def prune_departed(self, ids: np.ndarray, ctx: RoundContext) -> np.ndarray:

@@ -34,7 +34,7 @@ Decisions (design.md §8 and these):
 - Message loss: every simulated request and every reply goes through the channel
   (`channel.delivered`, keyed draws). A lost request is neither recorded nor answered; a
   lost reply was recorded but gives the requester nothing. Cache and backward replies of
-  the senders the channel says forge ("elevator-cache-reply", "elevator-backward-reply")
+  the senders the channel says forge ("cache-reply", "backward-reply")
   are replaced by its forgery, one per (sender, requester), on the requester's side.
 - A node whose new cache would be empty (every answer lost) keeps its pruned old cache.
 - Simulated sizes: a message is `HEADER_BYTES` (16) + 8 bytes per id it carries.
@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.metrics import RoundMetrics
 from heal_mpi.overlay import elevator_ops as ops
@@ -87,8 +87,8 @@ class Elevator(Overlay):
              "in_degree": np.int64, "alive": bool}
 
     def __init__(self, world, channel: Channel, cache_size: int, hubs: int, seed: int, preferred: str = "top-h",
-                 max_backward: int = 100, backward_cap: int | None = None):
-        super().__init__(world, channel, hub_width=hubs)
+                 max_backward: int = 100, backward_cap: int | None = None, comm=None):
+        super().__init__(world, channel, hub_width=hubs, comm=comm)
         self.c, self.h, self.seed, self.max_backward = cache_size, hubs, seed, max_backward
         self.k_pref = hubs if preferred == "top-h" else cache_size
         self.cap = backward_cap or max(2 * max_backward, 2 * cache_size)
@@ -102,26 +102,21 @@ class Elevator(Overlay):
         self.head = np.zeros(world.n_local, dtype=np.int64)
         self.since = np.zeros(n, dtype=np.int64)
         self.backward_evicted = 0
-        self.lift = None  # the Lift defence (heal_mpi.adversaries.Lift), when configured
         self.in_degree, _ = self.count_in_degree(self.cache)
 
     @classmethod
-    def from_config(cls, cfg, world, channel: Channel) -> "Elevator":
-        ov = cfg.overlay
-        elevator = cls(world, channel, ov.cache_size, ov.hubs, cfg.run.seed, preferred=ov.preferred,
-                       max_backward=ov.max_backward)
-        if cfg.adversary.lift_round >= 0:
-            from heal_mpi.adversaries import Lift, byzantine_ids
-            elevator.lift = Lift(cfg, byzantine_ids(cfg))
-        return elevator
+    def from_config(cls, cfg, world, channel: Channel, comm=None) -> "Elevator":
+        ov, own = cfg.overlay, cfg.overlay.options
+        return cls(world, channel, ov.cache_size, ov.hubs, cfg.run.seed, preferred=own.preferred,
+                   max_backward=own.max_backward, comm=comm)
 
     # ------------------------------------------------------------------ the cycle
     def step(self, ctx: RoundContext) -> None:
         """One Elevator cycle. Collective over `world.comm`: every rank must call."""
         self.new_cycle(ctx)
         self._prune(ctx)
-        if self.lift is not None and self.lift.due(ctx.rnd):  # before any node's step of this cycle (§2.3)
-            self.cache = self.lift.apply(self.cache, ctx, self.world.local_slots)
+        for hook in self.before_cycle:  # e.g. Lift (heal_mpi.adversary.wiring), before any node's step
+            hook(self, ctx)
         rows = np.flatnonzero(ctx.alive[self.world.slot_lo:self.world.slot_hi])  # local live rows
         v = rows + self.world.slot_lo
         table, slot_row, evicted = self._cache_phase(ctx, rows, v)
@@ -196,11 +191,11 @@ class Elevator(Overlay):
         to the table; the requesters' slots point at them. A node's read of itself is no message."""
         if not self.channel.alterations:
             return table, slot_row
-        forged = self.channel.forging("elevator-cache-reply", t) & (t != q)
+        forged = self.channel.forging("cache-reply", t) & (t != q)
         if not forged.any():
             return table, slot_row
         real = table[slot_row[rows[forged], cols[forged]]]
-        fake = self.channel.alter("elevator-cache-reply", t[forged], real, ctx.rnd, receivers=q[forged])
+        fake = self.channel.alter("cache-reply", t[forged], real, ctx.rnd, receivers=q[forged])
         slot_row = slot_row.copy()
         slot_row[rows[forged], cols[forged]] = len(table) + np.arange(int(forged.sum()))
         return np.concatenate([table, fake]), slot_row
@@ -254,10 +249,10 @@ class Elevator(Overlay):
         requesters' `which` entries point at (changed in place)."""
         if not self.channel.alterations:
             return sizes, flat, offsets
-        forged = self.channel.forging("elevator-backward-reply", t) & (t != q)
+        forged = self.channel.forging("backward-reply", t) & (t != q)
         if not forged.any():
             return sizes, flat, offsets
-        fake = self.channel.alter("elevator-backward-reply", t[forged], None, ctx.rnd, receivers=q[forged])
+        fake = self.channel.alter("backward-reply", t[forged], None, ctx.rnd, receivers=q[forged])
         lens = row_lengths(fake)
         which[rows[forged], cols[forged]] = len(sizes) + np.arange(len(fake))
         offsets = np.concatenate([offsets, len(flat) + np.cumsum(lens) - lens]).astype(np.int64)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay.base import Overlay
 from heal_mpi.overlay.common import ID_BYTES, compact_rows, local_mask, row_lengths, sample_from_pool
@@ -47,8 +47,8 @@ class Newscast(Overlay):
     STATE = {"ids": np.int64, "stamps": np.int64, "in_degree": np.int64, "alive": bool}
     ITEM_BYTES = ENTRY_BYTES
 
-    def __init__(self, world, channel: Channel, cache_size: int, seed: int, hub_width: int = 1):
-        super().__init__(world, channel, hub_width)
+    def __init__(self, world, channel: Channel, cache_size: int, seed: int, hub_width: int = 1, comm=None):
+        super().__init__(world, channel, hub_width, comm)
         self.c, self.seed = cache_size, seed
         n, local = world.n_nodes, world.local_slots
         self.ids = sample_from_pool(seed, "newscast-init", (local,), np.arange(n, dtype=np.int64), cache_size, local)
@@ -56,8 +56,8 @@ class Newscast(Overlay):
         self.in_degree, _ = self.count_in_degree(self.ids)
 
     @classmethod
-    def from_config(cls, cfg, world, channel: Channel) -> "Newscast":
-        return cls(world, channel, cfg.overlay.cache_size, cfg.run.seed, hub_width=cfg.overlay.hubs)
+    def from_config(cls, cfg, world, channel: Channel, comm=None) -> "Newscast":
+        return cls(world, channel, cfg.overlay.cache_size, cfg.run.seed, hub_width=cfg.overlay.hubs, comm=comm)
 
     def step(self, ctx: RoundContext) -> None:
         """One Newscast cycle. Collective over `world.comm`: every rank must call."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay.base import Overlay
 from heal_mpi.overlay.common import compact_rows
@@ -120,11 +120,11 @@ class StaticOverlay(Overlay):
     STATE = {"in_degree": np.int64, "alive": bool}
 
     def __init__(self, world, channel: Channel, kind: str, servers: int = 1, degree: int = 4, seed: int = 0,
-                 hub_width: int | None = None):
+                 hub_width: int | None = None, comm=None):
         if kind not in KINDS:
             raise ValueError(f"unknown static overlay {kind!r}")
         servers = 1 if kind == "star" else servers
-        super().__init__(world, channel, hub_width or (servers if kind in ("star", "multistar") else 1))
+        super().__init__(world, channel, hub_width or (servers if kind in ("star", "multistar") else 1), comm)
         self.kind, self.n, self.servers = kind, world.n_nodes, servers
         if kind != "complete":
             self.src, self.dst = _edge_list(kind, self.n, self.servers, degree, seed)
@@ -133,9 +133,10 @@ class StaticOverlay(Overlay):
         self.in_degree = self._in_degree(self.alive)
 
     @classmethod
-    def from_config(cls, cfg, world, channel: Channel) -> "StaticOverlay":
-        ov = cfg.overlay
-        return cls(world, channel, cfg.overlay_kind, servers=ov.servers, degree=ov.degree, seed=cfg.run.seed)
+    def from_config(cls, cfg, world, channel: Channel, comm=None) -> "StaticOverlay":
+        own = cfg.overlay.options
+        return cls(world, channel, cfg.overlay_kind, servers=getattr(own, "servers", 1),
+                   degree=getattr(own, "degree", 4), seed=cfg.run.seed, comm=comm)
 
     def _hub_lists_all(self) -> np.ndarray:
         """int64 [n_local, hub width] of the local nodes."""

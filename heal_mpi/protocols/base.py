@@ -9,18 +9,43 @@ engine does the rest (training, loss, traffic, MPI). Its `round` is a generator:
         yield Assign(got, nodes, own_weight)
         return {"some_count": 3}          # optional: per-round sums for /rounds
 
-It must yield the same steps on every rank (no branch on rank-local data around a yield).
+It must yield the same *communicating* steps (Mix, Reply) on every rank, in the same order:
+never branch on rank-local data around one. Train and Assign stay on the rank, so a rank may run them as often as its own nodes need. A rank that yields another
+communicating step, or finishes early, ends the job with a message naming both ranks.
+
+A protocol is registered by its spec (heal_mpi.registry.ProtocolSpec), which may live in the
+protocol's own module: protocols import NumPy and heal_mpi's light modules only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Generator
 
 import numpy as np
 
 from heal_mpi.context import RoundContext
+from heal_mpi.errors import ConfigError
+from heal_mpi.options import opt
 from heal_mpi.rng import uniform
-from heal_mpi.steps import Rule
+from heal_mpi.steps import RULES, Rule
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """The options of every protocol whose receivers can combine models by a robust rule."""
+
+    aggregation: str = opt("mean", "how a receiver (a hub, a Gossip or EL node) combines the models it receives; "
+                           "robust rules ship every row to the receiver's rank", choices=RULES)
+    trim_beta: float = opt(0.1, "trimmed_mean: the fraction dropped at each end (< 0.5)", lo=0.0, hi=0.5)
+    clip_tau: float = opt(1.0, "centered_clip: the clipping radius (L2 norm of a row's distance)", lo=0.0,
+                          lo_open=True)
+
+
+def check_aggregation(cfg) -> None:
+    beta = cfg.protocol.options.trim_beta
+    if beta >= 0.5:
+        raise ConfigError(f"protocol.{cfg.protocol.name}.trim_beta: {beta} must be < 0.5 (nothing would be left)")
 
 
 class Protocol:
@@ -33,8 +58,9 @@ class Protocol:
 
     def __init__(self, cfg, local: np.ndarray):
         self.cfg, self.local = cfg, local
-        p = cfg.protocol
-        self.rule = Rule(p.aggregation, p.trim_beta, p.clip_tau)  # how a receiver combines models
+        self.opts = cfg.protocol.options  # this protocol's [protocol.<name>] options (None: it has none)
+        o = self.opts
+        self.rule = Rule(o.aggregation, o.trim_beta, o.clip_tau) if isinstance(o, Aggregation) else Rule()
 
     def round(self, ctx: RoundContext, overlay) -> Generator:
         """One learning round, as a generator of steps."""

@@ -1,6 +1,6 @@
 """Epidemic Learning: train, send to some peers, average the own model with what arrived.
 
-Variants (protocol.epidemic):
+Variants (protocol.epidemic.variant):
   oracle      every round a fresh random s-out/s-in regular digraph over the live nodes:
               the live nodes in a keyed random order, each sending to the next s (every node
               sends s models and receives s: the balanced load of EL-Oracle);
@@ -14,12 +14,24 @@ combine them, their own included, by a robust rule (protocol.aggregation).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from heal_mpi.context import RoundContext
-from heal_mpi.protocols.base import Protocol, edges_of, live_only
+from heal_mpi.errors import ConfigError
+from heal_mpi.options import opt
+from heal_mpi.protocols.base import Aggregation, Protocol, check_aggregation, edges_of, live_only
+from heal_mpi.registry import ProtocolSpec
 from heal_mpi.rng import uniform
 from heal_mpi.steps import Assign, Mix, Train
+
+
+@dataclass(frozen=True)
+class EpidemicOptions(Aggregation):
+    variant: str = opt("neighbours", "oracle (random s-regular graph), local (s random peers), neighbours (every "
+                       "overlay neighbour, as the HEAL evaluation ran it)", choices=("oracle", "local", "neighbours"))
+    fanout: int = opt(1, "s: the peers a node sends to (oracle, local)", lo=1)
 
 
 def oracle_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
@@ -55,10 +67,10 @@ def local_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
 
 
 class EpidemicProtocol(Protocol):
-    """Options: protocols.params.EpidemicParams (`protocol.epidemic`)."""
+    """Options: EpidemicOptions (`[protocol.epidemic]`)."""
 
     def targets(self, ctx: RoundContext, overlay) -> np.ndarray:
-        variant, s = self.cfg.protocol.epidemic, self.cfg.protocol.fanout
+        variant, s = self.opts.variant, self.opts.fanout
         if variant == "oracle":
             return oracle_targets(ctx, s, self.local)
         if variant == "local":
@@ -80,3 +92,17 @@ class EpidemicProtocol(Protocol):
         own = np.flatnonzero(alive)  # the own model joins the robust merge as a self-edge (no message)
         got = yield Mix("epidemic", np.concatenate([src, own]), np.concatenate([dst, self.local[own]]), rule=self.rule)
         yield Assign(got, np.flatnonzero(alive & (got.messages > 0)))
+
+
+def check_epidemic(cfg) -> None:
+    check_aggregation(cfg)
+    o, n = cfg.protocol.options, cfg.nodes.count
+    if o.variant != "neighbours" and o.fanout >= n:
+        raise ConfigError(f"protocol.epidemic.fanout: s = {o.fanout} must be < nodes.count = {n}")
+
+
+SPEC = ProtocolSpec(
+    "epidemic", "heal_mpi.protocols.epidemic:EpidemicProtocol", "Epidemic",
+    "every live node trains, sends to its targets, and averages its own model with what arrived: `neighbours` "
+    "(every overlay neighbour, the \"EL\" of the HEAL evaluation), `oracle` (a fresh random s-out/s-in regular "
+    "digraph), `local` (s uniform random live nodes)", "newscast", options=EpidemicOptions, check=check_epidemic)

@@ -22,15 +22,28 @@ received models by that rule, unweighted.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from heal_mpi.protocols.base import Protocol, live_only, pick_from_lists
+from heal_mpi.errors import ConfigError
+from heal_mpi.options import opt
+from heal_mpi.protocols.base import Aggregation, Protocol, check_aggregation, live_only, pick_from_lists
+from heal_mpi.registry import ProtocolSpec
 from heal_mpi.rng import uniform
 from heal_mpi.steps import Assign, Mix, Train
 
 
+@dataclass(frozen=True)
+class GossipOptions(Aggregation):
+    merge: str = opt("uniform", "merge weights: uniform, or by model age", choices=("uniform", "age"))
+    gossip_update: str = opt("once", "once: a node merges every model it received and trains once; per_model: "
+                             "Gossipy's MERGE_UPDATE (as the HEAL evaluation ran GL), one merge with the own model "
+                             "and one training per model received, in arrival order", choices=("once", "per_model"))
+
+
 class GossipProtocol(Protocol):
-    """Options: protocols.params.GossipParams (`protocol.merge`, `protocol.gossip_update`)."""
+    """Options: GossipOptions (`[protocol.gossip]`)."""
 
     def __init__(self, cfg, local):
         super().__init__(cfg, local)
@@ -42,12 +55,12 @@ class GossipProtocol(Protocol):
     def round(self, ctx, overlay):
         alive = ctx.alive[self.local]
         peers = live_only(overlay.gossip_peers(), ctx.alive)
-        per_model = self.cfg.protocol.gossip_update == "per_model"
+        per_model = self.opts.gossip_update == "per_model"
 
         # push: one live peer of the view
         target = pick_from_lists(peers, alive, 1, ctx, "gossip-peer", self.local)[:, 0]  # [n_local]
         src = np.flatnonzero(target >= 0)
-        age_w = self.cfg.protocol.merge == "age"
+        age_w = self.opts.merge == "age"
         weight = np.maximum(self.age, 1).astype(np.float64)
         dst = target[src]
         if self.rule.robust:  # the own model joins the merge as a self-edge (no message)
@@ -83,3 +96,19 @@ class GossipProtocol(Protocol):
 
     def load_state_dict(self, state: dict) -> None:
         self.age = np.asarray(state["age"], dtype=np.int64).copy()
+
+
+def check_gossip(cfg) -> None:
+    check_aggregation(cfg)
+    o = cfg.protocol.options
+    if o.gossip_update == "per_model" and o.aggregation != "mean":
+        raise ConfigError(f"protocol.gossip.aggregation: {o.aggregation!r} needs the models of a round together; "
+                          "protocol.gossip.gossip_update = 'per_model' merges them one at a time")
+
+
+SPEC = ProtocolSpec(
+    "gossip", "heal_mpi.protocols.gossip:GossipProtocol", "Gossip",
+    "every live node pushes to one random live peer of its view; a receiver averages the k models with its own "
+    "(uniform, or `merge = \"age\"`), then trains once; with `gossip_update = \"per_model\"` (Gossipy's "
+    "MERGE_UPDATE, as the HEAL evaluation ran GL) it merges each model with its own, 1/2 each, and trains, once "
+    "per model, in arrival order", "newscast", options=GossipOptions, check=check_gossip)

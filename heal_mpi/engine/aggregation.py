@@ -31,7 +31,7 @@ import math
 import numpy as np
 import torch
 
-from heal_mpi.protocols.params import AGGREGATIONS as RULES  # one list: the config's choices
+from heal_mpi.steps import RULES  # one list: the config's choices
 
 
 def aggregate(rule: str, rows: torch.Tensor, group: np.ndarray, n_groups: int, beta: float = 0.1,

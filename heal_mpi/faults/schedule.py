@@ -4,8 +4,8 @@ Owns the `[faults]` section's semantics. Every decision is a keyed draw from the
 seed (`rng.uniform`), so every rank computes the same `alive[N]` and `incarnation[N]`
 vectors without talking, whatever the rank count.
 
-The event kinds are registered in `heal_mpi.registry.FAULT_EVENTS` (the event dataclass in
-heal_mpi/fault_events.py, its `apply` here); within a round they apply in registry order,
+The event kinds are registered in `heal_mpi.registry.FAULTS` (the built-in event dataclasses
+and specs in events.py, their `apply` here); within a round they apply in registry order,
 each list in config order. The built-in ones:
 
 - **crash**: `round(fraction * L)` of the L live, unprotected slots, chosen uniformly, die
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heal_mpi.context import RoundContext
-from heal_mpi.fault_events import ChurnEvent, CrashEvent, HubCrashEvent
-from heal_mpi.registry import FAULT_EVENTS
+from heal_mpi.faults.events import ChurnEvent, CrashEvent, HubCrashEvent
+from heal_mpi.registry import FAULTS, load
 from heal_mpi.rng import uniform
 
 
@@ -148,7 +148,6 @@ def apply_churn(state: FaultState, i: int, ev: ChurnEvent) -> None:
     state.joined.append(out)
 
 
-
 # ----------------------------------------------------------------------------- the schedule
 
 class FaultSchedule:
@@ -163,8 +162,8 @@ class FaultSchedule:
     def __init__(self, cfg, n_nodes: int, protected=()):
         self.n = n_nodes
         self.seed = cfg.run.seed
-        self.faults = cfg.faults
         self.default_hubs = cfg.overlay.hubs
+        self.kinds = [(load(spec.apply), cfg.faults.events.get(spec.name, ())) for spec in FAULTS.specs()]
         self.protected = np.zeros(n_nodes, dtype=bool)
         self.protected[np.asarray(protected, dtype=np.int64)] = True
 
@@ -184,9 +183,9 @@ class FaultSchedule:
         state = FaultState(rnd=rnd, seed=self.seed, alive=np.array(alive, dtype=bool),
                            incarnation=np.array(incarnation, dtype=np.int64), eligible_base=~self.protected,
                            in_degree=np.asarray(in_degree), default_hubs=self.default_hubs)
-        for name, spec in FAULT_EVENTS.items():
-            for i, ev in enumerate(getattr(self.faults, name)):
-                spec.load_apply()(state, i, ev)
+        for apply, events in self.kinds:
+            for i, ev in enumerate(events):
+                apply(state, i, ev)
         return FaultStep(alive=state.alive, incarnation=state.incarnation, joined=_union(state.joined),
                          crashed=_union(state.gone))
 

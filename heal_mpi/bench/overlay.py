@@ -1,6 +1,6 @@
 """Benchmark of the Elevator overlay alone: cycles per second and MPI bytes per cycle.
 
-    mpirun -n 2 python -m heal_mpi.bench_overlay [--sizes 1000 10000 100000] [--cycles 100]
+    mpirun -n 2 python -m heal_mpi.bench.overlay [--sizes 1000 10000 100000] [--cycles 100]
 
 Runs fault-free Elevator (c = 20, h = 10, the paper's setting) for each N, times the
 cycles after construction, and prints one table row per N on rank 0 (with the largest
@@ -18,7 +18,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from heal_mpi.channel import Channel
+from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay.common import hub_metrics
 from heal_mpi.overlay.elevator import Elevator

@@ -1,0 +1,123 @@
+"""Labels of groups: the method ("HEAL", "Gossip (elevator)"), the scenario from the fault events
+("fault-free", "crash 20% @10", ...), their display order, and file-name slugs.
+
+Fault events are labelled by their kind's spec in heal_mpi.registry.FAULTS (a plug-in's kind by
+its own label); message loss and the adversary are added here.
+
+Rounds on plot axes count from 1: round k is the row written after k rounds. A fault
+configured at round r (0-based: it strikes at the start of the loop's round r) therefore
+falls between round r and r + 1, and is drawn at x = r; a window [s, e) spans x = s..e.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from heal_mpi import registry
+from heal_mpi.faults.events import pct
+
+METHOD_ORDER = list(registry.PROTOCOLS.names())  # display order: the registry's
+
+
+@dataclass(frozen=True)
+class Event:
+    """One fault event for plots: kind is crash, hub_crash, churn, message_loss, byzantine or lift."""
+
+    kind: str
+    start: int            # config round (0-based); for churn the window's start
+    end: int | None       # churn: the window's end (exclusive); else None
+    label: str
+
+
+def method_label(config: dict) -> str:
+    """"FedAvg", "HEAL", "Gossip (elevator)" for a config dict (the registry's labels)."""
+    return registry.method_label(str(config.get("protocol", {}).get("kind", "?")),
+                                 str(config.get("overlay", {}).get("kind", "auto")))
+
+
+def method_rank(group) -> int:
+    kind = group.runs[0].method if group.runs else ""
+    return METHOD_ORDER.index(kind) if kind in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def fault_events(config: dict) -> list[Event]:
+    """The [faults] events, kind by kind in registry order (crash, hub attack, churn, then plug-ins),
+    then message loss and the adversary. A kind this environment does not know keeps its name."""
+    faults = config.get("faults", {})
+    events = []
+    specs = {spec.name: spec for spec in registry.FAULTS.specs()}
+    for name in [*specs, *(k for k in faults if k not in specs and k != "message_loss")]:
+        spec = specs.get(name)
+        for e in faults.get(name, []):
+            if spec is None:
+                events.append(Event(name, int(e.get("round", e.get("start", 0))), e.get("end"), f"{name} {e}"))
+            else:
+                end = e.get(spec.end) if spec.end else None
+                events.append(Event(name, int(e[spec.start]), None if end is None else int(end), spec.label(e)))
+    if float(faults.get("message_loss", 0.0)) > 0:
+        events.append(Event("message_loss", 0, None, f"message loss {pct(faults['message_loss'])}"))
+    return events + adversary_events(config)
+
+
+def adversary_events(config: dict) -> list[Event]:
+    """The [adversary] as events: the Byzantine nodes (the whole run) and Lift (a round)."""
+    adv = config.get("adversary", {})
+    count, fraction = int(adv.get("byzantine", 0)), float(adv.get("byzantine_fraction", 0.0))
+    events = []
+    if count or fraction:
+        what = [w for w in (adv.get("kind", "none"), adv.get("models", "honest")) if w not in ("none", "honest")]
+        who = f"{count} Byzantine" if count else f"{pct(fraction)} Byzantine"
+        events.append(Event("byzantine", 0, None, who + (f" ({', '.join(what)})" if what else "")))
+    lift = int(adv.get("lift_round", -1))
+    if lift >= 0:
+        period = int(adv.get("lift_period", 0))
+        events.append(Event("lift", lift, None, f"Lift @{lift}" + (f" every {period}" if period else "")))
+    return events
+
+
+def scenario_label(config: dict) -> str:
+    events = fault_events(config)
+    return ", ".join(e.label for e in events) if events else "fault-free"
+
+
+def scenario_rank(scenario: str) -> tuple:
+    return (scenario != "fault-free", scenario)
+
+
+def by_scenario(groups: list) -> dict[str, list]:
+    """{scenario: its groups}, fault-free first, methods in METHOD_ORDER (groups arrive sorted)."""
+    out: dict[str, list] = {}
+    for g in groups:
+        out.setdefault(g.scenario, []).append(g)
+    return out
+
+
+def methods(groups: list) -> list[str]:
+    """Method labels in display order (HEAL, FedAvg, Gaia, Gossip, Epidemic, then others)."""
+    ordered = sorted(groups, key=lambda g: (method_rank(g), g.method))
+    return list(dict.fromkeys(g.method for g in ordered))
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label: "crash 20% @10" -> "crash-20pct-at10"."""
+    text = text.lower().replace("%", "pct").replace("@", "at")
+    return re.sub(r"[^a-z0-9.]+", "-", text).strip("-") or "x"
+
+
+def overlay_labels(groups: list) -> None:
+    """Overlay-only runs (protocol "none") labelled by their overlay: "Elevator", "Elevator (top-c)",
+    "Newscast", instead of "overlay only (overlay.kind=...)". Other groups keep their labels.
+    When every group is overlay-only, the list is re-sorted: scenario, then label."""
+    for g in groups:
+        if g.runs and g.runs[0].method == "none":
+            ov = g.config.get("overlay", {})
+            kind = str(ov.get("kind", "elevator"))
+            kind = "elevator" if kind == "auto" else kind
+            label = kind.capitalize()
+            preferred = ov.get("elevator", {}).get("preferred", "top-h")
+            if kind == "elevator" and preferred != "top-h":
+                label += f" ({preferred})"
+            g.method = label
+    if groups and all(g.runs and g.runs[0].method == "none" for g in groups):
+        groups.sort(key=lambda g: (scenario_rank(g.scenario), g.method))

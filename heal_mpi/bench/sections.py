@@ -1,0 +1,156 @@
+"""The benchmark's sections: each measures one thing next to its yardstick and returns its rows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import torch
+
+from heal_mpi.bench.table import Row, Scale
+from heal_mpi.bench.workloads import (CORES, MPI_ENV, fmnist_nodes, lenet_data, lenet_population, plain_infer,
+                                      plain_train, random_nodes, reference_config, run_mpi, steady_round,
+                                      train_round)
+
+STATE: dict = {}  # the compute bound, shared by the sections that compare with it
+
+
+def section_limit(s: Scale) -> list[Row]:
+    """Plain PyTorch, one LeNet-5, all cores: batch 32, and the batch that gives the most samples/s."""
+    torch.set_num_threads(CORES)
+    x, y = lenet_data(s.limit_samples)
+    b32 = plain_train(x, y, 32)
+    sweep = {b: plain_train(x, y, b) for b in (64, 128, 256, 512, 1024, 2048, 4096) if b <= len(y) // 2}
+    best = max(sweep, key=sweep.get) if sweep else 32
+    STATE["bound"] = max(sweep.get(best, b32), b32)
+    return [Row("limit", "plain PyTorch, batch 32", b32, "samples/s", b32 / STATE["bound"]),
+            Row("limit", f"plain PyTorch, best batch ({best})", STATE["bound"], "samples/s", 1.0,
+                "the compute bound")]
+
+
+def section_backends(s: Scale) -> list[Row]:
+    """The loop and vmap training backends on one CPU thread, against plain PyTorch at batch 32.
+
+    One thread per rank is the default split, so this is what each rank sees (`auto` = loop on CPUs).
+    """
+    torch.set_num_threads(1)
+    data = random_nodes(s.backend_nodes, s.backend_per_node, "cpu")
+    plain = plain_train(data.x_train, data.y_train, 32)
+    rows = []
+    for backend in ("loop", "vmap"):
+        train_round(lenet_population(random_nodes(2, 64, "cpu"), backend))  # warm-up
+        rate = train_round(lenet_population(data, backend))
+        rows.append(Row("backends", f"{backend}, {s.backend_nodes} nodes x {s.backend_per_node}, batch 32, "
+                        "1 thread", rate, "samples/s", rate / plain))
+    torch.set_num_threads(CORES)
+    return rows + [Row("backends", "plain PyTorch, batch 32, 1 thread", plain, "samples/s", 1.0)]
+
+
+def section_round(s: Scale) -> list[Row]:
+    """A full round of FedAvg, HEAL and Gossip on the reference workload, all cores as ranks."""
+    bound = STATE.get("bound") or section_limit(s)[1].value
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for proto in ("fedavg", "heal", "gossip"):
+            cfg = reference_config(Path(tmp) / f"{proto}.toml", proto, s.nodes, s.per_node, s.rounds,
+                                   eval_every=1, eval_samples=1000)
+            out = Path(tmp) / f"{proto}.h5"
+            run_mpi(CORES, ["heal_mpi", "run", str(cfg), "--out", str(out)])
+            r = steady_round(out)
+            phases = {k[8:]: v for k, v in r.items() if k.startswith("seconds_")}
+            total = sum(phases.values())
+            split = ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+            rate = r["train_samples"] / max(phases["train"], 1e-9)
+            other = (total - phases["train"] - phases["evaluate"]) / total
+            rows += [Row("round", f"{proto}: seconds per round ({split})", total, "s"),
+                     Row("round", f"{proto}: training throughput vs compute bound", rate, "samples/s",
+                         rate / bound, ">= 0.8x"),
+                     Row("round", f"{proto}: share outside train and eval", 100 * other, "%", goal="< 10 %")]
+    return rows
+
+
+def section_eval(s: Scale) -> list[Row]:
+    """Evaluating distinct models (a Gossip round) against plain PyTorch inference at its best batch."""
+    torch.set_num_threads(CORES)
+    data = fmnist_nodes(s.eval_nodes, 8)
+    pop = lenet_population(data)
+    pop.rows.add_(0.01 * torch.randn_like(pop.rows))  # every node a different model
+    t0 = time.perf_counter()
+    _, _, distinct = pop.evaluate(0)
+    ours = distinct * len(data.y_test) / (time.perf_counter() - t0)
+    x = data.x_test
+    best = max(plain_infer(x, b) for b in (256, 1024, 4096))
+    return [Row("eval", f"{distinct} distinct models on the {len(x):,}-image test set", ours, "samples/s",
+                ours / best, ">= 0.8x"),
+            Row("eval", "plain PyTorch inference, best batch", best, "samples/s", 1.0)]
+
+
+def section_scaling(s: Scale) -> list[Row]:
+    """The same FedAvg round on 1 and 2 ranks (and 3, 4 oversubscribed), one thread each."""
+    rows, base = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = reference_config(Path(tmp) / "fedavg.toml", "fedavg", s.nodes, s.per_node, s.rounds)
+        for ranks in (1, 2, 3, 4):
+            out = Path(tmp) / f"r{ranks}.h5"
+            run_mpi(ranks, ["heal_mpi", "run", str(cfg), "--out", str(out)])
+            r = steady_round(out)
+            secs = sum(v for k, v in r.items() if k.startswith("seconds_"))
+            base = base or secs
+            note = "oversubscribed" if ranks > CORES else ""
+            rows.append(Row("scaling", f"{ranks} rank(s) {note}".strip(), secs, "s/round", base / secs,
+                            ">= 1.6x" if ranks == 2 else ""))
+    return rows
+
+
+def section_overlay(s: Scale) -> list[Row]:
+    """Elevator cycles per second at each N, on 1 and 2 ranks."""
+    rows = []
+    for ranks in (1, 2):
+        cmd = ["mpirun", "-n", str(ranks), sys.executable, "-m", "heal_mpi.bench.overlay",
+               "--sizes", *map(str, s.overlay_sizes), "--cycles", *map(str, s.overlay_cycles)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MPI_ENV}, timeout=900)
+        if out.returncode:
+            raise RuntimeError(out.stderr[-2000:])
+        for line in out.stdout.splitlines()[1:]:
+            n, _, cycles, secs, cps, _, mpi, _ = line.split()
+            goal = "100 cycles < 30 s" if int(n) == 10000 and ranks == 2 else ""
+            rows.append(Row("overlay", f"Elevator N={int(n):,}, {ranks} rank(s), {cycles} cycles, "
+                            f"{mpi} MPI B/cycle", float(secs), "s", goal=goal))
+    return rows
+
+
+def section_output(s: Scale) -> list[Row]:
+    """HDF5 write time per round against the whole overlay-only round at N = 10,000 (2 ranks)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "ov.toml"
+        cfg.write_text(f"[run]\nrounds = 6\nprogress = 'none'\n[nodes]\ncount = {s.output_nodes}\n"
+                       "[protocol]\nkind = 'none'\n")
+        out = Path(tmp) / "ov.h5"
+        run_mpi(min(2, CORES), ["heal_mpi", "run", str(cfg), "--out", str(out)])
+        with h5py.File(out, "r") as f:
+            rec = f["rounds/seconds_record"][1:].mean()
+            total = sum(f[f"rounds/{k}"][1:].mean() for k in f["rounds"] if k.startswith("seconds_"))
+    return [Row("output", f"HDF5 write per round, N={s.output_nodes:,}", rec, "s", goal="< 3 % of the round"),
+            Row("output", "share of the overlay-only round", 100 * rec / total, "%")]
+
+
+def section_gpu(s: Scale) -> list[Row]:
+    """The vmap backend with 1,000 LeNet-5 nodes on one GPU against plain PyTorch at its best batch."""
+    if not torch.cuda.is_available():
+        return [Row("gpu", "skipped: no CUDA device on this machine", float("nan"), "")]
+    dev = torch.device("cuda:0")
+    nodes = 10 * s.nodes
+    data = random_nodes(nodes, s.per_node, dev)
+    train_round(lenet_population(random_nodes(8, 64, dev), "vmap", device=dev), dev)  # warm-up, vmap tracing
+    ours = train_round(lenet_population(data, "vmap", device=dev), dev)
+    x, y = data.x_train[:s.limit_samples * 4], data.y_train[:s.limit_samples * 4]
+    best = max(plain_train(x, y, b, dev) for b in (256, 1024, 4096))
+    name = torch.cuda.get_device_name(dev)
+    return [Row("gpu", f"vmap, {nodes:,} nodes x {s.per_node}, batch 32 on {name}", ours, "samples/s", ours / best),
+            Row("gpu", "plain PyTorch, best batch, same GPU", best, "samples/s", 1.0),
+            Row("gpu", "seconds per round (1 local epoch)", nodes * s.per_node / ours, "s")]

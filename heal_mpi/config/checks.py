@@ -1,0 +1,112 @@
+"""Checks across keys: contradictions a single value cannot show (the per-key checks ran in `load`).
+
+Each kind checks its own keys (its spec's `check`, in the registry); what is left here is
+what ties kinds together: a protocol's overlays, an attack's purposes, the fault lists
+against the run's length, the adversary's size, the model against the data.
+"""
+
+from __future__ import annotations
+
+from heal_mpi.config.sections import Config
+from heal_mpi.errors import ConfigError
+from heal_mpi.registry import ATTACKS, FAULTS, NO_PROTOCOL, OVERLAYS, PROTOCOLS, protected_slots
+
+
+def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True, check_device: bool = True) -> Config:
+    """Checks across keys. Returns cfg unchanged.
+
+    `check_files` and `check_device` also check this machine: the dataset files, and a GPU
+    when run.device = "cuda" (turn them off where the run will happen elsewhere).
+    """
+    n = cfg.nodes.count
+    if n_ranks > n:
+        raise ConfigError(f"nodes.count: {n} nodes cannot be split over {n_ranks} ranks")
+    if check_device and cfg.run.device == "cuda":
+        _check_cuda()
+    kind = cfg.overlay_kind
+    OVERLAYS.get(kind, "overlay.kind").check(cfg)
+    if cfg.protocol.kind != NO_PROTOCOL:
+        spec = PROTOCOLS.get(cfg.protocol.kind, "protocol.kind")
+        if spec.overlays and OVERLAYS.get(kind, "overlay.kind").name not in spec.overlays:
+            raise ConfigError(f"overlay.kind: protocol.kind = {cfg.protocol.kind!r} runs on "
+                              f"{' or '.join(spec.overlays)}, not {kind!r}")
+        spec.check(cfg)
+    _validate_faults(cfg)
+    _validate_adversary(cfg)
+    if cfg.protocol.kind != NO_PROTOCOL:
+        _validate_learning(cfg, check_files)
+    return cfg
+
+
+def _validate_faults(cfg: Config) -> None:
+    rounds = cfg.run.rounds
+    for spec in FAULTS.specs():
+        for i, ev in enumerate(cfg.faults.events.get(spec.name, ())):
+            key = f"faults.{spec.name}[{i}]"
+            first = getattr(ev, spec.start)
+            if first >= rounds:
+                raise ConfigError(f"{key}.{spec.start}: {first} is past the last round {rounds - 1}")
+            spec.check(key, ev, cfg)
+
+
+def _validate_adversary(cfg: Config) -> None:
+    adv, n = cfg.adversary, cfg.nodes.count
+    if adv.byzantine and adv.byzantine_fraction:
+        raise ConfigError("adversary.byzantine_fraction: set either adversary.byzantine or the fraction, not both")
+    room = n - len(protected_slots(cfg)) - 1  # never a protected server, and one correct node at least
+    key = "adversary.byzantine_fraction" if adv.byzantine_fraction else "adversary.byzantine"
+    if byzantine_count(cfg) > room:
+        raise ConfigError(f"{key}: {byzantine_count(cfg)} Byzantine nodes, but only {room} of nodes.count = {n} "
+                          "can be (servers are protected, one node must stay correct)")
+    overlay = OVERLAYS.get(cfg.overlay_kind, "overlay.kind")
+    for key, name, layer in (("adversary.kind", adv.kind, "overlay"), ("adversary.models", adv.models, "model")):
+        if name in ("none", "honest"):
+            continue
+        spec = ATTACKS.get(name, key)
+        if spec.layer != layer:
+            raise ConfigError(f"{key}: {name!r} is a {spec.layer} attack; it goes in "
+                              f"{'adversary.kind' if spec.layer == 'overlay' else 'adversary.models'}")
+        missing = [p for p in spec.alters if p not in overlay.purposes]
+        if missing:
+            raise ConfigError(f"{key}: {name!r} alters {', '.join(missing)}, which overlay.kind = "
+                              f"{cfg.overlay_kind!r} does not send")
+        spec.check(cfg)
+    if adv.lift_round >= cfg.run.rounds:
+        raise ConfigError(f"adversary.lift_round: {adv.lift_round} is past the last round {cfg.run.rounds - 1}")
+    if adv.lift_round >= 0 and overlay.name != "elevator":
+        raise ConfigError(f"adversary.lift_round: Lift redraws Elevator hubs, not {cfg.overlay_kind!r} ones")
+    if adv.models != "honest" and cfg.protocol.kind == NO_PROTOCOL:
+        raise ConfigError("adversary.models: poisoned models need a learning protocol (protocol.kind = none)")
+
+
+def byzantine_count(cfg: Config) -> int:
+    """How many Byzantine nodes the run has: adversary.byzantine, or the fraction of N, rounded half up."""
+    adv = cfg.adversary
+    return adv.byzantine or int(adv.byzantine_fraction * cfg.nodes.count + 0.5)
+
+
+def _check_cuda() -> None:
+    """run.device = "cuda" needs a GPU here; torch is imported only for this check."""
+    from heal_mpi import info
+    if not info.cuda_devices():
+        raise ConfigError(f"run.device: 'cuda' but this machine has no CUDA device ({info.no_cuda_reason()}); "
+                          "use 'auto' or 'cpu'")
+
+
+def _validate_learning(cfg: Config, check_files: bool) -> None:
+    image = cfg.data.dataset in ("fashion-mnist", "mnist", "cifar10")
+    if cfg.model.name in ("lenet5", "cnn") and not image:
+        raise ConfigError(f"model.name: {cfg.model.name!r} needs image data, not data.dataset = {cfg.data.dataset!r}")
+    if cfg.model.name == "cnn" and cfg.data.dataset != "cifar10":
+        raise ConfigError("model.name: 'cnn' is the CIFAR-10 model; use lenet5 for 28x28 images")
+    if cfg.data.partition == "shards" and cfg.data.dataset == "synthetic" \
+            and cfg.data.shards_per_node > cfg.data.synthetic_classes:
+        raise ConfigError("data.shards_per_node: more than data.synthetic_classes")
+    if cfg.train.local_epochs == 0 and cfg.train.local_steps == 0:
+        raise ConfigError("train.local_epochs: 0 epochs and 0 local_steps means nodes never train")
+    if check_files and image:
+        from heal_mpi.learning.datasets import DatasetError, check_dataset_files
+        try:
+            check_dataset_files(cfg.data)
+        except DatasetError as e:
+            raise ConfigError(f"data.root: {e}") from None

@@ -1,0 +1,117 @@
+"""The config as text: the resolved TOML stored in every output file, and the README's generated blocks
+(the config reference and the tables of kinds), also printed by `heal-mpi config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from heal_mpi.config.fields import choices
+from heal_mpi.config.sections import Config
+from heal_mpi.registry import ATTACKS, FAULTS, NO_PROTOCOL, OVERLAYS, PROTOCOLS
+
+
+def toml_value(v) -> str:
+    """A config value as TOML text."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if dataclasses.is_dataclass(v):
+        return "{" + ", ".join(f"{f.name} = {toml_value(getattr(v, f.name))}" for f in dataclasses.fields(v)) + "}"
+    raise TypeError(v)
+
+
+def _keys(obj) -> list[str]:
+    return [f"{f.name} = {toml_value(getattr(obj, f.name))}" for f in dataclasses.fields(obj)
+            if not f.metadata.get("internal")]
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML text (stored in every output file; loads back to cfg): every key,
+    the chosen kinds' options as their sub-tables, every registered fault list."""
+    out = []
+    for section in dataclasses.fields(cfg):
+        sec = getattr(cfg, section.name)
+        out += [f"[{section.name}]", *_keys(sec)]
+        if section.name == "faults":
+            out += [f"{name} = {toml_value(list(events))}" for name, events in sec.events.items()]
+        out.append("")
+        for name, options in chosen_options(cfg, section.name).items():
+            if options is not None:
+                out += [f"[{section.name}.{name}]", *_keys(options), ""]
+    return "\n".join(out)
+
+
+def chosen_options(cfg: Config, section: str) -> dict:
+    """{kind name: its options} of the kinds a section chose (its sub-tables)."""
+    if section == "protocol":
+        return {} if cfg.protocol.kind == NO_PROTOCOL else {cfg.protocol.name: cfg.protocol.options}
+    if section == "overlay":
+        return {OVERLAYS.get(cfg.overlay_kind, "overlay.kind").name: cfg.overlay.options}
+    return dict(cfg.adversary.options) if section == "adversary" else {}
+
+
+def _table(title: str, cls) -> list[str]:
+    lines = [f"**[{title}]**", "", "| key | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        doc = f.metadata["doc"]
+        if choices(f.metadata) and f.metadata.get("kinds") is None:
+            doc += " (" + " \\| ".join(choices(f.metadata)) + ")"
+        elif f.metadata.get("kinds") is not None:
+            doc += " (" + " \\| ".join(choices(f.metadata)) + ", or a plug-in's `package.module:SPEC`)"
+        lines.append(f"| `{f.name}` | `{toml_value(default)}` | {doc} |")
+    return lines + [""]
+
+
+def reference_markdown() -> str:
+    """Every option with its default and meaning, as markdown (the README's config reference):
+    each section, then each kind's own options as the sub-table it is set in."""
+    lines = []
+    for section in dataclasses.fields(Config):
+        cls = section.default_factory
+        lines += _table(section.name, cls)
+        if cls.__name__ == "FaultsConfig":
+            lines[-1:-1] = [f"| `{spec.name}` | `[]` | {spec.doc} |" for spec in FAULTS.specs()]
+        registry = getattr(cls, "NAMESPACES", None)
+        for spec in registry.specs() if registry is not None else ():
+            if spec.options is not None:
+                lines += _table(f"{section.name}.{spec.name}", spec.options)
+    return "\n".join(lines)
+
+
+def kinds_markdown() -> str:
+    """The tables of protocols, overlays and attacks, from their specs (the README's)."""
+    lines = ["| protocol (`protocol.kind`) | runs on | one round |", "|---|---|---|"]
+    for spec in PROTOCOLS.specs():
+        on = ", ".join(spec.overlays) if spec.overlays else "any"
+        lines.append(f"| `{spec.name}` | {on} (default {spec.default_overlay}) | {spec.doc} |")
+    lines += ["", "| overlay (`overlay.kind`) | what each node holds |", "|---|---|"]
+    lines += [f"| `{spec.name}` | {spec.doc} |" for spec in OVERLAYS.specs()]
+    lines += ["", "| attack | set in | what a Byzantine node does |", "|---|---|---|"]
+    lines += [f"| `{spec.name}` | `adversary.{'kind' if spec.layer == 'overlay' else 'models'}` | {spec.doc} |"
+              for spec in ATTACKS.specs()]
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"config-reference": reference_markdown, "kinds": kinds_markdown}
+
+
+def update_readme(path: str | Path) -> None:
+    """Rewrite the README's generated blocks (<!-- NAME:start ... --> to <!-- NAME:end -->)."""
+    text = Path(path).read_text()
+    for name, make in BLOCKS.items():
+        start, end = f"<!-- {name}:start", f"<!-- {name}:end -->"
+        head, rest = text.split(start, 1)
+        marker_line, _ = rest.split("\n", 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}{marker_line}\n\n{make()}\n{end}{tail}"
+    Path(path).write_text(text)

@@ -1,0 +1,148 @@
+"""What the engine's steps hand back, and how the rows an edge carries are gathered and summed.
+
+`MixResult` is what reached this rank's nodes in a Mix or a Reply (steps.Received).
+`Sources` says which row each edge of a Mix carries (the sender's, or a forgery), and
+`weighted_sum` sums rows by group in bounded chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from heal_mpi.steps import Rule
+
+CHUNK_BYTES = 64 << 20  # bound on the float64 [edges, P] temporary of one reduction chunk
+
+
+@dataclass(frozen=True)
+class Links:
+    """The delivered edges of a Mix, as a Reply needs them to answer along them.
+
+    Attributes:
+        edges: (src local rows [E], dst global ids [E]) of the delivered edges this rank sent.
+        sent_to: per rank, the distinct remote destinations this rank's edges went to, sorted
+            (None for this rank).
+        heard_from: per rank, the local rows that received from that rank (None for this rank).
+    """
+
+    edges: tuple[np.ndarray, np.ndarray]
+    sent_to: list
+    heard_from: list
+
+
+class MixResult:
+    """What reached this rank's nodes in one Mix or Reply (see steps.Received).
+
+    Attributes:
+        counts, messages: int64 [n_local]; weights: float64 [n_local]; values: float64 [n_local, k].
+        nodes: int64 [m], the local rows that received (counts > 0), sorted.
+        pos: int64 [n_local], each local row's index in `nodes`, -1 if it received nothing.
+        links: the Links of the delivered edges (what a Reply answers along).
+
+    The weighted sums ([m, P] on the rows' device) are either held (`sums`, a Mix: a few
+    rows per receiver at most) or kept as terms (sums[k] = sum of w[e] * table[index[e]]
+    over the edges e with group[e] == k, w None for 1). A Reply's table holds the few
+    distinct answers, so a reply to every client costs the answers, not one row per client,
+    until `sums_of` reads it; a Mix with `order` keeps every row that arrived, with each
+    edge's place in its receiver's arrival order (`arrivals`, for `arrival(j)`).
+    """
+
+    def __init__(self, n_local: int, nodes: np.ndarray, counts, messages, weights, values=None, *,
+                 sums: torch.Tensor | None = None, terms=None, arrivals=None, links: Links | None = None):
+        self.nodes, self._sums, self._terms, self._arrivals = nodes, sums, terms, arrivals
+        self.counts, self.messages, self.weights = counts, messages, weights
+        self.values = np.zeros((n_local, 0)) if values is None else values
+        self.pos = np.full(n_local, -1, dtype=np.int64)
+        self.pos[nodes] = np.arange(len(nodes))
+        self.links = links
+
+    def _terms_of(self, at: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(table, index into it, group in 0..len(at)-1, weights or None) of the terms of nodes[at]."""
+        table, index, group, w = self._terms
+        where = np.full(len(self.nodes), -1, dtype=np.int64)
+        where[at] = np.arange(len(at))
+        keep = where[group] >= 0
+        return table, index[keep], where[group[keep]], None if w is None else w[keep]
+
+    def sums_of(self, at: np.ndarray) -> torch.Tensor:
+        """[len(at), P]: the weighted sums of nodes[at] (a copy; float64 for kept terms)."""
+        if self._terms is None:
+            return self._sums[torch.as_tensor(at, device=self._sums.device)]
+        table, index, group, w = self._terms_of(at)
+        return weighted_sum(table, index, group, w, len(at))
+
+    def arrival(self, j: int) -> "MixResult":
+        """The j-th edge to reach each node, alone (steps.Received.arrival)."""
+        if self._arrivals is None:
+            raise ValueError("arrival(j) needs the result of a Mix with `order`, which keeps the rows one by one")
+        place, local, real, values = self._arrivals
+        table, index, _, w = self._terms
+        sel = np.flatnonzero(place == j)
+        nodes, n = local[sel], len(self.pos)  # one edge per node: nodes ascend with sel
+        weights, counts, messages = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        out_values = np.zeros((n, values.shape[1]))
+        weights[nodes], counts[nodes], messages[nodes], out_values[nodes] = w[sel], 1, real[sel], values[sel]
+        return MixResult(n, nodes, counts, messages, weights, out_values,
+                         terms=(table, index[sel], np.arange(len(sel)), w[sel]))
+
+    def combine(self, at: np.ndarray, rule: Rule) -> torch.Tensor:
+        """[len(at), P]: nodes[at]'s rows that arrived one by one (a Reply), combined by a robust rule."""
+        if self._terms is None:
+            raise ValueError(f"a {rule.name} of the copies needs a Reply result, which keeps them one by one")
+        from heal_mpi.engine.aggregation import aggregate
+        table, index, group, _ = self._terms_of(at)
+        rows = table[torch.as_tensor(index, device=table.device)]
+        return aggregate(rule.name, rows, group, len(at), beta=rule.beta, clip_tau=rule.clip_tau)
+
+    def means(self) -> torch.Tensor:
+        """float32 [m, P]: the weighted mean of each receiving node (order of `nodes`)."""
+        sums = self.sums_of(np.arange(len(self.nodes))).double()
+        w = torch.as_tensor(self.weights[self.nodes], dtype=torch.float64, device=sums.device)
+        return (sums / w[:, None]).to(torch.float32)
+
+
+class Sources:
+    """The row each edge of a Mix carries: the sender's honest row (table[index]), except on
+    the edges whose sender the channel says forges (`lying`), which carry `forged[forged_index]`.
+    A node's edge to itself is never a message, so it is never forged."""
+
+    def __init__(self, table: torch.Tensor, index: np.ndarray, forged=None, lying=None, forged_index=None):
+        self.table, self.index, self.forged = table, index, forged
+        self.lying = np.zeros(len(index), dtype=bool) if lying is None else lying
+        self.forged_index = forged_index
+
+    def gather(self, edges: np.ndarray) -> torch.Tensor:
+        """float64 [len(edges), P]: the rows the edges carry."""
+        dev = self.table.device
+        out = self.table[torch.as_tensor(self.index[edges], device=dev)].double()
+        lying = self.lying[edges]
+        if lying.any():
+            out[torch.as_tensor(np.flatnonzero(lying), device=dev)] = \
+                self.forged[torch.as_tensor(self.forged_index[edges[lying]], device=dev)].double()
+        return out
+
+    def reduce(self, group: np.ndarray, w: np.ndarray, n_out: int) -> torch.Tensor:
+        """float64 [n_out, P]: sum of w * row per group."""
+        honest = ~self.lying
+        part = weighted_sum(self.table, self.index[honest], group[honest], w[honest], n_out)
+        if self.lying.any():
+            part += weighted_sum(self.forged, self.forged_index[self.lying], group[self.lying], w[self.lying], n_out)
+        return part
+
+
+def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
+                 n_out: int, dtype=torch.float64) -> torch.Tensor:
+    """[n_out, P] of `dtype`: sum of w * table[index] per group, in chunks of edges (so no
+    [edges, P] temporary larger than CHUNK_BYTES exists)."""
+    p, dev = table.shape[1], table.device
+    out = torch.zeros((n_out, p), dtype=dtype, device=dev)
+    chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
+    for a in range(0, len(index), chunk):
+        rows = table[torch.as_tensor(index[a:a + chunk], device=dev)].to(dtype)
+        if w is not None:
+            rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
+        out.index_add_(0, torch.as_tensor(group[a:a + chunk], device=dev), rows)
+    return out

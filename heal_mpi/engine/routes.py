@@ -1,0 +1,121 @@
+"""The one way rows and their headers travel between ranks: `Header` (named columns) and `route`.
+
+Every communicating step of the engine sends, to each rank, a block of messages: a header
+(one row of named float64 columns per message: destination, sender, weight, ...) and, for
+steps that carry models, one model row per message. `route` stages what leaves this rank
+into one contiguous host buffer per destination rank (header and rows side by side, as
+bytes), exchanges the buffers in one collective step, and hands back per source rank the
+header with its columns by name and the rows on the device. The block a rank sends itself
+never leaves the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from heal_mpi.comm import Comm
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+class Header:
+    """Named float64 columns of a block of messages, one row per message (ids are exact below 2**53).
+
+    Args:
+        columns: name -> array [m] (one column) or [m, k] (k columns, e.g. per-edge values).
+    """
+
+    def __init__(self, **columns: np.ndarray):
+        m = len(next(iter(columns.values())))
+        # (name, None) is one column; (name, k) a block of k columns, read back as [m, k] even when k is 0 or 1
+        self.layout = tuple((name, None if np.ndim(c) == 1 else np.shape(c)[1]) for name, c in columns.items())
+        self.data = np.empty((m, self.width))
+        at = 0
+        for (name, k), c in zip(self.layout, columns.values()):
+            w = 1 if k is None else k
+            self.data[:, at:at + w] = np.asarray(c, dtype=np.float64).reshape(m, w)
+            at += w
+
+    @classmethod
+    def of(cls, layout: tuple, data: np.ndarray) -> "Header":
+        head = cls.__new__(cls)
+        head.layout, head.data = layout, data
+        return head
+
+    @property
+    def width(self) -> int:
+        return sum(1 if k is None else k for _, k in self.layout)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """The column `name`: float64 [m], or [m, k] for a k-wide one."""
+        at = 0
+        for col, k in self.layout:
+            if col == name:
+                return self.data[:, at] if k is None else self.data[:, at:at + k]
+            at += 1 if k is None else k
+        raise KeyError(name)
+
+    def ids(self, name: str) -> np.ndarray:
+        """A column of node ids or counts, as int64."""
+        return self[name].astype(np.int64)
+
+    def take(self, index) -> "Header":
+        return Header.of(self.layout, self.data[index])
+
+
+@dataclass
+class Block:
+    """The messages of one step from one rank to another: their header, and their model rows
+    ([m, P] on the device, float32 or float64) when the step carries models."""
+
+    head: Header
+    rows: torch.Tensor | None = None
+
+
+def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], int]:
+    """Send outgoing[r] to rank r; return (what every rank sent here, in rank order, and the bytes
+    of model rows staged between the device and the host).
+
+    Collective: every rank must call in the same `step`, with the same header layout and row
+    width and dtype (the block a rank sends itself fixes them, even when empty).
+    """
+    rank, own = comm.world.rank, outgoing[comm.world.rank]
+    layout, width = own.head.layout, own.head.width
+    has_rows = own.rows is not None
+    p = own.rows.shape[1] if has_rows else 0
+    dtype = _NUMPY[own.rows.dtype] if has_rows else np.float64
+    row_bytes = np.dtype(dtype).itemsize * p
+    staged = 0
+    buffers = []
+    for r, block in enumerate(outgoing):
+        if r == rank:
+            buffers.append(np.zeros((0, 8 * width + row_bytes), dtype=np.uint8))
+            continue
+        m = len(block.head)  # explicit widths: a block may be empty
+        parts = [np.ascontiguousarray(block.head.data, dtype=np.float64).view(np.uint8).reshape(m, 8 * width)]
+        if has_rows:
+            rows = np.ascontiguousarray(block.rows.detach().cpu().numpy(), dtype=dtype)
+            staged += rows.nbytes
+            parts.append(rows.view(np.uint8).reshape(m, row_bytes))
+        buffers.append(np.concatenate(parts, axis=1))
+    incoming = comm.exchange(buffers, step)
+    out = []
+    for r, buf in enumerate(incoming):
+        if r == rank:
+            out.append(own)
+            continue
+        m = len(buf)
+        head = Header.of(layout, np.ascontiguousarray(buf[:, :8 * width]).view(np.float64).reshape(m, width))
+        rows = None
+        if has_rows:
+            host = np.ascontiguousarray(buf[:, 8 * width:]).view(dtype).reshape(m, p)
+            rows = torch.as_tensor(host, device=own.rows.device)
+            staged += host.nbytes
+        out.append(Block(head, rows))
+    return out, staged
