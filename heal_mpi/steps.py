@@ -6,12 +6,15 @@ A protocol's `round` is a generator over NumPy arrays only (no torch, no MPI):
     got = yield Mix(purpose, src, dst, ...)   # rows along edges -> a Received at the receivers
     back = yield Reply(purpose, to=got, ...)  # each receiver answers along got's delivered edges
     yield Assign(got, nodes, own_weight)      # these nodes take their mean of a result
+    heard = yield Exchange(purpose, src, dst, values)  # scalars only, each edge kept: who sent what
+    held = yield Snapshot(nodes)              # keep these rows as they are now ...
+    yield Train(nodes, start=held)            # ... and later train from them, adding the update
 
-Mix and Reply communicate: every rank must yield them in the same order (the engine checks
-it at each one and at the end of the round: a rank that yields another step fails with a
-message naming both ranks, it does not hang). Train and Assign stay on the rank. Results
-handed back to the protocol expose only NumPy arrays (`counts`, `weights`, `values`,
-`messages`); the rows stay inside the engine, on the rows' device.
+Mix, Reply and Exchange communicate: every rank must yield them in the same order (the
+engine checks it at each one and at the end of the round: a rank that yields another step
+fails with a message naming both ranks, it does not hang). Train, Assign and Snapshot stay
+on the rank. Results handed back to the protocol expose only NumPy arrays (`counts`,
+`weights`, `values`, `messages`); the rows stay inside the engine, on the rows' device.
 
 Ids: `src` and `nodes` are *local rows* (0..n_local-1), `dst` are *global ids*.
 """
@@ -58,14 +61,59 @@ class Rule:
 MEAN = Rule()
 
 
+class Held(_Typing):
+    """Rows kept by a Snapshot step (they stay inside the engine)."""
+
+    nodes: np.ndarray  # int64 [m], the local rows kept, sorted
+
+
 @dataclass(frozen=True)
 class Train:
     """Train the local rows where `nodes` (bool [n_local]). The engine sends back the train
     loss per local node, float64 [n_local], NaN where a node did not train. `repeat` counts
-    a node's earlier trainings in this round: each repeat shuffles its batches anew."""
+    a node's earlier trainings in this round: each repeat shuffles its batches anew.
+
+    `start`: a Snapshot that holds every training node. Each node then trains from its held
+    row instead of its current one, and its current row moves by the update that training made
+    (current + trained - held): the gradient is taken at the held model (D-PSGD's combine-then-
+    adapt order takes it at the model before mixing)."""
 
     nodes: np.ndarray
     repeat: int = 0
+    start: Held | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Keep a copy of the local rows `nodes` (bool [n_local]) as they are now, for a later
+    `Train(start=...)`. The engine sends back a Held. Costs one row per kept node."""
+
+    nodes: np.ndarray
+
+
+class Heard(_Typing):
+    """What reached this rank's nodes in an Exchange: every delivered edge, one by one,
+    sorted by (receiver, sender)."""
+
+    receiver: np.ndarray  # int64 [E]: local row of the receiving node
+    sender: np.ndarray    # int64 [E]: global id of the sending node
+    values: np.ndarray    # float64 [E, k]: what the edge carried
+    counts: np.ndarray    # int64 [n_local]: edges that arrived per local node
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Scalars along edges, without model rows: every edge (src local row -> dst global id)
+    carries `values` (float64 [E, k], k may be 0: the edge itself is the message, e.g. "I link
+    to you"). The receivers get every edge that arrived, with its sender (a Heard), not a sum:
+    enough to learn who links to them, or a neighbour's degree. Each edge between two distinct
+    nodes is one simulated message of 16 + 8 k bytes (counted as control traffic), lost or
+    delivered by the channel like any other."""
+
+    purpose: str
+    src: np.ndarray
+    dst: np.ndarray
+    values: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -120,4 +168,4 @@ class Assign:
     rule: Rule = MEAN
 
 
-Step = Train | Mix | Reply | Assign
+Step = Train | Mix | Reply | Assign | Exchange | Snapshot

@@ -6,10 +6,10 @@ import pytest
 import torch
 from mpi4py import MPI
 
-from helpers import P, context, random_rows, run_protocol, script_engine
+from helpers import P, FakePop, context, random_rows, run_protocol, script_engine
 from heal_mpi.engine.channel import Channel
 from heal_mpi.rng import uniform
-from heal_mpi.steps import Assign, Mix, Reply, Rule
+from heal_mpi.steps import Assign, Exchange, Mix, Reply, Rule, Snapshot, Train
 
 
 def setup(comm, n, body, loss=0.0, seed=42):
@@ -135,8 +135,35 @@ def check_robust_mix_is_the_median_of_what_arrived(comm):
     assert comm.allreduce(engine.traffic.msgs_sent.sum()) == (src != dst).sum()
 
 
+def check_exchange_hands_every_edge_to_its_receiver_with_its_sender(comm):
+    """Scalars only: each receiver gets every delivered edge (sender, values), not a sum; lost edges are
+    missing; every edge between two nodes is one control message of 16 + 8 k bytes."""
+    n = 11
+    src, dst, w = random_edges(n, 50, seed=4)
+
+    def body(ctx, seen):
+        mine = (src >= world.slot_lo) & (src < world.slot_hi)
+        seen.append((yield Exchange("hello", src[mine] - world.slot_lo, dst[mine],
+                                    values=np.stack([w[mine], src[mine]], axis=1))))
+
+    world, _, proto, engine = setup(comm, n, body, loss=0.2)
+    engine.round(context(n), None)
+    heard = proto.seen[0]
+    ok = engine.channel.delivered("hello", src, dst, 0)
+    local = (dst >= world.slot_lo) & (dst < world.slot_hi) & ok
+    expect = sorted(zip(dst[local] - world.slot_lo, src[local], w[local]))
+    assert sorted(zip(heard.receiver, heard.sender, heard.values[:, 0])) == expect
+    assert (heard.values[:, 1] == heard.sender).all()
+    assert (heard.counts == np.bincount(dst[local] - world.slot_lo, minlength=world.n_local)).all()
+    real = src != dst
+    assert comm.allreduce(engine.control.msgs_sent.sum()) == real.sum()
+    assert comm.allreduce(engine.control.msgs_recv.sum()) == (real & ok).sum()
+    assert comm.allreduce(int(engine.control.bytes_sent.sum())) == real.sum() * (16 + 8 * 2)
+    assert engine.traffic.msgs_sent.sum() == 0  # no model moved
+
+
 CHECKS = [check_mix_matches_dense, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters,
-          check_robust_mix_is_the_median_of_what_arrived]
+          check_robust_mix_is_the_median_of_what_arrived, check_exchange_hands_every_edge_to_its_receiver_with_its_sender]
 
 
 @pytest.mark.parametrize("check", CHECKS)
@@ -148,6 +175,39 @@ def test_single_rank(check):
 @pytest.mark.parametrize("check", CHECKS)
 def test_across_ranks(check):
     check(MPI.COMM_WORLD)
+
+
+def test_training_from_a_snapshot_adds_the_update_made_at_the_held_rows():
+    """Train(start=held): the gradient is taken at the held row, and the current row moves by that update."""
+    class Pulled(FakePop):  # training pulls a row halfway to 10: the update depends on where it starts
+        def train(self, active, rnd, incarnation, repeat=0):
+            sel = torch.as_tensor(np.asarray(active, dtype=bool))
+            self.rows[sel] += 0.5 * (10 - self.rows[sel])
+            return np.where(active, 0.5, np.nan)
+
+    def body(ctx, seen):
+        nodes = np.array([True, True, False, True])
+        held = yield Snapshot(nodes)
+        engine.pop.rows[:] += 100  # e.g. a mix changed the current rows meanwhile
+        yield Train(nodes, start=held)
+
+    world, full, proto, engine = setup(MPI.COMM_SELF, 4, body)
+    engine.pop = Pulled(full, world)
+    engine.round(context(4), None)
+    x = full.double().numpy()
+    expect = x + 100 + 0.5 * (10 - x)  # current + (trained from held - held)
+    expect[2] = x[2] + 100  # not in the snapshot, not trained
+    np.testing.assert_allclose(engine.pop.rows.double().numpy(), expect, rtol=1e-5)
+
+
+def test_training_from_a_snapshot_needs_every_trainer_held():
+    def body(ctx, seen):
+        held = yield Snapshot(np.array([True, False, False]))
+        yield Train(np.array([True, True, False]), start=held)
+
+    _, _, _, engine = setup(MPI.COMM_SELF, 3, body)
+    with pytest.raises(ValueError, match="not in the Snapshot it starts from"):
+        engine.round(context(3), None)
 
 
 def test_a_protocol_that_is_not_a_step_fails_clearly():

@@ -3,7 +3,7 @@
 Owns the *how* of a learning round: training through the Population, every simulated
 message through the Channel (loss, alteration) with one message and its bytes counted per
 edge, and the MPI traffic of model rows. Protocols never call MPI, so they cannot issue
-collectives out of step: every Mix and Reply is exactly one collective step,
+collectives out of step: every Mix, Reply and Exchange is exactly one collective step,
 named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks agree).
 
 Where rows live: a Mix first reduces its edges by destination on the rows' device
@@ -21,7 +21,7 @@ distinct answers (at most one per hub) and the clients' new rows are formed and 
 a chunk at a time. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and
 Epidemic mixes, where every node receives, hold one float64 sum per receiver: 8 P bytes
 a node, 2/3 of the Adam floor; a Mix with arrival keys holds every float64 row that arrived,
-about one per node for Gossip.)
+about one per node for Gossip; a Snapshot holds one float32 row per kept node.)
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a
 result does not depend on the rank count up to float64 rounding (exact for float32 rows of
@@ -36,10 +36,11 @@ import torch
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
-from heal_mpi.engine.results import CHUNK_BYTES, Links, MixResult, Sources
+from heal_mpi.engine.results import CHUNK_BYTES, HeardEdges, HeldRows, Links, MixResult, Sources
 from heal_mpi.engine.routes import Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
-from heal_mpi.steps import Assign, Mix, Reply, Train
+from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
+from heal_mpi.steps import Assign, Exchange, Mix, Reply, Snapshot, Train
 
 
 class Engine:
@@ -49,7 +50,8 @@ class Engine:
         comm: the run's Comm (shared with the overlay, so that the ranks' steps are checked
             against each other); a fresh one when None.
 
-    Attributes (of the last round): traffic (Traffic); train_loss float64 [n_local]; protocol_metrics (what the protocol's round
+    Attributes (of the last round): traffic (model messages) and control (Exchange messages),
+    both Traffic; train_loss float64 [n_local]; protocol_metrics (what the protocol's round
     returned), staged_bytes, train_seconds, train_samples.
     """
 
@@ -62,7 +64,7 @@ class Engine:
 
     def _fresh_round(self) -> None:
         n = self.world.n_local
-        self.traffic = Traffic(n)
+        self.traffic, self.control = Traffic(n), Traffic(n)
         self.train_loss = np.full(n, np.nan)
         self.protocol_metrics: dict = {}
         self.staged_bytes = 0
@@ -96,11 +98,17 @@ class Engine:
             return self._reply(step, ctx)
         if isinstance(step, Assign):
             return self._assign(step)
+        if isinstance(step, Exchange):
+            return self._exchange(step, ctx)
+        if isinstance(step, Snapshot):
+            idx = np.flatnonzero(np.asarray(step.nodes, dtype=bool))
+            return HeldRows(idx, self.pop.rows[torch.as_tensor(idx, device=self.pop.rows.device)].clone())
         raise TypeError(f"{type(self.protocol).__name__} yielded {step!r}, not a step")
 
     def contribute(self, metrics: RoundMetrics, honest: np.ndarray | None = None) -> None:
-        """This round's model traffic, train loss (of the `honest` nodes), staging and protocol metrics."""
+        """This round's model and control traffic, train loss (of the `honest` nodes), staging and protocol metrics."""
         self.traffic.contribute(metrics, "model")
+        self.control.contribute(metrics, "control")
         loss = self.train_loss if honest is None else np.where(honest, self.train_loss, np.nan)
         metrics.add_mean("train_loss_mean", loss)
         metrics.add_sum("train_samples", self.train_samples)
@@ -111,12 +119,19 @@ class Engine:
     # ------------------------------------------------------------------ the steps
     def _train(self, step: Train, ctx: RoundContext) -> np.ndarray:
         nodes = np.asarray(step.nodes, dtype=bool)
+        rows = self.pop.rows
+        if step.start is not None:  # train from the held rows; the current rows move by the update
+            sel = torch.as_tensor(np.flatnonzero(nodes), device=rows.device)
+            current, held = rows[sel].clone(), step.start.of(np.flatnonzero(nodes))
+            rows.index_copy_(0, sel, held)
         for hook in self.before_train:
             hook(self.pop, nodes)
         before_s, before_n = self.pop.train_seconds, self.pop.train_samples
         loss = self.pop.train(nodes, ctx.rnd, ctx.incarnation[self.world.local_slots], repeat=step.repeat)
         self.train_seconds += self.pop.train_seconds - before_s
         self.train_samples += self.pop.train_samples - before_n
+        if step.start is not None:
+            rows.index_copy_(0, sel, current.add_(rows[sel] - held))
         self.train_loss = np.where(np.isnan(loss), self.train_loss, loss)
         return loss
 
@@ -279,6 +294,29 @@ class Engine:
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
         return MixResult(n, nodes, counts, messages, counts.astype(np.float64),
                          terms=(table, j, np.searchsorted(nodes, src), None))
+
+    def _exchange(self, step: Exchange, ctx: RoundContext) -> HeardEdges:
+        """Scalars along edges: every delivered edge reaches its receiver with its sender and values."""
+        lo, n = self.world.slot_lo, self.world.n_local
+        src = np.asarray(step.src, dtype=np.int64)
+        dst = np.asarray(step.dst, dtype=np.int64)
+        vals = np.zeros((len(dst), 0)) if step.values is None else \
+            np.asarray(step.values, np.float64).reshape(len(dst), -1)
+        size = HEADER_BYTES + ID_BYTES * vals.shape[1]
+        real = src + lo != dst
+        self.control.send(src[real], size)
+        ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
+        src, dst, vals = src[ok], dst[ok], vals[ok]
+        order = np.argsort(self.world.owner(dst), kind="stable")
+        head = Header(dst=dst[order], src=src[order] + lo, values=vals[order])
+        cuts = self._by_owner(dst[order])
+        incoming = self._route(f"exchange-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])))
+                                                            for r in range(self.world.size)])
+        heads = Header.of(head.layout, np.concatenate([blk.head.data for blk in incoming]))
+        receiver, sender = heads.ids("dst") - lo, heads.ids("src")
+        got = receiver + lo != sender
+        self.control.recv(receiver[got], size)
+        return HeardEdges(n, receiver, sender, heads["values"])
 
     def _assign(self, step: Assign) -> None:
         """New rows for step.nodes, a bounded chunk of rows at a time."""

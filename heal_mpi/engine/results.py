@@ -1,6 +1,7 @@
 """What the engine's steps hand back, and how the rows an edge carries are gathered and summed.
 
-`MixResult` is what reached this rank's nodes in a Mix or a Reply (steps.Received).
+`MixResult` is what reached this rank's nodes in a Mix or a Reply (steps.Received), `HeardEdges`
+what reached them in an Exchange (steps.Heard), `HeldRows` what a Snapshot kept (steps.Held).
 `Sources` says which row each edge of a Mix carries (the sender's, or a forgery), and
 `weighted_sum` sums rows by group in bounded chunks.
 """
@@ -146,3 +147,27 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
             rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
         out.index_add_(0, torch.as_tensor(group[a:a + chunk], device=dev), rows)
     return out
+
+
+class HeardEdges:
+    """What reached this rank's nodes in an Exchange (steps.Heard): every delivered edge, sorted
+    by (receiver, sender)."""
+
+    def __init__(self, n_local: int, receiver: np.ndarray, sender: np.ndarray, values: np.ndarray):
+        order = np.lexsort((sender, receiver))
+        self.receiver, self.sender, self.values = receiver[order], sender[order], values[order]
+        self.counts = np.bincount(self.receiver, minlength=n_local).astype(np.int64)
+
+
+class HeldRows:
+    """Rows a Snapshot kept (steps.Held): `rows` [m, P] of the local rows `nodes` (sorted)."""
+
+    def __init__(self, nodes: np.ndarray, rows: torch.Tensor):
+        self.nodes, self.rows = nodes, rows
+
+    def of(self, local: np.ndarray) -> torch.Tensor:
+        """[len(local), P]: the held rows of these local rows (each must be held)."""
+        at = np.searchsorted(self.nodes, local)
+        if len(local) and ((at >= len(self.nodes)).any() or (self.nodes[np.minimum(at, len(self.nodes) - 1)] != local).any()):
+            raise ValueError("Train(start=...): a training node is not in the Snapshot it starts from")
+        return self.rows[torch.as_tensor(at, device=self.rows.device)]

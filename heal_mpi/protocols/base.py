@@ -9,8 +9,9 @@ engine does the rest (training, loss, traffic, MPI). Its `round` is a generator:
         yield Assign(got, nodes, own_weight)
         return {"some_count": 3}          # optional: per-round sums for /rounds
 
-It must yield the same *communicating* steps (Mix, Reply) on every rank, in the same order:
-never branch on rank-local data around one. Train and Assign stay on the rank, so a rank may run them as often as its own nodes need. A rank that yields another
+It must yield the same *communicating* steps (Mix, Reply, Exchange) on every rank, in the same
+order: never branch on rank-local data around one. Train, Assign and Snapshot stay on the
+rank, so a rank may run them as often as its own nodes need. A rank that yields another
 communicating step, or finishes early, ends the job with a message naming both ranks.
 
 A protocol is registered by its spec (heal_mpi.registry.ProtocolSpec), which may live in the
