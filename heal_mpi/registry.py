@@ -250,6 +250,7 @@ PROTOCOLS = Registry("protocol", "heal_mpi.protocols", ProtocolSpec, [
     "heal_mpi.protocols.hub:GAIA",
     "heal_mpi.protocols.gossip:SPEC",
     "heal_mpi.protocols.epidemic:SPEC",
+    "heal_mpi.protocols.dpsgd:SPEC",
 ])
 OVERLAYS = Registry("overlay", "heal_mpi.overlays", OverlaySpec, [
     "heal_mpi.overlay.kinds:ELEVATOR",
