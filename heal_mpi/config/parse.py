@@ -30,12 +30,20 @@ def from_dict(raw: dict) -> Config:
         if cls is FaultsConfig:
             sections[name] = _faults(table)
             continue
+        others = _other_keys(cls, table)  # the kinds' tables: checked once the section's kind is known
+        sections[name] = build(cls, table, name, skip=others)
         subs = _namespace_tables(cls, table, name)
-        sections[name] = build(cls, table, name, skip=subs)
         if subs:
             namespaces[name] = subs
     cfg = Config(**sections)
     return _with_options(cfg, namespaces)
+
+
+def _other_keys(cls, table) -> set:
+    """The keys of a section that names kinds that are not its own fields."""
+    if getattr(cls, "NAMESPACES", None) is None or not isinstance(table, dict):
+        return set()
+    return set(table) - {f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
 
 
 def _namespace_tables(cls, table, prefix: str) -> dict:
