@@ -66,3 +66,13 @@ def comm(request):
     (pytest-mpi runs only the `mpi`-marked cases there, and skips them in the single-process run)."""
     from mpi4py import MPI
     return MPI.COMM_SELF if request.param == "one rank" else MPI.COMM_WORLD
+
+
+@pytest.fixture
+def one_thread():
+    """Torch at one intra-op thread for the test (float sums then do not depend on the tests run before)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

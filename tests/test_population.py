@@ -68,9 +68,11 @@ def test_stacked_optimizers_match_torch_optim(kind, torch_opt, kw):
 
 
 @pytest.mark.parametrize("model", ["mlp", "lenet5"])
-@pytest.mark.parametrize("opt", [dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3),
+# lr 0.01: at 0.05 with momentum 0.9, LeNet-5's 4 epochs are chaotic and amplify the summation-order
+# differences of vmap's batched convolutions (1e-7 a step) to 2e-4 at one thread (1e-8 at 0.01)
+@pytest.mark.parametrize("opt", [dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-3),
                                  dict(optimizer="adam", lr=1e-3, weight_decay=0.01)])
-def test_loop_and_vmap_agree_with_unequal_sizes_and_a_masked_node(model, opt):
+def test_loop_and_vmap_agree_with_unequal_sizes_and_a_masked_node(model, opt, one_thread):
     if model == "lenet5":
         data = local_data_from(image_raw(), data_cfg(partition="dirichlet", alpha=0.5), 0, 6, 0, 6)
     else:
