@@ -171,8 +171,7 @@ class Engine:
         src = np.asarray(step.src, dtype=np.int64)
         dst = np.asarray(step.dst, dtype=np.int64)
         w = np.ones(len(dst)) if step.weight is None else np.asarray(step.weight, dtype=np.float64)
-        vals = np.zeros((len(dst), 0)) if step.values is None else \
-            np.asarray(step.values, np.float64).reshape(len(dst), -1)
+        vals = edge_values(step.values, len(dst))
         real = src + lo != dst  # a node's edge to itself is no message
         self.traffic.send(src[real], self.model_bytes)
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
@@ -300,8 +299,7 @@ class Engine:
         lo, n = self.world.slot_lo, self.world.n_local
         src = np.asarray(step.src, dtype=np.int64)
         dst = np.asarray(step.dst, dtype=np.int64)
-        vals = np.zeros((len(dst), 0)) if step.values is None else \
-            np.asarray(step.values, np.float64).reshape(len(dst), -1)
+        vals = edge_values(step.values, len(dst))
         size = HEADER_BYTES + ID_BYTES * vals.shape[1]
         real = src + lo != dst
         self.control.send(src[real], size)
@@ -342,6 +340,14 @@ class Engine:
                 rows.add_(self.pop.rows[torch.as_tensor(idx, device=dev)].to(rows.dtype) * own)
                 w = w + own
             self.pop.replace(idx, rows.div_(w))
+
+
+def edge_values(values, n_edges: int) -> np.ndarray:
+    """float64 [E, k]: a step's per-edge values ([E] or [E, k]; None is k = 0), also when E is 0."""
+    if values is None:
+        return np.zeros((n_edges, 0))
+    values = np.asarray(values, np.float64)
+    return values.reshape(n_edges, values.shape[1] if values.ndim == 2 else 1)
 
 
 def _group_sum(x: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:

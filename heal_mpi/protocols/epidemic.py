@@ -40,7 +40,7 @@ def oracle_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
     order = live[np.argsort(uniform(ctx.seed, "el-oracle", live, ctx.rnd), kind="stable")]
     pos = np.full(len(ctx.alive), -1, dtype=np.int64)
     pos[order] = np.arange(len(order))
-    s = min(s, len(order) - 1)
+    s = max(0, min(s, len(order) - 1))  # no live node, or one: nobody to send to
     p = pos[local]  # [n_local]
     out = order[(p[:, None] + np.arange(1, s + 1)[None, :]) % len(order)]  # [n_local, s]
     out[p < 0] = -1
@@ -50,7 +50,9 @@ def oracle_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
 def local_targets(ctx: RoundContext, s: int, local: np.ndarray) -> np.ndarray:
     """int64 [n_local, s]: s distinct live targets per live node, uniform, self excluded."""
     live = np.flatnonzero(ctx.alive)
-    s = min(s, len(live) - 1)
+    s = max(0, min(s, len(live) - 1))
+    if s == 0:  # no live node, or one: nobody to send to
+        return np.full((len(local), 0), -1, dtype=np.int64)
     draws = 4 * s + 4  # enough candidates that fewer than s distinct ones is vanishingly rare
     u = uniform(ctx.seed, "el-local", local[:, None], ctx.incarnation[local][:, None], ctx.rnd,
                 np.arange(draws)[None, :])  # [n_local, draws]
