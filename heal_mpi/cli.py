@@ -14,6 +14,7 @@ from pathlib import Path
 
 from heal_mpi import config as config_mod
 from heal_mpi.errors import ConfigError, DatasetError, InputError
+from heal_mpi.failures import os_reason, path_problem, resume_problem
 
 
 def _load(args, n_ranks: int = 1) -> config_mod.Config:
@@ -22,24 +23,10 @@ def _load(args, n_ranks: int = 1) -> config_mod.Config:
         overrides.append(f"run.out={config_mod.toml_value(args.out)}")
     cfg = config_mod.load(args.config, overrides)
     config_mod.validate(cfg, n_ranks=n_ranks)
-    problem = output_problem(Path(cfg.run.out))
+    problem = path_problem(Path(cfg.run.out))
     if problem:
         raise ConfigError(f"run.out: {problem}")
     return cfg
-
-
-def output_problem(out: Path) -> str | None:
-    """Why OUT could not be written, judged without creating anything; None when it can."""
-    if out.is_dir():
-        return f"{out} is a directory, not a file"
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the nearest existing ancestor: the folders below it get created
-    if not folder.is_dir():
-        return f"cannot create the folder {out.parent}: {folder} is a file"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot write in {folder} (permission denied)"
-    return None
 
 
 def cmd_validate(args) -> int:
@@ -52,60 +39,71 @@ def cmd_validate(args) -> int:
 def cmd_run(args) -> int:
     from mpi4py import MPI
 
+    from heal_mpi.lock import OutputLock
+
     comm = MPI.COMM_WORLD
     cfg = _load(args, n_ranks=comm.Get_size())
     out = Path(cfg.run.out)
-    if args.resume:
-        _check_resumable(out, cfg)
-    elif out.exists() and not args.overwrite:
-        raise ConfigError(f"run.out: {out} exists; pass --overwrite to replace it, or --resume")
-    # Rank 0 creates the folder and tells every rank whether it could, so all exit 2 together.
-    problem = None
-    if comm.Get_rank() == 0:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            problem = f"run.out: cannot create the folder {out.parent} ({e.strerror or e})"
-    problem = comm.bcast(problem, root=0)
+    lock = OutputLock(out)
+    # Rank 0 claims the output (its folder, the lock, the checks that read it) and tells every
+    # rank whether it could, so that all exit 2 together, before anything is written.
+    problem = _claim_output(out, cfg, args, lock) if comm.Get_rank() == 0 else None
+    problem, lock.token = comm.bcast((problem, lock.token), root=0)
     if problem:
         raise ConfigError(problem)
 
     from heal_mpi.runtime import abort_on_exception, make_world
     from heal_mpi.simulation import Simulation
 
-    # A corrupt dataset file is found while loading, on every rank, before the output exists.
-    with abort_on_exception(comm, bad_input=(DatasetError,)):
-        world = make_world(cfg.nodes.count, cfg.run.device, comm)
-        status = Simulation.build(cfg, world, out, resume=args.resume).run()
+    try:
+        # A corrupt dataset file is found while loading, on every rank, before the output exists.
+        with abort_on_exception(comm, bad_input=(DatasetError,), cleanup=[lock.release]):
+            world = make_world(cfg.nodes.count, cfg.run.device, comm)
+            status = Simulation.build(cfg, world, out, resume=args.resume).run()
+    finally:
+        lock.release()
     if comm.Get_rank() == 0 and status == 0:
         print(f"wrote {out}")
     return status
 
 
-def _check_resumable(out: Path, cfg) -> None:
-    """--resume continues OUT: it must exist, hold the same config, and have a checkpoint."""
-    import h5py
+def _claim_output(out: Path, cfg, args, lock) -> str | None:
+    """Create OUT's folder, take its lock, and check what --resume or --overwrite need; the problem
+    as one line (exit 2), or None with the lock held."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except ConfigError as e:
+        return str(e)
+    except OSError as e:
+        return f"run.out: cannot create {lock.path if out.parent.is_dir() else out.parent} ({os_reason(e)})"
+    try:
+        if args.resume:
+            _check_resumable(out, cfg)
+        elif out.exists() and not args.overwrite:
+            raise ConfigError(f"run.out: {out} exists; pass --overwrite to replace it, or --resume")
+    except ConfigError as e:
+        lock.release()
+        return str(e)
+    return None
 
-    from heal_mpi.checkpoint import checkpoint_dir
+
+def _check_resumable(out: Path, cfg) -> None:
+    """--resume continues OUT: it must exist, be a readable heal_mpi file of the same config, and
+    have a whole checkpoint written by as many ranks as this run has."""
+    import h5py
+    from mpi4py import MPI
     if not out.exists():
         raise ConfigError(f"run.out: --resume but {out} does not exist")
-    if not (checkpoint_dir(out) / "meta.json").exists():
-        raise ConfigError(f"run.out: --resume but {out} has no checkpoint in {checkpoint_dir(out)}")
-    import json
-
-    from mpi4py import MPI
-    try:
-        ranks = json.loads((checkpoint_dir(out) / "meta.json").read_text())["ranks"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"run.out: --resume but the checkpoint {checkpoint_dir(out)} is damaged ({e})") from None
-    if ranks != MPI.COMM_WORLD.Get_size():
-        raise ConfigError(f"run.out: the checkpoint of {out} was written by {ranks} ranks; resume with mpirun -n {ranks}")
     try:
         with h5py.File(out, "r") as f:
-            stored = f.attrs["config"]
+            stored, completed = f.attrs["config"], int(f.attrs.get("rounds_completed", 0))
     except (OSError, KeyError) as e:
         raise ConfigError(f"run.out: --resume but {out} is not a readable heal_mpi file "
-                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); --overwrite starts again") from None
+    problem = resume_problem(out, MPI.COMM_WORLD.Get_size(), completed)
+    if problem:
+        raise ConfigError(problem)
     if stored != config_mod.to_toml(cfg):
         raise ConfigError(f"run.out: --resume with a config that differs from the one stored in {out}")
 

@@ -147,19 +147,22 @@ def failure_line(error: BaseException, rank: int, size: int) -> str:
 
 
 @contextmanager
-def abort_on_exception(comm: MPI.Comm = MPI.COMM_WORLD, bad_input: tuple = ()):
+def abort_on_exception(comm: MPI.Comm = MPI.COMM_WORLD, bad_input: tuple = (), cleanup=()):
     """Any exception on any rank ends the whole job with exit 1 and one line on stderr.
 
     Without this, the other ranks would wait forever in their next collective.
     `SystemExit` and the `bad_input` exception types pass through untouched: every rank
     raises them together (they come from the same config and the same files), and the
     caller reports them as bad input. HEAL_MPI_DEBUG=1 adds every failing rank's traceback.
+    `cleanup` callables run first (the output's lock: the abort ends the process at once).
     """
     try:
         yield
     except (SystemExit, *bad_input):
         raise
     except BaseException as e:  # noqa: BLE001 - we must catch KeyboardInterrupt too
+        for undo in cleanup:
+            undo()
         rank, size = comm.Get_rank(), comm.Get_size()
         if debug_enabled():
             sys.stderr.write(f"[heal_mpi rank {rank}] fatal error, aborting all ranks:\n")
