@@ -22,35 +22,68 @@ from pathlib import Path
 
 import torch
 
+from heal_mpi.errors import OutputError
+from heal_mpi.failures import checkpoint_dir, checkpoint_failure, damaged_checkpoint
 from heal_mpi.runtime import World
 
 INTERRUPTED_EXIT = 3  # exit status of a run stopped by SIGTERM/SIGUSR1 after checkpointing
 
 
-def checkpoint_dir(out: Path) -> Path:
-    return out.with_name(out.name + ".ckpt")
+class _Recorded:
+    """A file whose first OSError is kept: torch.save reports a failed write as a RuntimeError
+    ("unexpected pos"), and the errno it hides is what tells a full device."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data):
+        try:
+            return self.fh.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Write `path` under a temporary name, fsync, rename; on failure remove the temporary file and
+    raise the OSError that caused it (the one the writer saw first)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as raw:
+            fh = _Recorded(raw)
+            try:
+                write(fh)
+                raw.flush()
+                os.fsync(raw.fileno())
+            except Exception as e:
+                raise (fh.error or e) from e
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def save(out: Path, world: World, rnd: int, state: dict) -> None:
-    """Save the state from which round `rnd` starts. Collective over `world.comm`: every rank must call."""
+def save(out: Path, world: World, rnd: int, state: dict, completed: int) -> None:
+    """Save the state from which round `rnd` starts (`completed` rounds are in the HDF5 file). A
+    failed write raises OutputError naming the file; the previous checkpoint stays valid.
+    Collective over `world.comm`: every rank must call."""
     folder = checkpoint_dir(out)
-    if world.is_root:
-        folder.mkdir(parents=True, exist_ok=True)
-    world.comm.Barrier()
-    _atomic_write(folder / f"rank{world.rank}.round{rnd}.pt", lambda fh: torch.save(state, fh))
-    world.comm.Barrier()
-    if world.is_root:
-        meta = {"round": rnd, "ranks": world.size}
-        _atomic_write(folder / "meta.json", lambda fh: fh.write(json.dumps(meta).encode()))
+    file = folder / f"rank{world.rank}.round{rnd}.pt"
+    try:
+        if world.is_root:
+            folder.mkdir(parents=True, exist_ok=True)
+        world.comm.Barrier()
+        _atomic_write(file, lambda fh: torch.save(state, fh))
+        world.comm.Barrier()
+        if world.is_root:
+            file = folder / "meta.json"
+            meta = {"round": rnd, "ranks": world.size}
+            _atomic_write(file, lambda fh: fh.write(json.dumps(meta).encode()))
+    except (OSError, RuntimeError) as e:
+        raise checkpoint_failure(file, out, completed, e) from e
     world.comm.Barrier()
     for old in folder.glob(f"rank{world.rank}.round*.pt"):
         if old.name != f"rank{world.rank}.round{rnd}.pt":
@@ -66,7 +99,12 @@ def load(out: Path, world: World) -> tuple[int, dict]:
     if meta["ranks"] != world.size:
         raise ValueError(f"--resume: the checkpoint was written by {meta['ranks']} ranks; "
                          f"resume with mpirun -n {meta['ranks']}")
-    state = torch.load(checkpoint_dir(out) / f"rank{world.rank}.round{meta['round']}.pt", weights_only=False)
+    file = checkpoint_dir(out) / f"rank{world.rank}.round{meta['round']}.pt"
+    try:
+        state = torch.load(file, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - whatever torch raises for a file it cannot read
+        raise OutputError(f"reading the checkpoint {file} failed: {damaged_checkpoint(file) or e}; "
+                          f"--overwrite starts again") from None
     return int(meta["round"]), state
 
 

@@ -17,11 +17,7 @@ after every round, so a killed run leaves a readable file whose first
 
 from __future__ import annotations
 
-import errno
-import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
@@ -32,8 +28,8 @@ import h5py
 import numpy as np
 
 import heal_mpi
-from heal_mpi.checkpoint import checkpoint_dir
 from heal_mpi.errors import OutputError
+from heal_mpi.failures import os_reason, write_failure
 from heal_mpi.info import mpi_library
 from heal_mpi.runtime import World
 
@@ -78,7 +74,7 @@ class Writer:
                     sys.stderr.write(f"heal_mpi: {why}; rank 0 gathers and writes all output\n")
                 self.file = h5py.File(self.path, mode) if world.is_root else None
         except (OSError, ValueError) as e:
-            raise OutputError(f"cannot open {self.path} for writing: {failure_reason(e, self.path)}") from e
+            raise OutputError(f"cannot open {self.path} for writing: {os_reason(e, self.path)}") from e
         # rounds whose rows are all written and flushed: what a failed write leaves safe in the file
         self.completed = int(self.file.attrs.get("rounds_completed", 0)) if resume and self.file else 0
         if not resume:
@@ -206,50 +202,6 @@ class Writer:
                 self.file.close()
                 self.file = None
         self.comm.Free()
-
-
-def failure_reason(error: BaseException, path: Path) -> str:
-    """Why a write failed, in words: the device is full, else the error's first line.
-
-    h5py often drops the errno ("Unable to create dataset (file write failed)"), so it is
-    also looked for in the HDF5 message, and a device with no space left is checked directly.
-    """
-    code = getattr(error, "errno", None)
-    if code is None:
-        found = re.search(r"errno = (\d+)", str(error))
-        code = int(found.group(1)) if found else None
-    if code == errno.ENOSPC or code is None and _free_bytes(path) == 0:
-        return "the device is full (no space left)"
-    if code == errno.EDQUOT:
-        return "the disk quota is exhausted"
-    text = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
-    if code:  # HDF5's detail (time, file descriptor, offsets) says less than the errno does
-        head = text.split(" (")[0]
-        return head if head == os.strerror(code) else f"{head} ({os.strerror(code)})"
-    return text
-
-
-def _free_bytes(path: Path) -> int | None:
-    try:
-        return shutil.disk_usage(path.resolve().parent).free
-    except OSError:
-        return None
-
-
-def write_failure(path: Path, completed: int, error: BaseException) -> OutputError:
-    """The one line a user reads when `path` fails mid-run: which file, why, what is safe, how to go on."""
-    reason = failure_reason(error, path)
-    meta = checkpoint_dir(path) / "meta.json"
-    try:
-        start = json.loads(meta.read_text())["round"]
-        fix = "free space, then" if reason.startswith("the device is full") else "once fixed,"
-        then = (f"{fix} rerun with --resume to continue from the checkpoint (round {start}); if the failed "
-                "write left the file unreadable, --resume says so and --overwrite starts again")
-    except (OSError, ValueError, KeyError, TypeError):
-        then = "there is no checkpoint to resume from (set run.checkpoint_every)"
-    safe = (f"its first {completed} rounds were complete (attribute rounds_completed)" if completed
-            else "no round was complete in it yet")
-    return OutputError(f"writing {path} failed: {reason}; {safe}; {then}")
 
 
 def run_attributes(world: World, config_toml: str, method: str = "none", overlay: str = "",

@@ -192,7 +192,7 @@ class Simulation:
             return
         every = self.cfg.run.checkpoint_every
         if self.stop.signal or (every and (rnd + 1) % every == 0):
-            checkpoint.save(self.out, self.world, rnd + 1, self.state_dict())
+            checkpoint.save(self.out, self.world, rnd + 1, self.state_dict(), self.writer.completed)
             if self.stop.signal and self.world.is_root:
                 print(f"stopped by signal {self.stop.signal} after round {rnd + 1}; checkpoint saved, "
                       f"continue with --resume", flush=True)

@@ -11,9 +11,10 @@ import pytest
 from mpi4py import MPI
 
 from conftest import ROOT, mpi_env, write_config
-from heal_mpi.checkpoint import checkpoint_dir
 from heal_mpi.errors import OutputError
-from heal_mpi.output import Writer, failure_reason
+from heal_mpi.failures import checkpoint_dir
+from heal_mpi.failures import os_reason as failure_reason
+from heal_mpi.output import Writer
 from heal_mpi.runtime import failure_line, make_world
 
 
