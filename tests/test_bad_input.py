@@ -252,7 +252,13 @@ def bad_cli_inputs(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     cases = [("binary", [str(binary)]), ("directory", [str(tmp_path)]), ("nan", [str(nan)]),
-             ("out under a file", [str(good), "--out", str(blocker / "sub" / "o.h5")])]
+             ("out under a file", [str(good), "--out", str(blocker / "sub" / "o.h5")]),
+             ("a folder name too long", [str(good), "--out", str(tmp_path / ("d" * 300) / "o.h5")]),
+             ("a file name too long", [str(good), "--out", str(tmp_path / ("f" * 252 + ".h5"))]),
+             ("a folder that cannot be created", [str(good), "--out", "/sys/heal_mpi_test/o.h5"]),
+             ("a value float32 cannot hold", [str(good), "--set", "train.lr=1e300"]),
+             ("more nodes than samples", [str(good), "--set", "nodes.count=5000"]),
+             ("a FedAvg server without clients", [str(good), "--set", "nodes.count=1"])]
     import torch
     if not torch.cuda.is_available():
         cases.append(("cuda without a GPU", [str(good), "--set", "run.device='cuda'"]))

@@ -30,6 +30,10 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True, check_devi
         if spec.overlays and OVERLAYS.get(kind, "overlay.kind").name not in spec.overlays:
             raise ConfigError(f"overlay.kind: protocol.kind = {cfg.protocol.kind!r} runs on "
                               f"{' or '.join(spec.overlays)}, not {kind!r}")
+        servers = len(spec.protected(cfg))
+        if servers >= n:
+            raise ConfigError(f"nodes.count: {spec.label} needs a client beside its {servers} server(s), "
+                              f"not {n} node(s)")
         spec.check(cfg)
     _validate_faults(cfg)
     _validate_adversary(cfg)
@@ -55,7 +59,7 @@ def _validate_adversary(cfg: Config) -> None:
         raise ConfigError("adversary.byzantine_fraction: set either adversary.byzantine or the fraction, not both")
     room = n - len(protected_slots(cfg)) - 1  # never a protected server, and one correct node at least
     key = "adversary.byzantine_fraction" if adv.byzantine_fraction else "adversary.byzantine"
-    if byzantine_count(cfg) > room:
+    if byzantine_count(cfg) and byzantine_count(cfg) > room:
         raise ConfigError(f"{key}: {byzantine_count(cfg)} Byzantine nodes, but only {room} of nodes.count = {n} "
                           "can be (servers are protected, one node must stay correct)")
     overlay = OVERLAYS.get(cfg.overlay_kind, "overlay.kind")
@@ -104,6 +108,15 @@ def _validate_learning(cfg: Config, check_files: bool) -> None:
         raise ConfigError("data.shards_per_node: more than data.synthetic_classes")
     if cfg.train.local_epochs == 0 and cfg.train.local_steps == 0:
         raise ConfigError("train.local_epochs: 0 epochs and 0 local_steps means nodes never train")
+    from heal_mpi.learning.datasets import train_size
+    samples, n, part = train_size(cfg.data, read_files=check_files), cfg.nodes.count, cfg.data.partition
+    cut = " (data.max_train)" if cfg.data.max_train and cfg.data.max_train <= samples else ""
+    if part in ("iid", "dirichlet") and samples < n:
+        raise ConfigError(f"nodes.count: {n} nodes but {cfg.data.dataset} has {samples} training samples{cut}: "
+                          "every node needs one at least")
+    if part == "shards" and n * cfg.data.shards_per_node > samples:
+        raise ConfigError(f"data.shards_per_node: {n} nodes x {cfg.data.shards_per_node} shards need "
+                          f"{n * cfg.data.shards_per_node} training samples, {cfg.data.dataset} has {samples}{cut}")
     if check_files and image:
         from heal_mpi.learning.datasets import DatasetError, check_dataset_files
         try:

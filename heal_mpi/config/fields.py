@@ -20,6 +20,7 @@ from heal_mpi.errors import ConfigError
 
 COUNT_MAX = 10**9  # counts that size arrays and output rows: beyond any machine, low enough to catch typos
 INT_MAX = 2**63 - 1  # TOML integers are 64-bit and every integer ends up in NumPy or HDF5 as int64
+FLOAT32_MAX = 3.4028234663852886e38  # the models compute in float32: a larger number becomes inf there
 
 
 @functools.cache
@@ -93,6 +94,9 @@ def check_value(key: str, tp, meta, value):
         # nan passes every < and > test below, and inf reaches the run as a silent nan loss
         if not math.isfinite(number):
             raise ConfigError(f"{key}: expected a finite number, got {short(value)}")
+        if abs(number) > FLOAT32_MAX:
+            raise ConfigError(f"{key}: {short(value)} does not fit in float32, the precision the models "
+                              f"compute in (at most 3.4e38 in size)")
         value = number
     elif tp is str:
         if not isinstance(value, str):

@@ -147,6 +147,27 @@ def check_dataset_files(data_cfg) -> None:
         _idx_path(root, stem, data_cfg.dataset)
 
 
+NOMINAL_TRAIN = {"fashion-mnist": 60000, "mnist": 60000, "cifar10": 50000}
+
+
+def train_size(data_cfg, read_files: bool = True) -> int:
+    """How many training samples the run has (data.max_train applied): synthetic_train, the count in
+    the training labels' IDX header when `read_files` and the file is there, else the data set's
+    published size. Reads 8 bytes at most: validation uses it."""
+    if data_cfg.dataset == "synthetic":
+        n = data_cfg.synthetic_train
+    else:
+        n = NOMINAL_TRAIN[data_cfg.dataset]
+        if read_files and data_cfg.dataset in ("fashion-mnist", "mnist"):
+            try:
+                path = _idx_path(dataset_root(data_cfg), IDX_FILES["y_train"], data_cfg.dataset)
+                with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+                    magic, n = struct.unpack(">II", f.read(8))
+            except (DatasetError, OSError, EOFError, struct.error):
+                pass  # the data set's own check names the file; its published size stands in
+    return min(n, data_cfg.max_train) if data_cfg.max_train else n
+
+
 # ----------------------------------------------------------------------------- readers
 
 def read_idx(path: str, dataset: str = "mnist") -> np.ndarray:
