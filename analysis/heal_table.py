@@ -6,7 +6,8 @@ and simulated bytes to a target, the work per round, and the paper's claims chec
 
 Methods are labelled as in the paper: FL (FedAvg), HEAL, Gaia, GL (Gossipy's merge-update,
 `protocol.gossip.gossip_update = "per_model"`), GL (merge once), EL (every Newscast neighbour),
-EL-Oracle; "(by clients)" marks `protocol.heal.hub_weights = "clients"`. Final accuracy:
+EL-Oracle; "(by clients)" marks `protocol.heal.hub_weights = "clients"`; D-PSGD (not in the
+paper) is named with its overlay when not Newscast and its order when cta. Final accuracy:
 `/rounds/acc_mean` (mean test accuracy over the evaluated live nodes, the paper's "global
 accuracy") at the last evaluated round, mean ± std over seeds.
 Kept: a faulty scenario's final accuracy as % of the same method's fault-free one.
@@ -31,7 +32,8 @@ import accuracy
 import common
 from time_to_accuracy import first_round
 
-LABELS = ["HEAL", "HEAL (by clients)", "FL", "Gaia", "GL", "GL (merge once)", "EL", "EL-Oracle", "EL-Local"]
+LABELS = ["HEAL", "HEAL (by clients)", "FL", "Gaia", "GL", "GL (merge once)", "EL", "EL-Oracle", "EL-Local", "D-PSGD",
+          "D-PSGD (ring)", "D-PSGD (cta)", "D-PSGD (cta, ring)"]
 PAPER_FINAL = {  # fault-free, 5-run mean after 1000 cycles (HEAL paper's table)
     "mnist": {"FL": 0.9742, "Gaia": 0.9442, "GL": 0.7098, "EL": 0.9111, "HEAL": 0.9687},
     "spambase": {"FL": 0.9087, "Gaia": 0.8826, "GL": 0.8322, "EL": 0.9548, "HEAL": 0.9001},
@@ -53,6 +55,10 @@ def paper_label(config: dict) -> str:
         label = "GL" if own.get("gossip_update", "once") == "per_model" else "GL (merge once)"
     elif kind == "epidemic":
         label = {"neighbours": "EL", "oracle": "EL-Oracle", "local": "EL-Local"}[own.get("variant", "neighbours")]
+    elif kind == "dpsgd":  # not in the paper: the standard baseline of decentralized learning (issue 19)
+        extra = [x for x in ("cta" if own.get("order", "atc") == "cta" else "",
+                             config.get("overlay", {}).get("kind", "auto")) if x not in ("", "auto", "newscast")]
+        label = "D-PSGD" + (f" ({', '.join(extra)})" if extra else "")
     else:
         label = {"heal": "HEAL", "fedavg": "FL", "gaia": "Gaia"}.get(kind, kind)
         if own.get("hub_weights", "uniform") == "clients":

@@ -332,3 +332,7 @@ def test_heal_table_labels_methods_as_the_paper_does():
     assert label({"protocol": {"kind": "gossip", "gossip": {"gossip_update": "per_model"}}}) == "GL"
     assert label({"protocol": {"kind": "gossip"}}) == "GL (merge once)"
     assert label({"protocol": {"kind": "epidemic", "epidemic": {"variant": "oracle"}}}) == "EL-Oracle"
+    assert label({"protocol": {"kind": "dpsgd"}, "overlay": {"kind": "auto"}}) == "D-PSGD"
+    assert label({"protocol": {"kind": "dpsgd"}, "overlay": {"kind": "ring"}}) == "D-PSGD (ring)"
+    assert label({"protocol": {"kind": "dpsgd", "dpsgd": {"order": "cta"}}, "overlay": {"kind": "ring"}}) == \
+        "D-PSGD (cta, ring)"
