@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 import heal_mpi
+from heal_mpi import schema
 from heal_mpi.errors import OutputError
 from heal_mpi.failures import os_reason, write_failure
 from heal_mpi.info import mpi_library
@@ -49,11 +50,16 @@ def git_revision() -> str:
 class Writer:
     """Writes one run's rows. Every method is collective over `world.comm`: every rank must call.
 
-    Datasets are created on first use, in sorted name order, so every rank creates the same
-    ones in the same order (HDF5's parallel metadata rule).
+    Every dataset of the contract (heal_mpi/schema.py) is created when the file is, in sorted
+    name order on every rank (HDF5's parallel metadata rule), filled with NaN or -1 until
+    written; a protocol's own counts are created on first use, also in sorted order.
+
+    Args:
+        sizes: the schema's dimensions {"R", "N", "h", "S", "c", "K"}.
     """
 
-    def __init__(self, path: str | Path, world: World, rounds: int, attrs: dict, resume: bool = False):
+    def __init__(self, path: str | Path, world: World, rounds: int, attrs: dict, resume: bool = False,
+                 sizes: dict | None = None):
         self.world, self.rounds = world, rounds
         self.comm = world.comm.Dup()
         self.parallel = PARALLEL
@@ -81,6 +87,9 @@ class Writer:
             with self._failing_io():
                 self._set_attrs({**attrs, "hdf5_driver": "mpio" if self.parallel else "rank0-gather",
                                  "rounds_completed": 0})
+                sizes = {"R": rounds, "N": world.n_nodes, "h": 1, "S": 0, "c": 1, "K": 0, **(sizes or {})}
+                for d in sorted(schema.DATASETS, key=lambda d: d.path):
+                    self._dataset(d.path, schema.shape(d, sizes), d.dtype)
 
     @contextmanager
     def _failing_io(self):
@@ -104,7 +113,8 @@ class Writer:
         if name not in self._handles:
             if name not in self.file:
                 fill = np.nan if np.dtype(dtype).kind == "f" else -1
-                chunks = (1,) + tuple(min(s, 1 << 20) for s in shape[1:]) if len(shape) > 1 else None
+                rows = len(shape) > 1 and 0 not in shape and not name.startswith("partition/")
+                chunks = (1,) + tuple(min(s, 1 << 20) for s in shape[1:]) if rows else None  # one chunk a row
                 self.file.create_dataset(name, shape=shape, dtype=dtype, fillvalue=fill, chunks=chunks)
             self._handles[name] = self.file[name]
         return self._handles[name]
@@ -173,9 +183,23 @@ class Writer:
             row = np.asarray(rows[name])
             self._write_global_row(f"overlay/{name}", rnd, row, (R, *row.shape))
         for name in sorted(rounds):
-            self._write_global_row(f"rounds/{name}", rnd, np.float64(rounds[name]), (R,))
+            self._write_global_row(f"rounds/{name}", rnd, np.float64(rounds[name]), (R,))  # cast to its dtype
         self.mark_completed(rnd + 1)
         self._last_record = (rnd, np.float64(time.perf_counter() - t0))
+
+    def node_table(self, name: str, local: np.ndarray) -> None:
+        """Write a per-node table once (the partition): this rank's rows [slot_lo, slot_hi) of /name."""
+        with self._failing_io():
+            local = np.ascontiguousarray(local)
+            lo, hi = self.world.slot_lo, self.world.slot_hi
+            if self.parallel:
+                ds = self._dataset(name, (self.world.n_nodes, *local.shape[1:]), local.dtype)
+                with ds.collective:
+                    ds[lo:hi] = local
+                return
+            parts = self.comm.gather(local, root=0)
+            if self.world.is_root:
+                self._dataset(name, (self.world.n_nodes, *local.shape[1:]), local.dtype)[...] = np.concatenate(parts)
 
     def snapshot(self, name: str, index: int, rnd: int, local: np.ndarray, n_snapshots: int) -> None:
         """Store view snapshot `index` (taken at round `rnd`) of every node: /overlay/<name> [S, N, c]."""

@@ -108,13 +108,19 @@ class Simulation:
         method = NO_PROTOCOL if engine is None else resolve_protocol(cfg).name
         attrs = run_attributes(world, config_mod.to_toml(cfg), method=method, overlay=cfg.overlay_kind,
                                threads_per_rank=world.comm.allgather(torch.get_num_threads()))
-        writer = None if out is None else Writer(out, world, cfg.run.rounds, attrs, resume=resume)
+        sizes = {"h": overlay.hub_width, "S": len(range(0, cfg.run.rounds, every)) if every else 0,
+                 "c": overlay.snapshot().shape[1], "K": engine.pop.data.num_classes if engine else 0}
+        writer = None if out is None else Writer(out, world, cfg.run.rounds, attrs, resume=resume, sizes=sizes)
+        if writer is not None and not resume:
+            samples, labels = partition_counts(engine, world)
+            writer.node_table("partition/samples", samples)
+            writer.node_table("partition/labels", labels)
         never_fail = protected_slots(cfg) + ([] if byzantine is None else byzantine.ids.tolist())  # nor Byzantines
         faults = FaultSchedule(cfg, n, never_fail)
         alive, incarnation = faults.initial_state()
         sim = cls(cfg=cfg, world=world, comm=comm, faults=faults, overlay=overlay, engine=engine, writer=writer,
                   progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,
-                  n_snapshots=len(range(0, cfg.run.rounds, every)) if every else 0, byzantine=byzantine)
+                  n_snapshots=sizes["S"], byzantine=byzantine)
         sim.after_round = [] if writer is None else [sim.write, sim.show_progress, sim.checkpoint]
         if resume:
             sim.start_round, state = checkpoint.load(out, world)
@@ -250,17 +256,32 @@ class Simulation:
         self.progress.update(ctx.rnd, record.rounds)
 
 
+def partition_counts(engine: Engine | None, world: World) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's nodes' training samples [n_local] and samples per class [n_local, K] (K = 0 without data)."""
+    if engine is None:
+        return np.zeros(world.n_local, np.int64), np.zeros((world.n_local, 0), np.int64)
+    data = engine.pop.data
+    y = data.y_train.cpu().numpy()
+    node = np.repeat(np.arange(world.n_local), np.diff(data.train_offsets))
+    labels = np.zeros((world.n_local, data.num_classes), np.int64)
+    np.add.at(labels, (node, y), 1)
+    return np.diff(data.train_offsets).astype(np.int64), labels
+
+
 def set_threads(cfg: config_mod.Config, world: World) -> None:
     """Torch intra-op threads per rank: run.threads, or `default_threads`."""
     torch.set_num_threads(cfg.run.threads or default_threads(world.local_size))
 
 
 def default_threads(ranks_on_host: int, env=os.environ) -> int:
-    """The cores a rank may use: Slurm's --cpus-per-task when set, else the host's cores shared.
+    """The cores a rank may use: Slurm's --cpus-per-task when set, one in a Slurm job without it (Slurm
+    gave the task one CPU, and array tasks share the node), else the host's cores shared.
 
     On CPUs, small-batch training gains more from ranks than from threads, and a rank with
     more threads than cores slows down many times over, so a rank never gets more than its share.
     """
     if env.get("SLURM_CPUS_PER_TASK", "").isdigit():
         return max(1, int(env["SLURM_CPUS_PER_TASK"]))
+    if env.get("SLURM_JOB_ID"):
+        return 1
     return max(1, (os.cpu_count() or 1) // ranks_on_host)

@@ -93,3 +93,33 @@ def test_a_real_failed_write_ends_every_rank_with_one_line(tmp_path):
     assert errors[0].startswith(f"heal-mpi: error: writing {out} failed: ") and "File too large" in errors[0]
     assert "rounds were complete" in errors[0] and "rerun with --resume" in errors[0], errors[0]
     assert "Traceback" not in r.stderr
+
+
+def test_a_file_holds_exactly_the_documented_datasets_and_attributes(tmp_path):
+    """The contract (heal_mpi/schema.py, the README's HDF5 section) and a real file agree: every dataset
+    with its dtype, for a protocol without hubs too (filled), and every attribute."""
+    from heal_mpi import config as cfgmod
+    from heal_mpi import schema
+    from heal_mpi.simulation import Simulation
+    readme = (ROOT / "README.md").read_text()
+    for kind in ("gossip", "heal"):
+        cfg = cfgmod.validate(cfgmod.load(None, [f"protocol.kind='{kind}'", "nodes.count=10", "overlay.cache_size=4",
+                                                 "overlay.hubs=2", "run.rounds=3", "run.progress='none'"]),
+                              check_files=False)
+        out = tmp_path / f"{kind}.h5"
+        assert Simulation.build(cfg, make_world(10, "cpu", MPI.COMM_SELF), out).run() == 0
+        with h5py.File(out, "r") as f:
+            found = {}
+            f.visititems(lambda name, obj: found.__setitem__(name, str(obj.dtype))
+                         if isinstance(obj, h5py.Dataset) else None)
+            assert set(found) == set(schema.BY_PATH)  # no dataset undocumented, none missing
+            assert {k: v for k, v in found.items() if k in schema.BY_PATH} == \
+                {d.path: d.dtype for d in schema.DATASETS}, kind
+            assert set(f.attrs) == set(schema.ATTRIBUTES)
+            if kind == "gossip":  # does not apply: the fill
+                assert (f["rounds/hubs_active"][:] == -1).all() and (f["rounds/byzantine"][:] == -1).all()
+            assert f["partition/labels"][()].sum() == cfg.data.synthetic_train
+    for d in schema.DATASETS:
+        assert f"`/{d.path}`" in readme
+    for name in schema.ATTRIBUTES:
+        assert f"| `{name}` |" in readme

@@ -71,7 +71,8 @@ class Group:
         return max(r.completed for r in self.runs)
 
     def has(self, metric: str) -> bool:
-        return any(metric in r.series for r in self.runs)
+        """Whether any run measured this metric (every dataset is in every file; NaN where it does not apply)."""
+        return any(metric in r.series and np.isfinite(r.series[metric]).any() for r in self.runs)
 
     def stack(self, metric: str) -> np.ndarray:
         """float64 [seeds, n_rounds]: /rounds/<metric> of every run, NaN past its valid rows."""
@@ -124,13 +125,21 @@ def load_run(path: str | Path) -> Run:
         # files written before the attributes existed: the config says (overlay "auto": the default)
         method = _text(f.attrs.get("method", config.get("protocol", {}).get("kind", "?")))
         overlay = _text(f.attrs.get("overlay", config.get("overlay", {}).get("kind", "auto")))
-        series = {name: np.asarray(ds[:completed], dtype=np.float64)
+        series = {name: _series(ds, completed)
                   for name, ds in f["rounds"].items() if isinstance(ds, h5py.Dataset) and ds.ndim == 1}
         run = config.get("run", {})
         scenario_label(config)  # a config whose [faults] cannot be labelled fails here, naming this file
         return Run(path=path, config=config, method=method, overlay=overlay, seed=int(run.get("seed", 0)),
                    rounds=int(run.get("rounds", completed)),
                    completed=min([completed, *(len(v) for v in series.values())]), series=series)
+
+
+def _series(ds, completed: int) -> np.ndarray:
+    """float64 [completed] of a /rounds dataset: an integer one's -1 (does not apply) becomes NaN."""
+    values = np.asarray(ds[:completed], dtype=np.float64)
+    if ds.dtype.kind in "iu":
+        values[values == -1] = np.nan
+    return values
 
 
 def _text(value) -> str:

@@ -102,7 +102,12 @@ def kinds_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"config-reference": reference_markdown, "kinds": kinds_markdown}
+def _hdf5_markdown() -> str:
+    from heal_mpi import schema
+    return schema.markdown()
+
+
+BLOCKS = {"config-reference": reference_markdown, "kinds": kinds_markdown, "hdf5": _hdf5_markdown}
 
 
 def update_readme(path: str | Path) -> None:
@@ -115,3 +120,26 @@ def update_readme(path: str | Path) -> None:
         _, tail = rest.split(end, 1)
         text = f"{head}{start}{marker_line}\n\n{make()}\n{end}{tail}"
     Path(path).write_text(text)
+
+
+def summary(cfg: Config) -> str:
+    """One line on what a run will do: the protocol and its options, the world, the faults, the adversary
+    (what `heal-mpi validate` prints, so that nothing a preset carries is hidden)."""
+    from heal_mpi.config.checks import byzantine_count
+    parts = [f"{cfg.protocol.kind} on {cfg.overlay_kind}, {cfg.nodes.count} nodes, {cfg.run.rounds} rounds"]
+    for section in ("protocol", "overlay"):
+        for name, options in chosen_options(cfg, section).items():
+            if options is not None:
+                parts.append(f"{section}.{name}: " + ", ".join(f"{f.name} = {toml_value(getattr(options, f.name))}"
+                                                               for f in dataclasses.fields(options)))
+    events = [spec.label(dataclasses.asdict(ev)) for spec in FAULTS.specs() for ev in cfg.faults.events[spec.name]]
+    if cfg.faults.message_loss:
+        events.append(f"message loss {cfg.faults.message_loss:g}")
+    parts.append("faults: " + (", ".join(events) if events else "none"))
+    adv = cfg.adversary
+    if byzantine_count(cfg):
+        lift = f", Lift @{adv.lift_round}" if adv.lift_round >= 0 else ""
+        parts.append(f"adversary: {byzantine_count(cfg)} Byzantine (overlay {adv.kind}, models {adv.models}){lift}")
+    else:
+        parts.append("adversary: none")
+    return "; ".join(parts)
