@@ -79,7 +79,7 @@ def plot(group: common.Group, label: str, path: Path, smoke: bool) -> Path:
     common.round_axis(ax, group.n_rounds)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(label, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    common.legend_outside(ax)
     fig.tight_layout()
     return common.save(fig, path, smoke)
 

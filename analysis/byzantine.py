@@ -63,7 +63,7 @@ def plot(group: common.Group, path: Path, smoke: bool) -> Path:
     ax.set_ylim(bottom=0)
     ax.set_ylabel("nodes")
     ax.set_title(f"{group.method}: {group.scenario} ({group.n_seeds} seed{'s' if group.n_seeds > 1 else ''})", fontsize=10)
-    ax.legend(loc="center right", fontsize=8)
+    common.legend_outside(ax)
     fig.tight_layout()
     return common.save(fig, path, smoke)
 

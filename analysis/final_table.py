@@ -6,7 +6,9 @@
 A cell is the mean over seeds of each run's final accuracy: `/rounds/acc_mean` (mean over the
 evaluated live nodes) at its last valid round, in %, ± the std over seeds when there are
 several. A run cut short (rounds_completed < run.rounds) contributes its last completed
-evaluated round; such cells are marked †.
+evaluated round; such cells are marked †. A second table gives what each cost: the total
+simulated traffic of a run (models + overlay + control, summed over its rounds, mean over
+seeds, binary units).
 
 Writes final_accuracy.md and final_accuracy.csv (fractions, not %).
 """
@@ -35,6 +37,7 @@ def rows(groups: list[common.Group]) -> list[dict]:
                     "final_acc_mean": float(ok.mean()) if len(ok) else float("nan"),
                     "final_acc_std": float(ok.std(ddof=1)) if len(ok) > 1 else float("nan"),
                     "final_round_min": min(r for _, r in f), "final_round_max": max(r for _, r in f),
+                    "total_bytes": total_bytes(g),
                     "partial": any(r.partial for r in g.runs),
                     "files": ";".join(str(r.path) for r in g.runs)})
     return out
@@ -56,13 +59,24 @@ def markdown(groups: list[common.Group], table: list[dict]) -> str:
             text = common.mean_std_text([a for a, _ in finals(g)], scale=100)
             line.append(text + (" †" if r["partial"] else "") + (f" (n={r['seeds']})" if len(counts) > 1 else ""))
         body.append(line)
+    traffic = [[m, *("" if (m, s) not in cell else common.size(total_bytes(
+        next(g for g in groups if g.method == m and g.scenario == s))) for s in scenarios)] for m in common.methods(groups)]
     n = counts.pop() if len(counts) == 1 else None
     seeds = {None: "mean ± std over seeds (n = seeds per cell)", 1: "one seed per cell, so no ± std"}.get(
         n, f"mean ± std over {n} seeds")
     notes = f"Final test accuracy (%): mean over the evaluated live nodes at the last round; {seeds}."
     if any(r["partial"] for r in table):
         notes += "\n† includes runs cut short: their last completed round is used."
-    return "# Final accuracy\n\n" + common.markdown_table(["method", *scenarios], body) + "\n" + notes + "\n"
+    return ("# Final accuracy\n\n" + common.markdown_table(["method", *scenarios], body) + "\n" + notes + "\n\n"
+            "# Total simulated traffic\n\n" + common.markdown_table(["method", *scenarios], traffic) +
+            "\nModels, overlay and control messages of a whole run, mean over seeds (1 MiB = 2^20 B); "
+            "traffic.md splits them.\n")
+
+
+def total_bytes(group: common.Group) -> float:
+    """A run's simulated bytes over all its rounds, mean over the seeds."""
+    return float(np.nanmean([np.nansum(r.series["bytes"]) for r in group.runs])) if group.has("bytes") \
+        else float("nan")
 
 
 def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:

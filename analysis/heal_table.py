@@ -91,15 +91,6 @@ def to_target(g: common.Group, target: float) -> tuple[list[float], list[float]]
     return rounds, spent
 
 
-def size(x: float) -> str:
-    if np.isnan(x):
-        return "—"
-    for unit, bits in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if x >= 2**bits:
-            return f"{x / 2**bits:,.1f} {unit}"
-    return f"{x:.0f} B"
-
-
 class Table:
     """The groups of one task, indexed by (method, scenario)."""
 
@@ -162,7 +153,7 @@ class Table:
             per = [to_target(g, t) for t in targets]
             line = [g.method, g.scenario]
             line += [common.mean_std_text(k, single_digits=0) + reached(k) for k, _ in per]
-            line += [size(float(np.nanmean(b))) if np.isfinite(b).any() else "—" for _, b in per]
+            line += [common.size(float(np.nanmean(b))) if np.isfinite(b).any() else "—" for _, b in per]
             line += [paper.get(g.method, "") if g.scenario == "fault-free" else ""] if paper else []
             body.append(line)
         return common.markdown_table(head, body)
@@ -175,7 +166,7 @@ class Table:
             if g is None:
                 continue
             mean = {k: float(np.nanmean(g.stack(k))) for k in ("train_samples", "model_messages", "bytes")}
-            body.append([m, f"{mean['train_samples']:,.0f}", f"{mean['model_messages']:,.0f}", size(mean["bytes"])])
+            body.append([m, f"{mean['train_samples']:,.0f}", f"{mean['model_messages']:,.0f}", common.size(mean["bytes"])])
         return common.markdown_table(head, body)
 
     # -- the claims ----------------------------------------------------------------------------

@@ -124,11 +124,12 @@ def plot(groups: list[common.Group], share: float, path: Path, smoke: bool) -> P
     for col, (scenario, members) in enumerate(scenarios.items()):
         starts = [start for _, start in fault_starts(members[0].events)]
         zoom = (max(starts[0] - 3, 0), starts[0] + 17) if starts else (0, 20)
-        for g, lw in zip(members, common.widths(members)):
+        for i, (g, lw) in enumerate(zip(members, common.widths(members))):
             mean = common.nanmean(np.stack([hub_counts(r, share)[:g.n_rounds] for r in g.runs
                                             if r.completed == g.n_rounds] or [np.full(g.n_rounds, np.nan)]))
             x = np.arange(1, g.n_rounds + 1)
-            axes[0, col].plot(x, mean, color=color[g.method], lw=lw, label=g.method)
+            axes[0, col].plot(x, mean, color=color[g.method], lw=lw, label=g.method,
+                              **common.marks(i, g.n_rounds, len(members)))
             axes[1, col].plot(x, mean, color=color[g.method], lw=lw, marker=".", ms=4)
         for ax in axes[:, col]:
             common.mark_faults(ax, members[0].events, text=False)
@@ -137,7 +138,7 @@ def plot(groups: list[common.Group], share: float, path: Path, smoke: bool) -> P
         axes[0, col].set_title(scenario, fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel(f"hubs (in-degree ≥ {100 * share:g} % of live)", fontsize=8)
-    axes[0, 0].legend(fontsize=7)
+    common.legend_outside(axes[0, -1])
     fig.tight_layout()
     fig.savefig(path, dpi=40 if smoke else 70, bbox_inches="tight")
     plt.close(fig)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Every analysis at once: accuracy, final table, rounds to target, hubs, traffic (and, when
-any run has Byzantine nodes or Lift, the Byzantine hubs and the attack table).
+"""Every analysis at once: accuracy (against rounds and against bytes), final table with the total
+traffic, rounds and bytes to target, hubs, traffic, the data partition (and, when any run has
+Byzantine nodes or Lift, the Byzantine hubs and the attack table).
 
     python analysis/report.py results/*.h5 --out results/report [--targets 0.5 0.8] [--smoke]
 
 Loads and groups the files once (by stored config, so any mix of seeds, methods and
-scenarios), runs accuracy.py, final_table.py, time_to_accuracy.py, hubs.py and traffic.py
+scenarios), runs accuracy.py, final_table.py, time_to_accuracy.py, hubs.py, traffic.py and partition.py
 (byzantine.py and attack_table.py for runs with an [adversary]) into DIR, prints the
 final-accuracy table, then the paths of every PNG and table written.
 """
@@ -18,6 +19,7 @@ import byzantine
 import common
 import final_table
 import hubs
+import partition
 import time_to_accuracy
 import traffic
 
@@ -28,7 +30,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     groups = common.load_groups(args.files)
     paths = []
-    for module in (accuracy, hubs, traffic, final_table):
+    for module in (accuracy, hubs, traffic, final_table, partition):
         paths += module.write(groups, args.out, args.smoke)
     paths += time_to_accuracy.write(groups, args.out, args.smoke, args.targets)
     attacked = [g for g in groups if any(e.kind in ("byzantine", "lift") for e in g.events)]

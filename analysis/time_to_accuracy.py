@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Rounds to reach target accuracies, per method and scenario.
+"""Rounds, and simulated bytes, to reach target accuracies, per method and scenario.
 
     python analysis/time_to_accuracy.py results/*.h5 --out tables [--targets 0.8 0.9] [--smoke]
 
 For each run, the first round k (counted from 1: after k rounds) at which `/rounds/acc_mean`
 (mean over the evaluated live nodes) is at least the target; then the mean ± std over the
 seeds that reached it. "—" (NaN in the CSV) when no seed reached it, "(k/n seeds)" when only
-some did.
+some did. Beside each, the simulated traffic spent until then (`/rounds/bytes` summed up to that
+round: models, overlay and control), mean over the seeds that reached it, in binary units.
 
 Writes time_to_accuracy.md and time_to_accuracy.csv.
 """
@@ -34,10 +35,13 @@ def rows(groups: list[common.Group], targets) -> list[dict]:
         for t in targets:
             per_seed = [first_round(r.series.get("acc_mean", np.zeros(0)), t) for r in g.runs]
             ok = [v for v in per_seed if not np.isnan(v)]
+            spent = [float(np.nansum(r.series["bytes"][:int(k)])) for r, k in zip(g.runs, per_seed)
+                     if not np.isnan(k) and "bytes" in r.series]
             out.append({"method": g.method, "scenario": g.scenario, "target": t, "seeds": g.n_seeds,
                         "reached": len(ok), "rounds_mean": float(np.mean(ok)) if ok else float("nan"),
                         "rounds_std": float(np.std(ok, ddof=1)) if len(ok) > 1 else float("nan"),
-                        "rounds_per_seed": ";".join("" if np.isnan(v) else str(int(v)) for v in per_seed)})
+                        "rounds_per_seed": ";".join("" if np.isnan(v) else str(int(v)) for v in per_seed),
+                        "bytes_mean": float(np.mean(spent)) if spent else float("nan")})
     return out
 
 
@@ -50,16 +54,20 @@ def cell(r: dict) -> str:
 
 
 def markdown(table: list[dict], targets) -> str:
-    header = ["method", "scenario", *(f"rounds to {100 * t:g}%" for t in targets)]
-    body, line = [], None
+    header = ["method", "scenario", *(f"rounds to {100 * t:g}%" for t in targets),
+              *(f"traffic to {100 * t:g}%" for t in targets)]
+    body, line, spent = [], None, []
     for r in table:
         if line is None or line[:2] != [r["method"], r["scenario"]]:
-            line = [r["method"], r["scenario"]]
+            line, spent = [r["method"], r["scenario"]], []
             body.append(line)
-        line.append(cell(r))
-    return ("# Rounds to target accuracy\n\n" + common.markdown_table(header, body) +
+        line.insert(2 + len(spent), cell(r))
+        spent.append(common.size(r["bytes_mean"]))
+        line.append(spent[-1])
+    return ("# Rounds and traffic to target accuracy\n\n" + common.markdown_table(header, body) +
             "\nFirst round (after k rounds) at which the mean test accuracy over the evaluated live nodes "
-            "reaches the target; mean ± std over the seeds that reached it; — = never reached.\n")
+            "reaches the target; mean ± std over the seeds that reached it; — = never reached. Traffic: the "
+            "simulated bytes sent until then (binary units).\n")
 
 
 def write(groups: list[common.Group], out: Path, smoke: bool = False, targets=DEFAULT_TARGETS) -> list[Path]:

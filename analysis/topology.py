@@ -179,10 +179,10 @@ def plot(rows: list[dict], out: Path) -> None:
         ax.set_xlabel("round")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+    common.legend_outside(axes[0, -1])
     fig.suptitle("Overlay topology per snapshot (live nodes, undirected view)")
     fig.tight_layout()
-    fig.savefig(out / "topology.png", dpi=120)
+    fig.savefig(out / "topology.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
     for name in files:
@@ -196,10 +196,10 @@ def plot(rows: list[dict], out: Path) -> None:
         ax.set_title(f"In-degree distribution: {name}")
         ax.set_xlabel("in-degree")
         ax.set_ylabel("nodes")
-        ax.legend()
+        common.legend_outside(ax)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / f"in_degree_{Path(name).stem}.png", dpi=120)
+        fig.savefig(out / f"in_degree_{Path(name).stem}.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
 
 
@@ -272,15 +272,15 @@ def write_summary(table: list[dict], groups: list, rows: list[dict], out: Path) 
                              squeeze=False, sharex=True, sharey="row")
     color = common.colors(groups)
     for col, (scenario, members) in enumerate(scenarios.items()):
-        for g in members:
+        for i, g in enumerate(members):
             paths = {str(r.path) for r in g.runs}
             mine = [r for r in rows if r["_path"] in paths]
             rounds = sorted({r["round"] for r in mine})
             for row, (key, label) in enumerate(panels):
                 y = [common.nanmean(np.array([r[key] for r in mine if r["round"] == x], dtype=np.float64))
                      for x in rounds]
-                axes[row, col].plot(np.array(rounds) + 1, y, color=color[g.method], lw=1.4, marker=".", ms=3,
-                                    label=g.method)
+                axes[row, col].plot(np.array(rounds) + 1, y, color=color[g.method], lw=1.4, label=g.method,
+                                    **common.marks(i, len(rounds), len(members)))
         for row, (key, label) in enumerate(panels):
             ax = axes[row, col]
             common.mark_faults(ax, members[0].events, text=False)
@@ -289,7 +289,7 @@ def write_summary(table: list[dict], groups: list, rows: list[dict], out: Path) 
                 ax.set_ylabel(label, fontsize=8)
         axes[0, col].set_title(scenario, fontsize=9)
         axes[-1, col].set_xlabel("round")
-    axes[0, 0].legend(fontsize=7)
+    common.legend_outside(axes[0, -1])
     fig.tight_layout()
     fig.savefig(out / "topology_summary.png", dpi=70, bbox_inches="tight")
     plt.close(fig)

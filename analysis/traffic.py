@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Messages and bytes per round per method: one figure per scenario, plus a table of means.
+"""Messages and bytes per method: one figure per scenario, and the totals as researchers compare them.
 
     python analysis/traffic.py results/*.h5 --out figures [--smoke]
 
-Panels: simulated messages per round (`/rounds/messages`: one per overlay or model message),
-simulated bytes per round (`/rounds/bytes`) and the bytes the simulator really moved
-between MPI ranks (`/rounds/mpi_bytes`; 0 for a single-rank run). Values are means over
-seeds. A panel switches to a log scale when its methods differ by more than 30x.
+Panels: simulated messages per round (`/rounds/messages`: one per model, overlay or control
+message), simulated bytes per round (`/rounds/bytes`) and the bytes the simulator really
+moved between MPI ranks (`/rounds/mpi_bytes`; 0 for a single-rank run). Values are means over
+seeds. A panel switches to a log scale when its methods differ by more than 30x. Bytes are
+in binary units (KiB = 1024 B) here as everywhere.
 
-Writes traffic_<scenario>.png per scenario, traffic.md and traffic.csv (per-round means
-over all valid rounds and seeds).
+The table gives, per method and scenario, the total simulated traffic of a run (summed over
+its rounds, mean over seeds), models and overlay (and control) apart, the bytes of one model
+message, and the per-round means.
+
+Writes traffic_<scenario>.png per scenario, traffic.md and traffic.csv.
 """
 
 from __future__ import annotations
@@ -24,19 +28,9 @@ PANELS = (("messages", "messages per round (simulated)"), ("bytes", "bytes per r
           ("mpi_bytes", "MPI bytes per round (real)"))
 
 
-def human(n: float) -> str:
-    """1234567 -> "1.23 MB" (decimal units); NaN -> "—"."""
-    if np.isnan(n):
-        return "—"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.4g}"
-
-
 def scale_panel(ax, metric: str, peaks: list[float]) -> None:
     """Log scale when the methods differ by more than 30x; byte units; a note when all are zero."""
-    from matplotlib.ticker import EngFormatter, MaxNLocator
+    from matplotlib.ticker import MaxNLocator
     positive = [p for p in peaks if p > 0]
     if len(positive) > 1 and max(positive) > 30 * min(positive):
         ax.set_yscale("log", nonpositive="mask")
@@ -48,7 +42,7 @@ def scale_panel(ax, metric: str, peaks: list[float]) -> None:
         ax.set_ylim(0, 1)
         ax.set_yticks([0])
     if "bytes" in metric:
-        ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
+        common.binary_bytes(ax)
     elif ax.get_yscale() == "linear":
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -59,9 +53,10 @@ def plot_scenario(scenario: str, groups: list[common.Group], color: dict, path: 
     n_rounds = max(g.n_rounds for g in groups)
     for ax, (metric, ylabel) in zip(axes, PANELS):
         peaks = []
-        for g, lw in zip(groups, common.widths(groups)):
+        for i, (g, lw) in enumerate(zip(groups, common.widths(groups))):
             y = common.nanmean(g.stack(metric))  # [R]
-            ax.plot(np.arange(1, g.n_rounds + 1), y, color=color[g.method], lw=lw, label=g.method)
+            ax.plot(np.arange(1, g.n_rounds + 1), y, color=color[g.method], lw=lw, label=g.method,
+                    **common.marks(i, g.n_rounds, len(groups)))
             peaks.append(np.nanmax(y) if np.isfinite(y).any() else 0.0)
         scale_panel(ax, metric, peaks)
         common.mark_faults(ax, groups[0].events, text=ax is axes[0])
@@ -69,46 +64,56 @@ def plot_scenario(scenario: str, groups: list[common.Group], color: dict, path: 
         ax.set_ylabel(ylabel, fontsize=9)
         if ax is not axes[-1]:
             ax.set_xlabel("")
-    axes[0].set_title(f"Traffic per round: {scenario}")
-    axes[0].legend(loc="lower left", fontsize=8, framealpha=0.85)
+    axes[0].set_title(f"Traffic per round: {scenario}\n{common.setup_text(groups[0].config)}", fontsize=10)
+    common.legend_outside(axes[0])
     fig.text(0.01, 0.0, "Means over seeds. Simulated = the messages and bytes the modelled nodes send; "
              "MPI = what the simulator moved between ranks.", fontsize=7.5, color="0.3", ha="left", va="top")
     fig.tight_layout()
     return common.save(fig, path, smoke)
 
 
-SPLIT = ("model_messages", "overlay_messages", "model_bytes", "overlay_bytes")  # absent in older files
+KINDS = ("model", "overlay", "control")  # the parts of /rounds/messages and /rounds/bytes (control: newer files)
+
+
+def total(g: common.Group, metric: str) -> float:
+    """A run's metric summed over its rounds, mean over the seeds; NaN when the files lack it."""
+    if not g.has(metric):
+        return float("nan")
+    return float(np.nanmean([np.nansum(r.series[metric]) for r in g.runs if metric in r.series]))
 
 
 def rows(groups: list[common.Group]) -> list[dict]:
     out = []
     for g in groups:
-        mean = {m: float(common.nanmean(g.stack(m).ravel())) if g.has(m) else float("nan")
-                for m in (*(p for p, _ in PANELS), *SPLIT)}
-        per_msg = mean["bytes"] / mean["messages"] if mean["messages"] > 0 else float("nan")
-        out.append({"method": g.method, "scenario": g.scenario, "seeds": g.n_seeds, "rounds": g.n_rounds,
-                    "messages_per_round": mean["messages"], "bytes_per_round": mean["bytes"],
-                    "mpi_bytes_per_round": mean["mpi_bytes"], "bytes_per_message": per_msg,
-                    **{f"{m}_per_round": mean[m] for m in SPLIT}})
+        row = {"method": g.method, "scenario": g.scenario, "seeds": g.n_seeds, "rounds": g.n_rounds}
+        for what in ("messages", "bytes", *(f"{k}_{m}" for k in KINDS for m in ("messages", "bytes")), "mpi_bytes"):
+            row[f"total_{what}"] = total(g, what)
+            row[f"{what}_per_round"] = float(common.nanmean(g.stack(what).ravel())) if g.has(what) else float("nan")
+        msgs = row["total_model_messages"]
+        row["bytes_per_model_message"] = row["total_model_bytes"] / msgs if msgs > 0 else float("nan")
+        out.append(row)
     return out
 
 
-def split(total: str, model: float, overlay: float, fmt) -> str:
-    """"120 (80 model + 40 overlay)", or the total alone when the file has no split."""
-    return total if np.isnan(model) or np.isnan(overlay) else f"{total} ({fmt(model)} model + {fmt(overlay)} overlay)"
+def parts(row: dict, what: str, fmt) -> str:
+    """"1.2 GiB (1.1 GiB models + 98 MiB overlay)": a total and its parts (those the files hold, nonzero)."""
+    given = [(k, row[f"total_{k}_{what}"]) for k in KINDS if np.isfinite(row[f"total_{k}_{what}"])]
+    shown = [f"{fmt(v)} {k if k != 'model' else 'models'}" for k, v in given if v > 0]
+    return fmt(row[f"total_{what}"]) + (f" ({' + '.join(shown)})" if len(shown) > 1 else "")
 
 
 def markdown(table: list[dict]) -> str:
-    header = ["method", "scenario", "messages / round", "bytes / round", "bytes / message", "MPI bytes / round"]
-    count = "{:.4g}".format
-    body = [[r["method"], r["scenario"],
-             split(count(r["messages_per_round"]), r["model_messages_per_round"], r["overlay_messages_per_round"], count),
-             split(human(r["bytes_per_round"]), r["model_bytes_per_round"], r["overlay_bytes_per_round"], human),
-             human(r["bytes_per_message"]), human(r["mpi_bytes_per_round"])] for r in table]
-    return ("# Traffic per round\n\n" + common.markdown_table(header, body) +
-            "\nMeans over all completed rounds and seeds. Messages and bytes are simulated (what the modelled "
-            "nodes send: models, and overlay requests and replies); MPI bytes are what the simulator moved "
-            "between ranks (0 on one rank).\n")
+    count = "{:,.0f}".format
+    header = ["method", "scenario", "total messages", "total traffic", "bytes per model message",
+              "traffic per round", "MPI bytes per round"]
+    body = [[r["method"], r["scenario"], parts(r, "messages", count), parts(r, "bytes", common.size),
+             common.size(r["bytes_per_model_message"]), common.size(r["bytes_per_round"]),
+             common.size(r["mpi_bytes_per_round"])] for r in table]
+    return ("# Traffic\n\n" + common.markdown_table(header, body) +
+            "\nTotals: summed over a run's completed rounds, mean over seeds. Simulated messages and bytes "
+            "(what the modelled nodes send): models, overlay requests and replies, and a protocol's control "
+            "messages (D-PSGD's degrees). MPI bytes are what the simulator moved between ranks (0 on one rank). "
+            "Binary units: 1 KiB = 1024 B.\n")
 
 
 def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:

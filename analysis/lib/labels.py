@@ -121,3 +121,14 @@ def overlay_labels(groups: list) -> None:
             g.method = label
     if groups and all(g.runs and g.runs[0].method == "none" for g in groups):
         groups.sort(key=lambda g: (scenario_rank(g.scenario), g.method))
+
+
+def setup_text(config: dict) -> str:
+    """The world a figure shows, for its title: "100 nodes, fashion-mnist Dirichlet α = 0.5, c = 20, h = 5"."""
+    data, ov = config.get("data", {}), config.get("overlay", {})
+    n = config.get("nodes", {}).get("count", "?")
+    part = data.get("partition", "iid")
+    skew = {"dirichlet": f"Dirichlet α = {data.get('alpha', 0.5):g}",
+            "shards": f"{data.get('shards_per_node', 2)} classes a node"}.get(part, "IID")
+    return f"{n} nodes, {data.get('dataset', 'synthetic')} {skew}, c = {ov.get('cache_size', 20)}, " \
+           f"h = {ov.get('hubs', 10)}"

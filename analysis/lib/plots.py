@@ -1,4 +1,11 @@
-"""Figures: matplotlib on the Agg backend, one colour per method, fault marks, the round axis, saving."""
+"""Figures: matplotlib on the Agg backend, one colour and one marker per method, fault marks, the round
+axis, legends outside the data, binary byte units, saving.
+
+Readability rules every figure follows: the legend sits to the right of the axes, never on
+the data; a fault's label is in the legend beside its line or band, never written across a
+curve; each method has its own marker, placed at staggered rounds, so identical lines
+(three live-node curves that coincide) still show as several.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from pathlib import Path
 from lib.labels import methods
 
 WHOLE_RUN = ("message_loss", "byzantine")  # events that last the whole run: named in titles, not drawn
+MARKERS = "osD^v<>Ph*X"
 
 
 def pyplot():
@@ -28,20 +36,31 @@ def widths(groups: list) -> list[float]:
     return [1.5 + 1.5 * (len(groups) - 1 - i) / max(len(groups) - 1, 1) for i in range(len(groups))]
 
 
+def marks(i: int, n_points: int, n_lines: int) -> dict:
+    """Line style keywords of the i-th of n_lines: its marker, at every k-th point, starting at an offset
+    of its own, so that coinciding lines show their markers side by side."""
+    every = max(1, n_points // 12)
+    step = max(1, every // max(n_lines, 1))
+    return {"marker": MARKERS[i % len(MARKERS)], "ms": 4.5, "markevery": ((i * step) % every, every)}
+
+
+def legend_outside(ax, **kw):
+    """The legend to the right of the axes (bbox_inches="tight" makes room)."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, borderaxespad=0, **kw)
+
+
 def mark_faults(ax, events: list, text: bool = True) -> None:
-    """Vertical lines at crash and hub-attack rounds, shaded churn windows, each labelled."""
-    trans = ax.get_xaxis_transform()  # x in data, y in axes fraction
-    for i, e in enumerate(events):
+    """Dashed lines at crash, hub-attack and Lift rounds, shaded windows (churn); labelled in the
+    legend when `text` (one panel of a figure carries them), never on the data."""
+    for e in events:
         if e.kind in WHOLE_RUN:
             continue  # message loss and Byzantine nodes last the whole run: they are in the title
+        label = f"fault: {e.label}" if text else None
         if e.end is not None:  # a window (churn, a plug-in's): shaded
-            ax.axvspan(e.start, e.end, color="0.5", alpha=0.15, lw=0)
+            ax.axvspan(e.start, e.end, color="0.5", alpha=0.15, lw=0, label=label)
         else:  # one round (crash, hub attack, Lift, a plug-in's): a dashed line
             color = {"hub_crash": "crimson", "lift": "seagreen"}.get(e.kind, "0.3")
-            ax.axvline(e.start, color=color, ls="--", lw=1.2)
-        if text:
-            ax.text(e.start, 0.98 - 0.09 * (i % 3), " " + e.label, transform=trans, fontsize=8, va="top",
-                    ha="left", color="0.2", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
+            ax.axvline(e.start, color=color, ls="--", lw=1.2, label=label)
 
 
 def round_axis(ax, n_rounds: int) -> None:
@@ -50,6 +69,16 @@ def round_axis(ax, n_rounds: int) -> None:
     ax.grid(True, alpha=0.3)
     if n_rounds <= 20:
         ax.set_xticks(range(0, n_rounds + 1, 1 if n_rounds <= 10 else 2))
+
+
+def binary_bytes(ax, axis: str = "y") -> None:
+    """Tick labels in binary byte units (KiB, MiB, GiB), as every table writes them."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from lib.stats import size
+    which = ax.yaxis if axis == "y" else ax.xaxis
+    which.set_major_formatter(FuncFormatter(lambda v, _: size(v)))
+    which.set_minor_formatter(NullFormatter())  # a log axis would label its minor ticks in decimal
 
 
 def save(fig, path: Path, smoke: bool) -> Path:

@@ -34,3 +34,13 @@ def mean_std_text(values, scale: float = 1.0, digits: int = 1, single_digits: in
     if len(v) == 1:
         return f"{v[0]:.{digits if single_digits is None else single_digits}f}"
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def size(n: float) -> str:
+    """Bytes in binary units, the one convention of every table and figure: "1.5 MiB"; NaN -> "—"."""
+    if n != n:
+        return "—"
+    for unit, bits in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if abs(n) >= 2**bits:
+            return f"{n / 2**bits:,.1f} {unit}"
+    return f"{n:.0f} B"
