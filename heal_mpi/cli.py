@@ -31,8 +31,7 @@ def _load(args, n_ranks: int = 1) -> config_mod.Config:
 
 def cmd_validate(args) -> int:
     cfg = _load(args, n_ranks=args.ranks)
-    print(f"{args.config}: ok ({cfg.protocol.kind} on {cfg.overlay_kind}, {cfg.nodes.count} nodes, "
-          f"{cfg.run.rounds} rounds)")
+    print(f"{args.config}: ok ({config_mod.summary(cfg)})")
     return 0
 
 
@@ -161,7 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        split = [a for a in extra if "=" in a and "." in a.split("=", 1)[0]]
+        hint = (f"; did the shell split a --set value? {' '.join(split)} looks like one: quote the whole value, "
+                "e.g. --set 'faults.crash=[{round = 10, fraction = 0.3}]'") if split else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         return args.func(args)
     except InputError as e:
