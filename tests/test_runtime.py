@@ -38,3 +38,5 @@ def test_default_threads_never_oversubscribe():
     assert default_threads(1, env={}) == cores
     assert default_threads(cores + 5, env={}) == 1  # more ranks than cores: one thread each
     assert default_threads(1, env={"SLURM_CPUS_PER_TASK": "3"}) == 3
+    # a Slurm task without --cpus-per-task has one CPU: array tasks sharing a node do not oversubscribe it
+    assert default_threads(1, env={"SLURM_JOB_ID": "12", "SLURM_ARRAY_TASK_ID": "3"}) == 1

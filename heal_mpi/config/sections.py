@@ -29,8 +29,8 @@ class RunConfig:
     out: str = opt("results/run.h5", "HDF5 output path (the CLI's --out overrides it)")
     device: str = opt("auto", "auto = cuda:<local rank mod GPUs> when CUDA is available, else cpu",
                       choices=("auto", "cpu", "cuda"))
-    threads: int = opt(0, "torch threads per rank; 0 = Slurm's cpus-per-task, else the host's cores divided by "
-                       "the ranks on it", lo=0)
+    threads: int = opt(0, "torch threads per rank; 0 = Slurm's cpus-per-task (1 in a Slurm job without it), else "
+                       "the host's cores divided by the ranks on it", lo=0)
     checkpoint_every: int = opt(0, "save a checkpoint every k rounds (SIGTERM/SIGUSR1 always save one); 0 = never",
                                 lo=0)
     progress: str = opt("auto", "rank 0's progress: auto = a bar on a terminal outside mpirun, else one line per round",

@@ -36,6 +36,9 @@ heal_run() {
         return 0
     fi
 
+    # what this log belongs to, first: config, output, ranks, source revision
+    echo "heal_run: job ${SLURM_JOB_ID:-?}${SLURM_ARRAY_TASK_ID:+ task $SLURM_ARRAY_TASK_ID} on $(hostname) at $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "heal_run: config $config -> $out, ${SLURM_NTASKS:-?} rank(s), ${SLURM_CPUS_PER_TASK:-1} CPU(s) each, revision $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     mkdir -p "$(dirname "$out")"
     "${cmd[@]}" || status=$?
     if [ $status -ne $INTERRUPTED_EXIT ]; then
