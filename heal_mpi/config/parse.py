@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from heal_mpi.config.fields import build, build_events, key_name, short
-from heal_mpi.config.sections import SECTIONS, Config, FaultsConfig
+from heal_mpi.config.sections import SECTIONS, Config, FaultsConfig, chosen_options
 from heal_mpi.errors import ConfigError
 from heal_mpi.registry import FAULTS
 
@@ -87,12 +87,13 @@ def _with_options(cfg: Config, namespaces: dict) -> Config:
 
 def _give(cfg: Config, section: str, built: dict) -> Config:
     """cfg with the options in `built` ({kind name: options}) given to the kinds it runs."""
-    sec = getattr(cfg, section)
+    chosen = chosen_options(cfg, section)  # the kinds it runs, at their defaults
+    mine = {name: built[name] for name in chosen if name in built}
+    if not mine:
+        return cfg
     if section == "adversary":
-        return cfg.replace(section, options={**sec.options, **{k: v for k, v in built.items() if k in sec.options}})
-    name = cfg.protocol.name if section == "protocol" else cfg.overlay_kind
-    name = type(sec).NAMESPACES.get(name, f"{section}.kind").name if name != "none" else name
-    return cfg.replace(section, options=built[name]) if name in built else cfg
+        return cfg.replace(section, options={**chosen, **mine})
+    return cfg.replace(section, options=next(iter(mine.values())))
 
 
 def _faults(table) -> FaultsConfig:

@@ -200,4 +200,13 @@ class Config:
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
 
+def chosen_options(cfg: Config, section: str) -> dict:
+    """{kind name: its options} of the kinds a section chose (its sub-tables)."""
+    if section == "protocol":
+        return {} if cfg.protocol.kind == NO_PROTOCOL else {cfg.protocol.name: cfg.protocol.options}
+    if section == "overlay":
+        return {OVERLAYS.get(cfg.overlay_kind, "overlay.kind").name: cfg.overlay.options}
+    return dict(cfg.adversary.options) if section == "adversary" else {}
+
+
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # name -> section class

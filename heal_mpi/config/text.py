@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from heal_mpi.config.fields import choices
-from heal_mpi.config.sections import Config
-from heal_mpi.registry import ATTACKS, FAULTS, NO_PROTOCOL, OVERLAYS, PROTOCOLS
+from heal_mpi.config.sections import Config, chosen_options
+from heal_mpi.registry import ATTACKS, FAULTS, OVERLAYS, PROTOCOLS
 
 
 def toml_value(v) -> str:
@@ -46,15 +46,6 @@ def to_toml(cfg: Config) -> str:
             if options is not None:
                 out += [f"[{section.name}.{name}]", *_keys(options), ""]
     return "\n".join(out)
-
-
-def chosen_options(cfg: Config, section: str) -> dict:
-    """{kind name: its options} of the kinds a section chose (its sub-tables)."""
-    if section == "protocol":
-        return {} if cfg.protocol.kind == NO_PROTOCOL else {cfg.protocol.name: cfg.protocol.options}
-    if section == "overlay":
-        return {OVERLAYS.get(cfg.overlay_kind, "overlay.kind").name: cfg.overlay.options}
-    return dict(cfg.adversary.options) if section == "adversary" else {}
 
 
 def _table(title: str, cls) -> list[str]:
