@@ -55,7 +55,7 @@ def mark_faults(ax, events: list, text: bool = True) -> None:
     for e in events:
         if e.kind in WHOLE_RUN:
             continue  # message loss and Byzantine nodes last the whole run: they are in the title
-        label = f"fault: {e.label}" if text else None
+        label = f"{'defence' if e.kind == 'lift' else 'fault'}: {e.label}" if text else None
         if e.end is not None:  # a window (churn, a plug-in's): shaded
             ax.axvspan(e.start, e.end, color="0.5", alpha=0.15, lw=0, label=label)
         else:  # one round (crash, hub attack, Lift, a plug-in's): a dashed line
