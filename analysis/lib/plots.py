@@ -9,6 +9,7 @@ curve; each method has its own marker, placed at staggered rounds, so identical 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from lib.labels import methods
@@ -72,12 +73,20 @@ def round_axis(ax, n_rounds: int) -> None:
 
 
 def binary_bytes(ax, axis: str = "y") -> None:
-    """Tick labels in binary byte units (KiB, MiB, GiB), as every table writes them."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    """Ticks at round binary sizes (64 MiB, 256 MiB, 1 GiB on a log axis; 0, 200 MiB, 400 MiB on a
+    linear one), labelled in binary units as every table writes them. Call once the data is drawn."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
     from lib.stats import size
     which = ax.yaxis if axis == "y" else ax.xaxis
-    which.set_major_formatter(FuncFormatter(lambda v, _: size(v)))
+    if (ax.get_yscale() if axis == "y" else ax.get_xscale()) == "log":
+        which.set_major_locator(LogLocator(base=4.0))
+    else:
+        lo, hi = which.get_view_interval()
+        unit = 1024.0 ** min(3, int(math.log(max(abs(hi), 1.0), 1024)))  # the unit the top tick is written in
+        ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo / unit, hi / unit)
+        which.set_major_locator(MultipleLocator((ticks[1] - ticks[0]) * unit))
+    which.set_major_formatter(FuncFormatter(lambda v, _: size(v).replace(".0 ", " ")))
     which.set_minor_formatter(NullFormatter())  # a log axis would label its minor ticks in decimal
 
 
