@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +77,46 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# A run with checkpoints every 4 rounds and a crash: the checkpoint, resume and failure tests share it.
+CHECKPOINTED = """
+[run]
+rounds = 12
+progress = "lines"
+threads = 1
+checkpoint_every = 4
+[nodes]
+count = 9
+[protocol]
+kind = "fedavg"
+[data]
+synthetic_train = 540
+[train]
+optimizer = "adam"
+lr = 0.01
+local_steps = 3
+[faults]
+crash = [{round = 5, fraction = 0.3}]
+"""
+
+
+def datasets(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        out["rounds_completed"] = f.attrs["rounds_completed"]
+    return {k: v for k, v in out.items() if "seconds_" not in k}
+
+
+def rank_pids(mpirun_pid):
+    ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(mpirun_pid)], capture_output=True, text=True)
+    return [int(p) for p in ps.stdout.split()]
+
+
+def wait_for_round(proc, k: int) -> None:
+    """Read the job's progress lines until round k is done."""
+    for line in proc.stdout:
+        if line.startswith("round") and line.split()[1].startswith(f"{k}/"):
+            return
+    raise AssertionError(f"the job ended before round {k}")

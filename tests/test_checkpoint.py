@@ -5,41 +5,8 @@ import subprocess
 import h5py
 import numpy as np
 
-from conftest import ROOT, mpi_command, mpi_env, run_mpi, write_config
-
-CONFIG = """
-[run]
-rounds = 12
-progress = "lines"
-threads = 1
-checkpoint_every = 4
-[nodes]
-count = 9
-[protocol]
-kind = "fedavg"
-[data]
-synthetic_train = 540
-[train]
-optimizer = "adam"
-lr = 0.01
-local_steps = 3
-[faults]
-crash = [{round = 5, fraction = 0.3}]
-"""
-
-
-def datasets(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-        out["rounds_completed"] = f.attrs["rounds_completed"]
-    return {k: v for k, v in out.items() if "seconds_" not in k}
-
-
-def rank_pids(mpirun_pid):
-    ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(mpirun_pid)], capture_output=True, text=True)
-    return [int(p) for p in ps.stdout.split()]
-
+from conftest import CHECKPOINTED as CONFIG
+from conftest import ROOT, datasets, mpi_command, mpi_env, rank_pids, run_mpi, write_config
 
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     cfg = write_config(tmp_path / "c.toml", CONFIG)

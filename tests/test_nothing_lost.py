@@ -16,43 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, mpi_command, mpi_env, run_mpi, write_config
+from conftest import CHECKPOINTED as CONFIG
+from conftest import ROOT, datasets, mpi_command, mpi_env, rank_pids, run_mpi, wait_for_round, write_config
 from heal_mpi.lock import lock_path
-
-CONFIG = """
-[run]
-rounds = 12
-progress = "lines"
-threads = 1
-checkpoint_every = 4
-[nodes]
-count = 9
-[protocol]
-kind = "fedavg"
-[data]
-synthetic_train = 540
-[train]
-optimizer = "adam"
-lr = 0.01
-local_steps = 3
-"""
-
-
-def datasets(path) -> dict:
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-        out["rounds_completed"] = f.attrs["rounds_completed"]
-    return {k: v for k, v in out.items() if "seconds_" not in k}
-
-
-def wait_for_round(proc, k: int) -> None:
-    """Read the job's progress lines until round k is done."""
-    for line in proc.stdout:
-        if line.startswith("round") and line.split()[1].startswith(f"{k}/"):
-            return
-    raise AssertionError(f"the job ended before round {k}")
-
 
 def one_error_line(r) -> str:
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("heal-mpi: error")]
@@ -93,7 +59,7 @@ def fake_lock(out, **holder):
     ({"host": "elsewhere", "pid": 1, "slurm_job": "77"}, 0, "an earlier run of this Slurm job 77"),  # a requeue
 ])
 def test_a_lock_left_by_a_job_that_died_does_not_block_the_next_one(tmp_path, holder, age, taken):
-    cfg = write_config(tmp_path / "c.toml", CONFIG.replace("rounds = 12", "rounds = 2"))
+    cfg = write_config(tmp_path / "c.toml", CONFIG.replace("rounds = 12", "rounds = 6"))
     out = tmp_path / "o.h5"
     fake_lock(out, **holder)
     os.utime(lock_path(out), (time.time() - age, time.time() - age))
@@ -115,9 +81,8 @@ def test_the_lock_goes_however_the_job_ends(tmp_path, how, status):
         proc = subprocess.Popen(mpi_command(2, "run", str(cfg), "--out", str(out)), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=mpi_env(), cwd=ROOT)
         wait_for_round(proc, 3)
-        pids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            subprocess.run(["kill", "-TERM", pid])
+        for pid in rank_pids(proc.pid):
+            subprocess.run(["kill", "-TERM", str(pid)])
         proc.stdout.read()
         assert proc.wait(timeout=60) == status
     else:
