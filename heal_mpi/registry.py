@@ -84,6 +84,7 @@ class OverlaySpec:
             attack that alters a purpose can run only on an overlay that sends it, and every
             other purpose the channel sees is a model.
         hubs: whether it elects hubs (HEAL's hub lists, hub attacks, the hub metrics mean something).
+        sequential: whether its cycle can run in turns (`overlay.semantics = "sequential"`).
     """
 
     name: str
@@ -93,6 +94,7 @@ class OverlaySpec:
     check: Callable = no_check
     purposes: tuple[str, ...] = ()
     hubs: bool = False
+    sequential: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ BAD = [
     (NONE + "[overlay]\nmax_backward = 0\n", "overlay.max_backward"),
     (NONE + "[overlay]\nsnapshot_every = -1\n", "overlay.snapshot_every"),
     (NONE + "[overlay]\nkind = 'hypercube'\n", "overlay.kind"),
+    (NONE + "[overlay]\nsemantics = 'peersim'\n", "overlay.semantics"),
+    (NONE + "[overlay]\nkind = 'ring'\nsemantics = 'sequential'\n", "overlay.semantics"),       # no cycle to order
+    (NONE + "[overlay]\nsemantics = 'sequential'\nsubsteps = -1\n", "overlay.substeps"),
     (NONE + "[overlay]\nkind = 'ring'\n[nodes]\ncount = 2\n", "overlay.kind"),
     (NONE + "[overlay]\nkind = 'regular'\ndegree = 3\n[nodes]\ncount = 21\n", "overlay.degree"),  # odd N*d
     (NONE + "[overlay]\nkind = 'multistar'\nservers = 20\n[nodes]\ncount = 20\n", "overlay.servers"),

@@ -13,6 +13,7 @@ from helpers import gather_rows, reduced_metrics, overlay_cfg, simulate
 
 FAULTS = dict(message_loss=0.05, crash=[{"round": 6, "fraction": 0.2}], hub_crash=[{"round": 11, "count": "all"}],
               churn=[{"start": 3, "end": 16, "fraction": 0.05}])
+SEQUENTIAL = [{"semantics": "sequential"}, {"semantics": "sequential", "substeps": 7}]  # one node a turn; 7 groups
 
 
 def traces(cfg, comm):
@@ -55,8 +56,23 @@ def test_elevator_under_attack_and_lift_identical_on_any_rank_count(kind):
 
 
 @pytest.mark.mpi
-def test_newscast_identical_on_any_rank_count():
-    assert_same(overlay_cfg(47, 20, kind="newscast", overlay={"cache_size": 6}, **FAULTS))
+@pytest.mark.parametrize("order", SEQUENTIAL)
+def test_sequential_elevator_identical_on_any_rank_count(order):
+    assert_same(overlay_cfg(61, 16, overlay={"cache_size": 8, "hubs": 4, "elevator": {"max_backward": 10}, **order},
+                            **FAULTS))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("order", SEQUENTIAL)
+def test_sequential_elevator_under_attack_and_lift_identical_on_any_rank_count(order):
+    assert_same(overlay_cfg(61, 16, overlay={"cache_size": 8, "hubs": 3, "elevator": {"max_backward": 10}, **order},
+                            adversary={"byzantine": 4, "kind": "coordinated", "lift_round": 9}, **FAULTS))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("order", [{}, *SEQUENTIAL])
+def test_newscast_identical_on_any_rank_count(order):
+    assert_same(overlay_cfg(47, 20, kind="newscast", overlay={"cache_size": 6, **order}, **FAULTS))
 
 
 @pytest.mark.mpi

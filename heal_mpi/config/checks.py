@@ -25,6 +25,9 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True, check_devi
         _check_cuda()
     kind = cfg.overlay_kind
     OVERLAYS.get(kind, "overlay.kind").check(cfg)
+    if cfg.overlay.semantics == "sequential" and not OVERLAYS.get(kind, "overlay.kind").sequential:
+        raise ConfigError(f"overlay.semantics: overlay.kind = {kind!r} has no cycle to run in turns (Elevator and "
+                          "Newscast have)")
     if cfg.protocol.kind != NO_PROTOCOL:
         spec = PROTOCOLS.get(cfg.protocol.kind, "protocol.kind")
         if spec.overlays and OVERLAYS.get(kind, "overlay.kind").name not in spec.overlays:

@@ -64,6 +64,12 @@ class OverlayConfig:
     cache_size: int = opt(20, "c: out-view size of Elevator and Newscast, and links of a churn newcomer", lo=1)
     hubs: int = opt(10, "h: number of hubs Elevator elects (HEAL's h)", lo=1)
     snapshot_every: int = opt(0, "store every cache in /overlay/cache every k rounds; 0 = never", lo=0)
+    semantics: str = opt("snapshot", "a cycle's order: snapshot (every node acts on the views of the cycle's "
+                         "start, the default) or sequential (the nodes take turns over a keyed permutation, each "
+                         "seeing what the turns before changed: PeerSim's order; Elevator and Newscast)",
+                         choices=("snapshot", "sequential"))
+    substeps: int = opt(0, "sequential: the turns of a cycle, groups of nodes that act together; 0 = one node a "
+                        "turn (PeerSim's order exactly; one collective step each, so slow at large N)", lo=0)
     options: Any = _internal()  # the overlay's options ([overlay.<kind>]); None: it has none
 
 

@@ -18,6 +18,7 @@ from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES, hub_metrics
+from heal_mpi.rng import uniform
 
 if TYPE_CHECKING:
     from heal_mpi.runtime import World
@@ -48,6 +49,7 @@ class Overlay(ABC):
         self.world, self.channel, self.hub_width = world, channel, hub_width
         self.comm = comm if comm is not None else Comm(world)
         self.before_cycle: list = []
+        self.semantics, self.n_substeps = "snapshot", 0  # the cycle's order (set_order)
         self.alive = np.ones(world.n_nodes, dtype=bool)
         self.traffic = Traffic(world.n_local)
 
@@ -82,6 +84,28 @@ class Overlay(ABC):
         return (self.hub_lists() == local[:, None]).any(axis=1) & self.alive[self.world.slot_lo:self.world.slot_hi]
 
     # ------------------------------------------------------------------ shared work
+    def set_order(self, semantics: str, substeps: int = 0) -> None:
+        """How the nodes of a cycle take turns: "snapshot" (all at once, on the views of the cycle's
+        start) or "sequential" (in `substeps` groups, 0 = one node each, over a fresh keyed permutation
+        of the nodes: each group sees what the groups before it changed, PeerSim's cycle order when
+        every group is one node)."""
+        self.semantics, self.n_substeps = semantics, substeps
+
+    def substeps(self, ctx: RoundContext) -> list[np.ndarray]:
+        """The local live rows that act in each sub-step of this cycle, in turn. Every rank gets the same
+        number of sub-steps (each one is collective), some of them empty."""
+        lo, hi, n = self.world.slot_lo, self.world.slot_hi, self.world.n_nodes
+        rows = np.flatnonzero(ctx.alive[lo:hi])
+        if self.semantics == "snapshot":
+            return [rows]
+        k = n if self.n_substeps <= 0 else min(self.n_substeps, n)
+        place = np.empty(n, dtype=np.int64)  # each node's turn in this cycle's permutation, the same on every rank
+        place[np.argsort(uniform(ctx.seed, "cycle-order", ctx.rnd, np.arange(n)), kind="stable")] = np.arange(n)
+        group = place[rows + lo] * k // n
+        order = np.argsort(group, kind="stable")
+        cuts = np.searchsorted(group[order], np.arange(k + 1))
+        return [rows[order[cuts[g]:cuts[g + 1]]] for g in range(k)]
+
     def new_cycle(self, ctx: RoundContext) -> None:
         """Start a cycle: this round's liveness, fresh traffic counters."""
         self.alive = ctx.alive

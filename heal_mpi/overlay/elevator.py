@@ -1,10 +1,13 @@
 """Elevator hub sampling (protocols.md §2.7-2.8) on a rank's share of the nodes.
 
 Owns the local nodes' caches and backward sets. One `step` = one cycle for every local
-live node, in snapshot semantics: every node reads the caches as they were at the start
-of the cycle; new caches are installed together at the end. The cycle's two phases run
-one after the other, as in the synchronous model of the theory: the requesters of the
-CACHE phase are in the backward sets when the BACKWARD phase reads them.
+live node. In snapshot semantics (the default) every node reads the caches as they were at
+the start of the cycle; new caches are installed together at the end. In sequential
+semantics (`overlay.semantics`, PeerSim's cycle order) the nodes take turns, in groups over a
+keyed permutation (`Overlay.substeps`): a turn reads the caches and backward sets the turns
+before it left, replies included, and installs its nodes' new caches at its end. Within a
+turn the two phases run one after the other, as in the synchronous model of the theory: the
+requesters of the CACHE phase are in the backward sets when the BACKWARD phase reads them.
 
 1. prune: drop dead and departed ids from the caches (backward sets: lazily, below); churn newcomers get
    `c` random live links and an empty backward set.
@@ -107,8 +110,10 @@ class Elevator(Overlay):
     @classmethod
     def from_config(cls, cfg, world, channel: Channel, comm=None) -> "Elevator":
         ov, own = cfg.overlay, cfg.overlay.options
-        return cls(world, channel, ov.cache_size, ov.hubs, cfg.run.seed, preferred=own.preferred,
-                   max_backward=own.max_backward, comm=comm)
+        elevator = cls(world, channel, ov.cache_size, ov.hubs, cfg.run.seed, preferred=own.preferred,
+                       max_backward=own.max_backward, comm=comm)
+        elevator.set_order(ov.semantics, ov.substeps)
+        return elevator
 
     # ------------------------------------------------------------------ the cycle
     def step(self, ctx: RoundContext) -> None:
@@ -117,7 +122,17 @@ class Elevator(Overlay):
         self._prune(ctx)
         for hook in self.before_cycle:  # e.g. Lift (heal_mpi.adversary.wiring), before any node's step
             hook(self, ctx)
-        rows = np.flatnonzero(ctx.alive[self.world.slot_lo:self.world.slot_hi])  # local live rows
+        empty = np.zeros(0, dtype=np.int64)
+        self._requesters, evicted = (empty, empty), 0  # this cycle's requesters so far (row, requester), sorted
+        for rows in self.substeps(ctx):  # one turn (snapshot), or the nodes' turns in this cycle's order
+            evicted += self._turn(ctx, rows)
+        live_caches = self.cache[np.flatnonzero(ctx.alive[self.world.slot_lo:self.world.slot_hi])]
+        self.in_degree, extra = self.count_in_degree(live_caches, [evicted])
+        self.backward_evicted = int(extra[0])
+
+    def _turn(self, ctx: RoundContext, rows: np.ndarray) -> int:
+        """The active thread of the local live `rows`, on the state left by the turns before: returns the
+        backward entries evicted on this rank. Collective: every rank must call, maybe with no rows."""
         v = rows + self.world.slot_lo
         table, slot_row, evicted = self._cache_phase(ctx, rows, v)
         pref = np.full((len(rows), self.k_pref), -1, dtype=np.int64)
@@ -126,9 +141,7 @@ class Elevator(Overlay):
                                           self.world.n_nodes)
         randoms = self._backward_phase(ctx, v, pref)
         self._rebuild(ctx, rows, v, pref, randoms, table, slot_row)
-        live_caches = self.cache[rows]
-        self.in_degree, extra = self.count_in_degree(live_caches, [evicted])
-        self.backward_evicted = int(extra[0])
+        return evicted
 
     def _prune(self, ctx: RoundContext) -> None:
         """Drop dead and departed ids; clear dead local nodes; wire the churn newcomers."""
@@ -173,9 +186,10 @@ class Elevator(Overlay):
         self.count(tl[other] + lo, sent=True, n_items=row_lengths(self.cache)[tl[other]])
         prio = uniform(ctx.seed, "elevator-backward-order", ctx.rnd, tl + lo, rq)
         replies = [self.cache[sorted_unique(a[:, 0]) - lo] for a in incoming]  # each asked cache once per rank
-        evicted, *self._requesters = ops.record_backward(self.back, self.back_t, self.head, tl[other], rq[other],
-                                                         prio[other], ctx.rnd, self.world.n_nodes)
-        # ^ this cycle's requesters, all of them, sorted: part of the backward sets
+        evicted, rows_in, req_in = ops.record_backward(self.back, self.back_t, self.head, tl[other], rq[other],
+                                                       prio[other], ctx.rnd, self.world.n_nodes)
+        self._requesters = _merged(self._requesters, (rows_in, req_in), self.world.n_nodes)
+        # ^ this cycle's requesters, all of them so far, sorted: part of the backward sets
         table = np.concatenate(self.comm.exchange(replies, "elevator-cache-reply"))
 
         got = ~lost_req & ~lost_rep
@@ -310,3 +324,11 @@ class Elevator(Overlay):
         """The base metrics plus `backward_evicted` (backward entries pushed out of the rings)."""
         super().contribute(metrics)
         metrics.set("backward_evicted", self.backward_evicted)
+
+
+def _merged(a: tuple, b: tuple, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted lists of (row, requester) pairs as one, sorted (a cycle's turns add to it)."""
+    if len(a[0]) == 0:
+        return b
+    key = np.sort(np.concatenate([a[0] * n + a[1], b[0] * n + b[1]]), kind="stable")  # two sorted runs: a merge
+    return key // n, key % n

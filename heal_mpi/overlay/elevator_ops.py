@@ -104,10 +104,11 @@ def backward_sets(back: np.ndarray, back_t: np.ndarray, rows: np.ndarray, cur_ro
     ok = ring >= 0
     ok[ok] = alive[ring[ok]] & (ring_t[ok] >= since[ring[ok]])
     k_ring = np.broadcast_to(np.arange(len(rows))[:, None], ring.shape)[ok]
-    pos = np.searchsorted(rows, cur_row)
-    mine = (pos < len(rows)) & (rows[np.minimum(pos, max(len(rows) - 1, 0))] == cur_row) if len(rows) else \
-        np.zeros(len(cur_row), dtype=bool)
-    keys = np.sort(np.concatenate([k_ring * n_nodes + ring[ok], pos[mine] * n_nodes + cur_req[mine]]))
+    first, end = np.searchsorted(cur_row, rows), np.searchsorted(cur_row, rows, side="right")  # each row's run
+    n_cur = end - first
+    k_cur = np.repeat(np.arange(len(rows)), n_cur)
+    at = np.arange(n_cur.sum()) - np.repeat(np.cumsum(n_cur) - n_cur, n_cur) + np.repeat(first, n_cur)
+    keys = np.sort(np.concatenate([k_ring * n_nodes + ring[ok], k_cur * n_nodes + cur_req[at]]))
     keys = sorted_unique(keys)  # the second part arrives sorted: the sort is cheap
     return np.bincount(keys // n_nodes, minlength=len(rows)).astype(np.int64), keys % n_nodes
 

@@ -66,10 +66,11 @@ ELEVATOR = OverlaySpec("elevator", "heal_mpi.overlay.elevator:Elevator",
                        "a cache of c ids: the h hubs first, then c−h random links (Elevator, top-h by default, "
                        "`[overlay.elevator] preferred = \"top-c\"` for the paper-era variant)",
                        ElevatorOptions, check_elevator,
-                       purposes=("cache-request", "cache-reply", "backward-request", "backward-reply"), hubs=True)
+                       purposes=("cache-request", "cache-reply", "backward-request", "backward-reply"), hubs=True,
+                       sequential=True)
 NEWSCAST = OverlaySpec("newscast", "heal_mpi.overlay.newscast:Newscast",
                        "a cache of c (id, timestamp) entries, refreshed by one push-pull exchange per cycle",
-                       check=check_cache, purposes=("newscast-request", "newscast-reply"))
+                       check=check_cache, purposes=("newscast-request", "newscast-reply"), sequential=True)
 STAR = OverlaySpec("star", STATIC, "static: node 0 is the server, every other node's one hub", hubs=True)
 MULTISTAR = OverlaySpec("multistar", STATIC, "static: servers 0..k−1, clients assigned round-robin",
                         MultistarOptions, check_multistar, hubs=True)

@@ -57,14 +57,23 @@ class Newscast(Overlay):
 
     @classmethod
     def from_config(cls, cfg, world, channel: Channel, comm=None) -> "Newscast":
-        return cls(world, channel, cfg.overlay.cache_size, cfg.run.seed, hub_width=cfg.overlay.hubs, comm=comm)
+        newscast = cls(world, channel, cfg.overlay.cache_size, cfg.run.seed, hub_width=cfg.overlay.hubs, comm=comm)
+        newscast.set_order(cfg.overlay.semantics, cfg.overlay.substeps)
+        return newscast
 
     def step(self, ctx: RoundContext) -> None:
-        """One Newscast cycle. Collective over `world.comm`: every rank must call."""
+        """One Newscast cycle: every live node's exchange at once (snapshot), or in turns on the caches
+        the turns before left (sequential). Collective over `world.comm`: every rank must call."""
         self.new_cycle(ctx)
         self._prune(ctx)
+        for rows in self.substeps(ctx):
+            self._turn(ctx, rows)
         lo = self.world.slot_lo
-        rows = np.flatnonzero(ctx.alive[lo:self.world.slot_hi])
+        self.in_degree, _ = self.count_in_degree(self.ids[ctx.alive[lo:self.world.slot_hi]])
+
+    def _turn(self, ctx: RoundContext, rows: np.ndarray) -> None:
+        """The exchanges the local live `rows` start. Collective: every rank must call, maybe with no rows."""
+        lo = self.world.slot_lo
         a = rows + lo
         length = row_lengths(self.ids[rows])  # [n] (compacted: the valid entries come first)
         pick = np.minimum((uniform(ctx.seed, "newscast-peer", ctx.rnd, a) * length).astype(np.int64),
@@ -81,11 +90,12 @@ class Newscast(Overlay):
         heard = ~lost_rep[go]
         got_rows, got = rows[go][heard], reply[heard]
         self.count(a[go][heard], sent=False, n_items=row_lengths(got[:, :self.c]))
-        self._merge(ctx, got_rows, b[go][heard], got)
-        self.in_degree, _ = self.count_in_degree(self.ids[ctx.alive[lo:self.world.slot_hi]])
+        touched = None if self.semantics == "snapshot" else np.union1d(got_rows, self._inbox[:, 0])
+        self._merge(ctx, got_rows, b[go][heard], got, touched)
 
     def _serve(self, local_idx: np.ndarray, payload: np.ndarray) -> np.ndarray:
-        """Passive side: keep the requests for the merge; answer with the cycle-start cache."""
+        """Passive side: keep the requests for the merge; answer with the cache as it is (the cycle's start,
+        in snapshot semantics)."""
         self._inbox = np.concatenate([local_idx[:, None], payload], axis=1)  # [m, 2 + 2c]: row, sender, cache
         lo = self.world.slot_lo
         self.count(local_idx + lo, sent=False, n_items=row_lengths(payload[:, 1:1 + self.c]))
@@ -108,14 +118,16 @@ class Newscast(Overlay):
                                              np.flatnonzero(ctx.alive), self.c, ids)
             self.stamps[new] = np.where(self.ids[new] >= 0, ctx.rnd, -1)
 
-    def _merge(self, ctx, got_rows, got_from, got) -> None:
-        """New caches: own + answer + inbox + partners' fresh descriptors, freshest c."""
+    def _merge(self, ctx, got_rows, got_from, got, touched=None) -> None:
+        """New caches: own + answer + inbox + partners' fresh descriptors, freshest c. Every local row
+        (snapshot: each merges once a cycle), or only the `touched` rows (a sequential turn)."""
         c, lo, rnd = self.c, self.world.slot_lo, ctx.rnd
         inbox = self._inbox
-        own_r = np.repeat(np.arange(len(self.ids)), c)
+        touched = np.arange(len(self.ids)) if touched is None else touched.astype(np.int64)
+        own_r = np.repeat(touched, c)
         parts_r = [own_r, np.repeat(got_rows, c), got_rows, np.repeat(inbox[:, 0], c), inbox[:, 0]]
-        parts_i = [self.ids.ravel(), got[:, :c].ravel(), got_from, inbox[:, 2:2 + c].ravel(), inbox[:, 1]]
-        parts_t = [self.stamps.ravel(), got[:, c:].ravel(), np.full(len(got_rows), rnd),
+        parts_i = [self.ids[touched].ravel(), got[:, :c].ravel(), got_from, inbox[:, 2:2 + c].ravel(), inbox[:, 1]]
+        parts_t = [self.stamps[touched].ravel(), got[:, c:].ravel(), np.full(len(got_rows), rnd),
                    inbox[:, 2 + c:].ravel(), np.full(len(inbox), rnd)]
         r, i, t = (np.concatenate(p).astype(np.int64) for p in (parts_r, parts_i, parts_t))
         ok = (i >= 0) & (i != r + lo)
@@ -130,8 +142,7 @@ class Newscast(Overlay):
         start = np.searchsorted(r, np.arange(len(self.ids)))
         rank = np.arange(len(r)) - start[r]
         keep = rank < c
-        self.ids = np.full_like(self.ids, -1)
-        self.stamps = np.full_like(self.stamps, -1)
+        self.ids[touched], self.stamps[touched] = -1, -1
         self.ids[r[keep], rank[keep]], self.stamps[r[keep], rank[keep]] = i[keep], t[keep]
 
     # ------------------------------------------------------------------ the API
