@@ -15,7 +15,8 @@ is drawn at x = r.
 
 from lib.cli import files_out_main, markdown_table, parser, print_paths, run_main, write_csv  # noqa: F401
 from lib.labels import (METHOD_ORDER, Event, adversary_events, by_scenario, fault_events, method_label,  # noqa: F401
-                        method_rank, methods, overlay_labels, pct, scenario_label, scenario_rank, setup_text, slug)
+                        method_rank, methods, order_notes, overlay_labels, overlay_name, pct, scenario_label,
+                        scenario_rank, setup_text, slug)
 from lib.plots import (binary_bytes, colors, legend_outside, mark_faults, marks, pyplot, round_axis, save,  # noqa: F401
                        widths)
 from lib.runs import (DEFAULTS, IGNORED_KEYS, AnalysisError, Group, Run, experiment_key, first_line,  # noqa: F401

@@ -67,6 +67,8 @@ def adversary_events(config: dict) -> list[Event]:
     events = []
     if count or fraction:
         what = [w for w in (adv.get("kind", "none"), adv.get("models", "honest")) if w not in ("none", "honest")]
+        if adv.get("backward_mode", "honest") != "honest":  # byzantine.md A1: the spec's other backward answers
+            what.append(f"backward {adv['backward_mode']}")
         who = f"{count} Byzantine" if count else f"{pct(fraction)} Byzantine"
         events.append(Event("byzantine", 0, None, who + (f" ({', '.join(what)})" if what else "")))
     lift = int(adv.get("lift_round", -1))
@@ -107,20 +109,33 @@ def slug(text: str) -> str:
 
 def overlay_labels(groups: list) -> None:
     """Overlay-only runs (protocol "none") labelled by their overlay: "Elevator", "Elevator (top-c)",
-    "Newscast", instead of "overlay only (overlay.kind=...)". Other groups keep their labels.
-    When every group is overlay-only, the list is re-sorted: scenario, then label."""
+    "Newscast", "Elevator (sequential, k = 100)", instead of "overlay only (overlay.kind=...)". Other
+    groups keep their labels. When every group is overlay-only, the list is re-sorted: scenario, then label."""
     for g in groups:
         if g.runs and g.runs[0].method == "none":
-            ov = g.config.get("overlay", {})
-            kind = str(ov.get("kind", "elevator"))
-            kind = "elevator" if kind == "auto" else kind
-            label = kind.capitalize()
-            preferred = ov.get("elevator", {}).get("preferred", "top-h")
-            if kind == "elevator" and preferred != "top-h":
-                label += f" ({preferred})"
-            g.method = label
+            g.method = overlay_name(g.config.get("overlay", {}))
     if groups and all(g.runs and g.runs[0].method == "none" for g in groups):
         groups.sort(key=lambda g: (scenario_rank(g.scenario), g.method))
+
+
+def overlay_name(overlay: dict, with_order: bool = True) -> str:
+    """An [overlay] table's name: "Elevator", "Elevator (top-c)", "Newscast (sequential)"; the cycle
+    semantics left out when `with_order` is False."""
+    kind = str(overlay.get("kind", "elevator"))
+    kind = "elevator" if kind == "auto" else kind
+    preferred = overlay.get("elevator", {}).get("preferred", "top-h")
+    notes = [preferred] if kind == "elevator" and preferred != "top-h" else []
+    notes += order_notes(overlay) if with_order else []
+    return kind.capitalize() + (f" ({', '.join(notes)})" if notes else "")
+
+
+def order_notes(overlay: dict) -> list[str]:
+    """The cycle semantics of an [overlay] table, for a label: [] (snapshot), ["sequential"] (one node
+    a turn, PeerSim's order) or ["sequential, k = 100"]."""
+    if overlay.get("semantics", "snapshot") != "sequential":
+        return []
+    k = int(overlay.get("substeps", 0))
+    return ["sequential" + (f", k = {k}" if k else "")]
 
 
 def setup_text(config: dict) -> str:
