@@ -19,3 +19,15 @@ def test_bench_quick_prints_its_table():
     assert r.returncode == 0, r.stderr
     for row in ("| limit | plain PyTorch, batch 32", "| backends | loop", "| backends | vmap", "| eval |"):
         assert row in r.stdout, r.stdout
+
+
+def test_bench_overlay_quick_compares_the_cycle_semantics():
+    """The overlay section times snapshot and sequential cycles on 1 and 2 ranks, sequential as a
+    multiple of snapshot (no timing is asserted)."""
+    r = subprocess.run([sys.executable, "-m", "heal_mpi", "bench", "overlay", "--quick"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for ranks in (1, 2):
+        for order in ("snapshot", "sequential in 200 turns", "sequential in 10 turns"):
+            assert f"| overlay | Elevator N=200, {order}, {ranks} rank(s): one cycle" in r.stdout, r.stdout
+    assert r.stdout.count("x |") >= 6, r.stdout  # every row has its ratio to the snapshot cycle

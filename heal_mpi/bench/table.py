@@ -32,6 +32,8 @@ class Scale:
     eval_nodes: int = 100
     overlay_sizes: tuple = (1000, 10000, 100000)
     overlay_cycles: tuple = (100, 100, 5)
+    sequential_sizes: tuple = (1000, 10000)  # overlay.semantics = "sequential", one node a turn
+    sequential_cycles: tuple = (3, 1)
     output_nodes: int = 10000
     memory_nodes: int = 1000
     backend_nodes: int = 20
@@ -39,4 +41,5 @@ class Scale:
 
 
 QUICK = Scale(nodes=6, per_node=64, limit_samples=512, eval_nodes=4, overlay_sizes=(200,), overlay_cycles=(5,),
+              sequential_sizes=(200,), sequential_cycles=(1,),
               output_nodes=300, memory_nodes=20, backend_nodes=3, backend_per_node=64)
