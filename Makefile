@@ -40,26 +40,33 @@ docs:
 	$(PY) -c "from heal_mpi.config import update_readme; update_readme('README.md')"
 
 # The Elevator paper's topology (jobs/validation/elevator): Elevator, Elevator top-c and Newscast at
-# N = 1000 under no fault, a 50 % crash, churn and a hub attack. Runs what is missing (finished
+# N = 1000 under no fault, a 50 % crash, churn and a hub attack, and Elevator again in PeerSim's
+# cycle order (the *_seq* runs, compared in their own table). Runs what is missing (finished
 # outputs are skipped), then rewrites the tables and figures from the stored view snapshots.
 ELV := jobs/validation/elevator
 ELV_RESULTS := results/validation_elevator
 validation-elevator: setup
 	$(PY) jobs/sweep.py $(ELV)/sweep.toml --local
-	$(PY) analysis/topology.py $(ELV_RESULTS)/*.h5 --summary --no-per-file-plots --out $(ELV)/laptop
-	$(PY) analysis/recovery.py $(ELV_RESULTS)/*.h5 --shares 0.99,0.5 --out $(ELV)/laptop
+	$(PY) analysis/topology.py $$(ls $(ELV_RESULTS)/*.h5 | grep -v _seq) --summary --no-per-file-plots --out $(ELV)/laptop
+	$(PY) analysis/recovery.py $$(ls $(ELV_RESULTS)/*.h5 | grep -v _seq) --shares 0.99,0.5 --out $(ELV)/laptop
+	$(PY) analysis/semantics.py $(ELV_RESULTS)/*.h5 --shares 0.99,0.5 --out $(ELV)/laptop
 	$(PY) analysis/embed_table.py $(ELV)/README.md topology $(ELV)/laptop/topology_summary.md
 	$(PY) analysis/embed_table.py $(ELV)/README.md recovery $(ELV)/laptop/recovery.md
+	$(PY) analysis/embed_table.py $(ELV)/README.md semantics $(ELV)/laptop/semantics.md
 
-# The LIFT table and the HEAL-under-attack table (jobs/validation/lift): runs what is missing
-# (finished outputs are skipped), then rewrites the tables and figures from the HDF5 files.
+# The LIFT table, its cycle-semantics comparison and the HEAL-under-attack table (jobs/validation/lift):
+# runs what is missing (finished outputs are skipped), then rewrites the tables and figures from the
+# HDF5 files.
 LIFT := jobs/validation/lift
 validation-lift: setup
 	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_laptop.toml --local
+	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_sequential.toml --local
 	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_heal_under_attack.toml --local
 	$(PY) analysis/byzantine.py results/byzantine_laptop/*.h5 --out $(LIFT)/lift
+	$(PY) analysis/semantics.py results/byzantine_laptop/*.h5 results/byzantine_sequential/*.h5 --out $(LIFT)/lift
 	$(PY) analysis/attack_table.py $(LIFT)/runs/heal_under_attack/*.h5 --out $(LIFT)/heal_under_attack
 	$(PY) analysis/embed_table.py $(LIFT)/README.md lift $(LIFT)/lift/byzantine.md
+	$(PY) analysis/embed_table.py $(LIFT)/README.md semantics $(LIFT)/lift/semantics.md
 	$(PY) analysis/embed_table.py $(LIFT)/README.md heal-under-attack $(LIFT)/heal_under_attack/attack_table.md
 	$(PY) analysis/embed_table.py README.md lift $(LIFT)/lift/byzantine.md
 	$(PY) analysis/embed_table.py README.md heal-under-attack $(LIFT)/heal_under_attack/attack_table.md
