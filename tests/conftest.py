@@ -1,6 +1,5 @@
 """Shared helpers: launching heal-mpi under mpirun from a single-process test."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,26 +7,14 @@ from pathlib import Path
 import h5py
 import pytest
 
+from heal_mpi.bench.workloads import mpi_env
+
 ROOT = Path(__file__).resolve().parents[1]
-MPI_ENV = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
-    "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_btl_sm_single_copy_mechanism": "none",
-}
 
 
 def mpi_command(n_ranks: int, *args: str) -> list[str]:
     # --quiet, as in jobs/laptop.sh: a failing run's one line is not followed by Open MPI's MPI_ABORT banner
     return ["mpirun", "--quiet", "-n", str(n_ranks), sys.executable, "-m", "heal_mpi", *args]
-
-
-def mpi_env(**extra) -> dict:
-    env = {**os.environ, **MPI_ENV, **extra}
-    # a test launched under `mpirun -n K pytest` must not leak its own MPI job into the child mpirun
-    for key in list(env):
-        if key.startswith(("OMPI_COMM_WORLD", "PMIX_", "OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_UNIVERSE")):
-            env.pop(key)
-    return env
 
 
 def run_mpi(n_ranks: int, *args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:

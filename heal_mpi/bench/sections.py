@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +11,7 @@ import numpy as np
 import torch
 
 from heal_mpi.bench.table import Row, Scale
-from heal_mpi.bench.workloads import (CORES, MPI_ENV, fmnist_nodes, lenet_data, lenet_population, plain_infer,
+from heal_mpi.bench.workloads import (CORES, fmnist_nodes, lenet_data, lenet_population, plain_infer,
                                       plain_train, random_nodes, reference_config, run_mpi, steady_round,
                                       train_round)
 
@@ -118,13 +115,9 @@ def section_overlay(s: Scale) -> list[Row]:
               ("sequential", 10, s.sequential_sizes, s.overlay_cycles[:len(s.sequential_sizes)])]
     for semantics, substeps, sizes, cycles in orders:
         for ranks in (1, 2):
-            cmd = ["mpirun", "-n", str(ranks), sys.executable, "-m", "heal_mpi.bench.overlay",
-                   "--sizes", *map(str, sizes), "--cycles", *map(str, cycles), "--semantics", semantics,
-                   "--substeps", str(substeps)]
-            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MPI_ENV}, timeout=900)
-            if out.returncode:
-                raise RuntimeError(out.stderr[-2000:])
-            for line in out.stdout.splitlines()[1:]:
+            out = run_mpi(ranks, ["heal_mpi.bench.overlay", "--sizes", *map(str, sizes), "--cycles", *map(str, cycles),
+                                  "--semantics", semantics, "--substeps", str(substeps)])
+            for line in out.splitlines()[1:]:
                 n, _, _, turns, n_cycles, secs, _, _, mpi, _ = line.split()
                 per_cycle = float(secs) / int(n_cycles)
                 if semantics == "snapshot":

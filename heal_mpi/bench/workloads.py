@@ -17,8 +17,22 @@ import torch.nn.functional as F
 from heal_mpi.config import DataConfig, EvalConfig, ModelConfig, TrainConfig
 
 CORES = os.cpu_count() or 1
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
+    "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_btl_sm_single_copy_mechanism": "none",
+}
+
+
+def mpi_env(**extra) -> dict:
+    """The environment for a child mpirun. A process that initialised MPI itself (a singleton, or a
+    rank of `mpirun pytest`) carries its job's PMIx variables, and a child mpirun that inherits them
+    fails without a word: they are dropped."""
+    env = {**os.environ, **MPI_ENV, **extra}
+    for key in list(env):
+        if key.startswith(("OMPI_COMM_WORLD", "PMIX_", "OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_UNIVERSE")):
+            env.pop(key)
+    return env
 
 
 def lenet_data(n: int, device="cpu"):
@@ -139,11 +153,13 @@ max_samples = {sections.get('eval_samples', 0)}
     return path
 
 
-def run_mpi(ranks: int, args: list[str], timeout: float = 900) -> None:
+def run_mpi(ranks: int, args: list[str], timeout: float = 900) -> str:
+    """`python -m ARGS` on RANKS ranks; its standard output, or an error with everything it printed."""
     cmd = ["mpirun", "-n", str(ranks), sys.executable, "-m", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **MPI_ENV})
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mpi_env())
     if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return r.stdout
 
 
 def steady_round(path: Path) -> dict:
