@@ -140,6 +140,16 @@ class Comm:
             self.mpi_bytes += values.nbytes
         return out
 
+    def allreduce_max(self, values: np.ndarray, step: str) -> np.ndarray:
+        """Element-wise maximum over the ranks, after the handshake of `step`."""
+        values = np.ascontiguousarray(values)
+        self._handshake(step, np.zeros(self.world.size, dtype=np.int64))
+        out = np.empty_like(values)
+        self.comm.Allreduce(values, out, op=MPI.MAX)
+        if self.world.size > 1:
+            self.mpi_bytes += values.nbytes
+        return out
+
     def split_by_owner(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stable order grouping `targets` by owner rank, and the group boundaries [size + 1]."""
         owners = self.world.owner(targets)

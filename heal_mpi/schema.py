@@ -66,6 +66,10 @@ DATASETS = [
             "out; NaN without an adversary)"),
     Dataset("rounds/evaluated_models", "R", I64, "distinct models evaluated"),
     Dataset("rounds/train_samples", "R", I64, "sample-gradients computed"),
+    Dataset("rounds/sim_seconds", "R", F64, "the round's simulated duration: until its last live node is done "
+            "(`[time]`; NaN without it)"),
+    Dataset("rounds/sim_time", "R", F64, "simulated seconds since the run began, at the round's end (NaN without "
+            "`[time]`)"),
     *[Dataset(f"rounds/seconds_{p}", "R", F64, f"rank 0's wall time in the {p} phase")
       for p in ("faults", "overlay", "train", "mix", "evaluate", "record")],
     Dataset("nodes/acc", "R, N", F32, "per-node test accuracy (NaN when not evaluated or dead)"),
@@ -79,10 +83,17 @@ DATASETS = [
     Dataset("nodes/msgs_recv", "R, N", I64, "simulated messages received"),
     Dataset("nodes/bytes_sent", "R, N", I64, "simulated bytes sent"),
     Dataset("nodes/bytes_recv", "R, N", I64, "simulated bytes received"),
+    Dataset("nodes/finish_time", "R, N", F32, "simulated seconds from the round's start until the node was done "
+            "(NaN when dead or without `[time]`)"),
+    Dataset("nodes/idle_time", "R, N", F32, "the round's simulated duration less the node's busy time (training, "
+            "sending, receiving, the overlay; NaN when dead or without `[time]`)"),
     Dataset("overlay/hub_ids", "R, h", I64, "the overlay hubs, by in-degree then id, -1 padded"),
     Dataset("overlay/cache", "S, N, c", I64, "every view every `overlay.snapshot_every` rounds (S = 0 without)"),
     Dataset("overlay/snapshot_rounds", "S", I64, "the round of each snapshot"),
     Dataset("partition/samples", "N", I64, "training samples of each node (0 for an overlay-only run)"),
+    *[Dataset(f"devices/{name}", "N", F64, f"{doc} of each node (`[time]`; NaN without it)")
+      for name, doc in (("compute", "sample-gradients per second"), ("uplink", "uplink bytes per second"),
+                        ("downlink", "downlink bytes per second"), ("latency", "access-link latency in seconds"))],
     Dataset("partition/labels", "N, K", I64, "training samples of each node per class: the data skew (K = 0 for an "
             "overlay-only run)"),
 ]

@@ -24,6 +24,7 @@ from mpi4py import MPI
 from heal_mpi import checkpoint
 from heal_mpi import config as config_mod
 from heal_mpi.adversary import wiring
+from heal_mpi.clock import Clock
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
@@ -32,7 +33,7 @@ from heal_mpi.faults.schedule import FaultSchedule
 from heal_mpi.metrics import Record, RoundMetrics
 from heal_mpi.output import Writer, run_attributes
 from heal_mpi.progress import Progress
-from heal_mpi.registry import NO_PROTOCOL, build_overlay, build_protocol, protected_slots, resolve_protocol
+from heal_mpi.registry import NO_PROTOCOL, OVERLAYS, build_overlay, build_protocol, protected_slots, resolve_protocol
 from heal_mpi.runtime import World, debug_fault
 
 PHASES = ("faults", "overlay", "train", "mix", "evaluate")  # and "record", timed by the Writer
@@ -82,6 +83,7 @@ class Simulation:
     n_snapshots: int = 0
     after_round: list[AfterRound] = field(default_factory=list)
     byzantine: wiring.Byzantine | None = None  # when the run has Byzantine nodes
+    clock: Clock | None = None  # simulated time ([time]); None: off
     interrupted: bool = False  # a signal asked to stop; the checkpoint callback saved one
 
     @classmethod
@@ -96,13 +98,14 @@ class Simulation:
         comm = Comm(world)
         channel = Channel(cfg.run.seed, cfg.faults.message_loss)
         overlay = build_overlay(cfg, world, channel, comm)
+        clock = Clock.from_config(cfg, world, comm, len(OVERLAYS.get(cfg.overlay_kind, "overlay.kind").purposes) // 2)
         engine = None
         if cfg.protocol.kind != NO_PROTOCOL:
             from heal_mpi.learning.partition import load_local_data
             from heal_mpi.learning.population import Population
             data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
-            engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel, comm=comm)
+            engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel, comm=comm, clock=clock)
         byzantine = wiring.attach(cfg, world, channel, overlay, engine)
         every = cfg.overlay.snapshot_every
         method = NO_PROTOCOL if engine is None else resolve_protocol(cfg).name
@@ -115,12 +118,15 @@ class Simulation:
             samples, labels = partition_counts(engine, world)
             writer.node_table("partition/samples", samples)
             writer.node_table("partition/labels", labels)
+            if clock is not None:
+                for name in ("compute", "uplink", "downlink", "latency"):
+                    writer.node_table(f"devices/{name}", getattr(clock.devices, name)[world.slot_lo:world.slot_hi])
         never_fail = protected_slots(cfg) + ([] if byzantine is None else byzantine.ids.tolist())  # nor Byzantines
         faults = FaultSchedule(cfg, n, never_fail)
         alive, incarnation = faults.initial_state()
         sim = cls(cfg=cfg, world=world, comm=comm, faults=faults, overlay=overlay, engine=engine, writer=writer,
                   progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,
-                  n_snapshots=sizes["S"], byzantine=byzantine)
+                  n_snapshots=sizes["S"], byzantine=byzantine, clock=clock)
         sim.after_round = [] if writer is None else [sim.write, sim.show_progress, sim.checkpoint]
         if resume:
             sim.start_round, state = checkpoint.load(out, world)
@@ -130,6 +136,8 @@ class Simulation:
 
     def state_dict(self) -> dict:
         state = {"alive": self.alive, "incarnation": self.incarnation, "overlay": self.overlay.state_dict()}
+        if self.clock is not None:
+            state["clock"] = self.clock.state_dict()
         if self.engine is not None:
             state |= {"population": self.engine.pop.state_dict(), "protocol": self.engine.protocol.state_dict()}
         return state
@@ -137,6 +145,8 @@ class Simulation:
     def load_state_dict(self, state: dict) -> None:
         self.alive, self.incarnation = state["alive"], state["incarnation"]
         self.overlay.load_state_dict(state["overlay"])
+        if self.clock is not None:
+            self.clock.load_state_dict(state["clock"])
         if self.engine is not None:
             self.engine.pop.load_state_dict(state["population"])
             self.engine.protocol.load_state_dict(state["protocol"])
@@ -167,13 +177,17 @@ class Simulation:
 
         # 2. overlay: one cycle; views and hub lists for this round
         self.overlay.step(ctx)
+        if self.clock is not None:
+            self.clock.overlay(self.overlay.traffic)
         self.timer.lap("overlay")
 
-        # 3. protocol: local training and mixing, step by step in the engine
+        # 3. protocol: local training and mixing, step by step in the engine (and on the simulated clock)
         if self.engine is not None:
             self.engine.round(ctx, self.overlay)
             self.timer.lap("mix")
             self.timer.move("mix", "train", self.engine.train_seconds)
+        if self.clock is not None:
+            self.clock.end_round(ctx.alive[self.world.slot_lo:self.world.slot_hi])
 
         # 4. evaluate
         acc, loss, distinct = self.evaluate(ctx)
@@ -228,6 +242,8 @@ class Simulation:
             self.byzantine.contribute(metrics, self.overlay)
             honest = ~self.byzantine.mask[local]
         self.overlay.contribute(metrics)
+        if self.clock is not None:
+            self.clock.contribute(metrics, ctx.alive[local])
         if self.engine is not None:
             self.engine.contribute(metrics, honest)
             metrics.add_mean("acc_mean", np.where(honest, acc, np.nan))  # Byzantine models are not the result

@@ -4,12 +4,18 @@ import subprocess
 
 import h5py
 import numpy as np
+import pytest
 
 from conftest import CHECKPOINTED as CONFIG
 from conftest import ROOT, datasets, mpi_command, mpi_env, rank_pids, run_mpi, write_config
 
-def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
-    cfg = write_config(tmp_path / "c.toml", CONFIG)
+CLOCK = "[time]\nenabled = true\ncompute_dist = \"lognormal\"\ncompute_spread = 1.0\n"
+
+
+@pytest.mark.parametrize("clock", ["", CLOCK], ids=["", "with-clock"])
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path, clock):
+    """With [time] on, the resumed run's clock goes on from the checkpoint (sim_time included)."""
+    cfg = write_config(tmp_path / "c.toml", CONFIG + clock)
     full, cut = tmp_path / "full.h5", tmp_path / "cut.h5"
     assert run_mpi(2, "run", str(cfg), "--out", str(full)).returncode == 0
 

@@ -146,6 +146,24 @@ def section_output(s: Scale) -> list[Row]:
             Row("output", "share of the overlay-only round", 100 * rec / total, "%")]
 
 
+def section_clock(s: Scale) -> list[Row]:
+    """The same HEAL round (LeNet-5, 2 ranks) without and with simulated time (`[time]`, a fifth of
+    the nodes 4x slower): the clock's share of the round."""
+    ranks, rounds, seconds = min(2, CORES), 5, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for clock in (False, True):
+            cfg = reference_config(Path(tmp) / f"clock{clock}.toml", "heal", s.clock_nodes, s.clock_per_node, rounds)
+            if clock:
+                cfg.write_text(cfg.read_text() + "[time]\nenabled = true\nslow_fraction = 0.2\nslow_factor = 4.0\n")
+            out = Path(tmp) / f"clock{clock}.h5"
+            run_mpi(ranks, ["heal_mpi", "run", str(cfg), "--out", str(out)])
+            with h5py.File(out, "r") as f:  # rounds 2 to R-1: the first warms up, the last is evaluated
+                seconds[clock] = np.median(sum(f[f"rounds/{k}"][1:-1] for k in f["rounds"] if k.startswith("seconds_")))
+    n = f"HEAL N={s.clock_nodes:,}, {s.clock_per_node} samples/node, {ranks} rank(s)"
+    return [Row("clock", f"{n}: one round without [time]", seconds[False], "s", 1.0),
+            Row("clock", f"{n}: one round with [time]", seconds[True], "s", seconds[True] / seconds[False], "<= 1.05x")]
+
+
 def section_gpu(s: Scale) -> list[Row]:
     """The vmap backend with 1,000 LeNet-5 nodes on one GPU against plain PyTorch at its best batch."""
     if not torch.cuda.is_available():

@@ -35,6 +35,8 @@ class Scale:
     sequential_sizes: tuple = (1000, 10000)  # overlay.semantics = "sequential", one node a turn
     sequential_cycles: tuple = (3, 1)
     output_nodes: int = 10000
+    clock_nodes: int = 1000       # a HEAL round with and without [time]
+    clock_per_node: int = 60
     memory_nodes: int = 1000
     backend_nodes: int = 20
     backend_per_node: int = 320
@@ -42,4 +44,4 @@ class Scale:
 
 QUICK = Scale(nodes=6, per_node=64, limit_samples=512, eval_nodes=4, overlay_sizes=(200,), overlay_cycles=(5,),
               sequential_sizes=(200,), sequential_cycles=(1,),
-              output_nodes=300, memory_nodes=20, backend_nodes=3, backend_per_node=64)
+              output_nodes=300, clock_nodes=20, clock_per_node=16, memory_nodes=20, backend_nodes=3, backend_per_node=64)

@@ -15,12 +15,13 @@ from heal_mpi.config.checks import byzantine_count, validate
 from heal_mpi.config.fields import COUNT_MAX, INT_MAX
 from heal_mpi.config.parse import from_dict, load, parse_override, read_toml
 from heal_mpi.config.sections import (SECTIONS, AdversaryConfig, Config, DataConfig, EvalConfig, FaultsConfig,
-                                      ModelConfig, NodesConfig, OverlayConfig, ProtocolConfig, RunConfig, TrainConfig)
+                                      ModelConfig, NodesConfig, OverlayConfig, ProtocolConfig, RunConfig, TimeConfig,
+                                      TrainConfig)
 from heal_mpi.config.text import (chosen_options, kinds_markdown, reference_markdown, summary, to_toml, toml_value,
                                   update_readme)
 from heal_mpi.errors import ConfigError
 
 __all__ = ["AdversaryConfig", "COUNT_MAX", "Config", "ConfigError", "DataConfig", "EvalConfig", "FaultsConfig",
            "INT_MAX", "ModelConfig", "NodesConfig", "OverlayConfig", "ProtocolConfig", "RunConfig", "SECTIONS",
-           "TrainConfig", "byzantine_count", "chosen_options", "from_dict", "kinds_markdown", "load",
+           "TimeConfig", "TrainConfig", "byzantine_count", "chosen_options", "from_dict", "kinds_markdown", "load",
            "parse_override", "read_toml", "reference_markdown", "summary", "to_toml", "toml_value", "update_readme", "validate"]

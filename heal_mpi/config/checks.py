@@ -7,6 +7,8 @@ against the run's length, the adversary's size, the model against the data.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from heal_mpi.config.sections import Config
 from heal_mpi.errors import ConfigError
 from heal_mpi.registry import ATTACKS, FAULTS, NO_PROTOCOL, OVERLAYS, PROTOCOLS, protected_slots
@@ -40,9 +42,21 @@ def validate(cfg: Config, n_ranks: int = 1, check_files: bool = True, check_devi
         spec.check(cfg)
     _validate_faults(cfg)
     _validate_adversary(cfg)
+    _validate_time(cfg, check_files)
     if cfg.protocol.kind != NO_PROTOCOL:
         _validate_learning(cfg, check_files)
     return cfg
+
+
+def _validate_time(cfg: Config, check_files: bool) -> None:
+    tc = cfg.time
+    for what in ("compute", "bandwidth", "latency"):
+        if getattr(tc, f"{what}_dist") == "uniform" and getattr(tc, f"{what}_spread") >= 1:
+            raise ConfigError(f"time.{what}_spread: {getattr(tc, f'{what}_spread')} must be < 1 for a uniform "
+                              f"spread (a node's {what} would reach 0)")
+    if tc.devices_csv and check_files:
+        from heal_mpi.clock import read_csv
+        read_csv(Path(tc.devices_csv), cfg.nodes.count)
 
 
 def _validate_faults(cfg: Config) -> None:

@@ -162,6 +162,33 @@ class AdversaryConfig:
         return tuple(a for a, honest in ((self.kind, "none"), (self.models, "honest")) if a != honest)
 
 
+DISTRIBUTIONS = ("constant", "uniform", "lognormal")
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    enabled: bool = opt(False, "simulated time: each node's device and link, and each round's timeline in simulated "
+                        "seconds (/rounds/sim_seconds); off: no clock, results exactly as without it")
+    compute: float = opt(1000.0, "sample-gradients per second of a node (the median under lognormal)", lo=0.0,
+                         lo_open=True)
+    compute_dist: str = opt("constant", "how compute varies over the nodes: constant, uniform (compute × U(1 − s, "
+                            "1 + s)) or lognormal (compute × exp(s Z)), s = compute_spread", choices=DISTRIBUTIONS)
+    compute_spread: float = opt(0.0, "s of compute_dist: the half-width of uniform, σ of lognormal", lo=0.0)
+    uplink: float = opt(1.0e6, "bytes per second a node sends", lo=0.0, lo_open=True)
+    downlink: float = opt(4.0e6, "bytes per second a node receives", lo=0.0, lo_open=True)
+    bandwidth_dist: str = opt("constant", "how uplink and downlink vary (one draw scales both)",
+                              choices=DISTRIBUTIONS)
+    bandwidth_spread: float = opt(0.0, "s of bandwidth_dist", lo=0.0)
+    latency: float = opt(0.02, "seconds of a node's access link; a message takes the sum of both ends'", lo=0.0)
+    latency_dist: str = opt("constant", "how latency varies", choices=DISTRIBUTIONS)
+    latency_spread: float = opt(0.0, "s of latency_dist", lo=0.0)
+    slow_fraction: float = opt(0.0, "this fraction of the nodes (drawn from the seed) is slow_factor times slower in "
+                               "compute and bandwidth", lo=0.0, hi=1.0)
+    slow_factor: float = opt(1.0, "how many times slower the slow nodes are", lo=1.0)
+    devices_csv: str = opt("", "a CSV file with one row per node (columns node, compute, uplink, downlink, "
+                           "latency) instead of the draws; empty = draw")
+
+
 @dataclass(frozen=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
@@ -174,6 +201,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
 
     def __post_init__(self):
         """The chosen kinds' options: kept when they are the kind's, else its defaults (a new Config,

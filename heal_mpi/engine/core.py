@@ -50,14 +50,18 @@ class Engine:
         comm: the run's Comm (shared with the overlay, so that the ranks' steps are checked
             against each other); a fresh one when None.
 
+        clock: a heal_mpi.clock.Clock that times every step in simulated seconds; None: no clock.
+
     Attributes (of the last round): traffic (model messages) and control (Exchange messages),
     both Traffic; train_loss float64 [n_local]; protocol_metrics (what the protocol's round
     returned), staged_bytes, train_seconds, train_samples.
     """
 
-    def __init__(self, world, pop, protocol, channel: Channel, model_bytes: int | None = None, comm: Comm | None = None):
+    def __init__(self, world, pop, protocol, channel: Channel, model_bytes: int | None = None, comm: Comm | None = None,
+                 clock=None):
         self.world, self.pop, self.protocol, self.channel = world, pop, protocol, channel
         self.comm = comm if comm is not None else Comm(world)
+        self.clock = clock  # heal_mpi.clock.Clock: the simulated time of every step; None = no clock
         self.model_bytes = model_bytes or int(pop.n_params) * 4  # float32 parameters
         self.before_train: list = []  # hooks (pop, nodes bool [n_local]) called before a Train step: attackers' memory
         self._fresh_round()
@@ -130,6 +134,8 @@ class Engine:
         loss = self.pop.train(nodes, ctx.rnd, ctx.incarnation[self.world.local_slots], repeat=step.repeat)
         self.train_seconds += self.pop.train_seconds - before_s
         self.train_samples += self.pop.train_samples - before_n
+        if self.clock is not None:
+            self.clock.train(self.pop.last_seen)
         if step.start is not None:
             rows.index_copy_(0, sel, current.add_(rows[sel] - held))
         self.train_loss = np.where(np.isnan(loss), self.train_loss, loss)
@@ -175,6 +181,8 @@ class Engine:
         real = src + lo != dst  # a node's edge to itself is no message
         self.traffic.send(src[real], self.model_bytes)
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
+        if self.clock is not None:
+            self.clock.transfer(f"mix-{step.purpose}", src[real] + lo, dst[real], ok[real], self.model_bytes, True)
         src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
         sources = self._sources(step.purpose, step.rows, src, dst, ctx.rnd)
         if step.order is not None and step.rule.robust:
@@ -285,6 +293,9 @@ class Engine:
         j = np.minimum(np.searchsorted(ids, dst), max(len(ids) - 1, 0))
         has = ids[j] == dst if len(ids) else np.zeros(len(dst), bool)  # j is clipped into range above
         ok = has & self.channel.delivered(step.purpose, dst, src + lo, ctx.rnd)
+        if self.clock is not None:  # the answers that left: the answering node's uplink sends each
+            sent = has & (src + lo != dst)
+            self.clock.transfer(f"reply-{step.purpose}", dst[sent], src[sent] + lo, ok[sent], self.model_bytes, False)
         src, j, real = src[ok], j[ok], (src + lo != dst)[ok]
         n = world.n_local
         nodes = np.unique(src)
@@ -304,6 +315,8 @@ class Engine:
         real = src + lo != dst
         self.control.send(src[real], size)
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
+        if self.clock is not None:
+            self.clock.transfer(f"exchange-{step.purpose}", src[real] + lo, dst[real], ok[real], size, True)
         src, dst, vals = src[ok], dst[ok], vals[ok]
         order = np.argsort(self.world.owner(dst), kind="stable")
         head = Header(dst=dst[order], src=src[order] + lo, values=vals[order])

@@ -65,6 +65,7 @@ class Population:
         self._x_eval, self._y_eval = data.x_test[sel], data.y_test[sel]  # fixed test subset
         self.init_nodes(np.arange(self.n_local), np.zeros(self.n_local, dtype=np.int64))
         self.train_seconds, self.train_samples = 0.0, 0  # accumulated by train(); the round loop resets them
+        self.last_seen = np.zeros(self.n_local)  # sample-gradients of each node in the last train() call
 
     # ------------------------------------------------------------------------- model state
 
@@ -152,6 +153,7 @@ class Population:
                  for i in ids]
         keep = np.array([len(p) > 0 for p in plans], dtype=bool)
         ids, plans = ids[keep], [p for p, k in zip(plans, keep) if k]
+        self.last_seen = np.zeros(self.n_local)
         if len(ids) == 0:
             return out
         t0 = time.perf_counter()
@@ -160,6 +162,7 @@ class Population:
         seen = np.array([(p >= 0).sum() for p in plans], dtype=np.float64)
         self.train_seconds += time.perf_counter() - t0  # the loss copy above synchronizes a GPU
         self.train_samples += int(seen.sum())
+        self.last_seen[ids] = seen  # what the simulated clock charges each node (heal_mpi/clock.py)
         out[ids] = loss_sums.double().cpu().numpy() / seen
         return out
 

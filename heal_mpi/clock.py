@@ -1,0 +1,223 @@
+"""Simulated time (`[time]`): each node's device and access link, and the timeline of a round.
+
+Off by default; then nothing here runs and every result is as without it. On, the models do
+not change (every step waits for all its inputs): only the clock is added.
+
+A simulated second is the unit of the speeds in `[time]`: a node that computes 600
+sample-gradients at `compute = 1000` per second is busy 0.6 s; a 240 KiB model over a 1 MB/s
+uplink takes 0.25 s. Give the speeds of the devices you model, or speeds relative to one
+reference device (compute = 1 means "one reference device's rate"), and read the seconds in that unit.
+
+Devices: per node, drawn once from the seed (keyed by the node's id, so the same on any rank
+count): compute (sample-gradients per second), uplink and downlink (bytes per second), latency
+(seconds), each `constant`, `uniform` or `lognormal` around its value; a fraction of slow nodes;
+or a CSV file with one row per node.
+
+The timeline of a round (times in seconds from the round's start, per node):
+- the overlay's cycle: its request/reply exchanges (Elevator 2, Newscast 1, a static overlay 0)
+  take 4 latencies each (two messages, two access links each), plus the overlay bytes the node
+  sent over its uplink and received over its downlink;
+- Train: samples seen / compute;
+- a message step (a Mix, Reply or Exchange) of B bytes per edge s -> d: each sender's uplink
+  sends its edges one after another, in receiver order, once the sender is ready (edge j leaves
+  at ready + j B / up, and is uploaded B / up later); each receiver's downlink takes the edges
+  that reach it (at leave + latency of s + latency of d) one after another, B / down each from
+  the later of its arrival and the previous edge's end. An edge is in when both are done, so a
+  single edge takes latency + B / min(up, down), k clients sending to one hub k B / down, and one
+  hub answering k clients k B / up. A receiver is ready when every edge that reached it is in, a
+  sender when its uploads are done; a lost message occupies the uplink and never arrives.
+- the round ends when the last live node is ready: that is the round's simulated duration, and
+  the next round starts then for every node (wait for all). A node's idle time is the duration
+  less its busy time (training, uploading, downloading, the overlay).
+
+The sums run in float64 in a canonical order (senders by id, receivers by arrival then sender),
+so the clock is identical on any rank count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from heal_mpi.errors import ConfigError
+from heal_mpi.rng import uniform
+
+CSV_COLUMNS = ("node", "compute", "uplink", "downlink", "latency")
+
+
+@dataclass(frozen=True)
+class Devices:
+    """Every node's device and link, the same arrays on every rank (float64 [N] each)."""
+
+    compute: np.ndarray   # sample-gradients per second
+    uplink: np.ndarray    # bytes per second
+    downlink: np.ndarray  # bytes per second
+    latency: np.ndarray   # seconds, one access link
+
+    @classmethod
+    def from_config(cls, tc, n: int, seed: int) -> "Devices":
+        """Draw them from [time] (`tc`), or read `tc.devices_csv`."""
+        if tc.devices_csv:
+            return cls(*read_csv(Path(tc.devices_csv), n))
+        scale = _draw(seed, "time-bandwidth", n, tc.bandwidth_dist, tc.bandwidth_spread)  # one draw: up and down
+        compute = tc.compute * _draw(seed, "time-compute", n, tc.compute_dist, tc.compute_spread)
+        uplink, downlink = tc.uplink * scale, tc.downlink * scale
+        latency = tc.latency * _draw(seed, "time-latency", n, tc.latency_dist, tc.latency_spread)
+        slow = slow_nodes(seed, n, tc.slow_fraction)
+        for speed in (compute, uplink, downlink):
+            speed[slow] /= tc.slow_factor
+        return cls(compute, uplink, downlink, latency)
+
+
+def _draw(seed: int, purpose: str, n: int, dist: str, spread: float) -> np.ndarray:
+    """float64 [n]: each node's factor, 1 for constant (or no spread)."""
+    ids = np.arange(n)
+    if dist == "constant" or spread == 0:
+        return np.ones(n)
+    if dist == "uniform":
+        return 1.0 - spread + 2.0 * spread * uniform(seed, purpose, ids)
+    u1, u2 = uniform(seed, purpose + "-r", ids), uniform(seed, purpose + "-angle", ids)  # Box-Muller
+    return np.exp(spread * np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2))
+
+
+def slow_nodes(seed: int, n: int, fraction: float) -> np.ndarray:
+    """The round(fraction × n) slow nodes, drawn from the seed (sorted ids)."""
+    k = int(round(fraction * n))
+    return np.sort(np.argsort(uniform(seed, "time-slow", np.arange(n)), kind="stable")[:k])
+
+
+def read_csv(path: Path, n: int) -> tuple[np.ndarray, ...]:
+    """(compute, uplink, downlink, latency) from a CSV file with a header row and one row per node."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise ConfigError(f"time.devices_csv: cannot read {path} ({e.strerror or e})") from None
+    header = [h.strip() for h in lines[0].split(",")] if lines else []
+    if header != list(CSV_COLUMNS):
+        raise ConfigError(f"time.devices_csv: {path}: the header must be {','.join(CSV_COLUMNS)}, got "
+                          f"{','.join(header) or 'an empty file'}")
+    try:
+        table = np.array([[float(x) for x in line.split(",")] for line in lines[1:] if line.strip()])
+    except ValueError as e:
+        raise ConfigError(f"time.devices_csv: {path}: {e}") from None
+    if table.shape != (n, len(CSV_COLUMNS)) or not np.array_equal(np.sort(table[:, 0]), np.arange(n)):
+        raise ConfigError(f"time.devices_csv: {path}: expected one row for each node 0..{n - 1}, got "
+                          f"{len(table)} rows")
+    table = table[np.argsort(table[:, 0])]
+    if (table[:, 1:4] <= 0).any() or (table[:, 4] < 0).any() or not np.isfinite(table).all():
+        raise ConfigError(f"time.devices_csv: {path}: compute and bandwidths must be > 0, latency >= 0")
+    return tuple(table[:, i].copy() for i in range(1, 5))
+
+
+class Clock:
+    """This rank's nodes' simulated time within the round, and the run's time. Collective where noted.
+
+    Attributes:
+        ready: float64 [n_local], when each local node has done what the round asked so far.
+        busy: float64 [n_local], its busy seconds this round.
+        time: the simulated time at the start of the round (seconds since the run began).
+        duration: the last round's simulated seconds.
+    """
+
+    def __init__(self, world, comm, devices: Devices, overlay_exchanges: int):
+        self.world, self.comm, self.devices, self.exchanges = world, comm, devices, overlay_exchanges
+        self.ready, self.busy = np.zeros(world.n_local), np.zeros(world.n_local)
+        self.time, self.duration = 0.0, 0.0
+
+    @classmethod
+    def from_config(cls, cfg, world, comm, overlay_exchanges: int) -> "Clock | None":
+        if not cfg.time.enabled:
+            return None
+        return cls(world, comm, Devices.from_config(cfg.time, cfg.nodes.count, cfg.run.seed), overlay_exchanges)
+
+    def _local(self, values: np.ndarray) -> np.ndarray:
+        return values[self.world.slot_lo:self.world.slot_hi]
+
+    # ------------------------------------------------------------------ the round's steps
+    def overlay(self, traffic) -> None:
+        """The round starts with the overlay's cycle (its bytes counted in `traffic`)."""
+        d = self.devices
+        spent = (4.0 * self.exchanges * self._local(d.latency) + traffic.bytes_sent / self._local(d.uplink)
+                 + traffic.bytes_recv / self._local(d.downlink))
+        self.ready, self.busy = spent.copy(), spent.copy()
+
+    def train(self, samples: np.ndarray) -> None:
+        """Local training: `samples` float [n_local] sample-gradients per node (0 where none)."""
+        spent = samples / self._local(self.devices.compute)
+        self.ready += spent
+        self.busy += spent
+
+    def transfer(self, step: str, src: np.ndarray, dst: np.ndarray, delivered: np.ndarray, nbytes: int,
+                 at_sender: bool) -> None:
+        """One message step: edges src -> dst (global ids, self-edges left out), `delivered` bool, of
+        `nbytes` each; the edges are known on the sender's rank (`at_sender`) or on the receiver's.
+        Collective: two exchanges (one when the edges are at their senders)."""
+        world, d = self.world, self.devices
+        edges = np.stack([src, dst, delivered.astype(np.int64)], axis=1).astype(np.int64)
+        if not at_sender:  # first to the senders' ranks, whose uplinks they use
+            edges = np.concatenate(self.comm.exchange(self._by_owner(edges, edges[:, 0]), f"clock-up-{step}"))
+        src, dst, ok = edges[:, 0], edges[:, 1], edges[:, 2].astype(bool)
+        order = np.lexsort((dst, src))
+        src, dst, ok = src[order], dst[order], ok[order]
+        first = np.searchsorted(src, src)  # each edge's place in its sender's queue
+        per = nbytes / d.uplink[src]
+        leave = self.ready[src - world.slot_lo] + (np.arange(len(src)) - first) * per
+        uploaded = leave + per
+        spent = np.bincount(src - world.slot_lo, per, world.n_local)
+        self.busy += spent
+        np.maximum.at(self.ready, src - world.slot_lo, uploaded)
+
+        lat = d.latency[src] + d.latency[dst]
+        sent = np.stack([dst, src, leave + lat, uploaded + lat], axis=1)[ok]  # ids as float64: exact below 2**53
+        got = np.concatenate(self.comm.exchange(self._by_owner(sent, sent[:, 0].astype(np.int64)), f"clock-{step}"))
+        self._receive(got[:, 0].astype(np.int64), got[:, 1].astype(np.int64), got[:, 2], got[:, 3], nbytes)
+
+    def _receive(self, dst, src, arrive, uploaded, nbytes: int) -> None:
+        """Each receiver's downlink takes its edges one after another, in order of arrival."""
+        if len(dst) == 0:
+            return
+        order = np.lexsort((src, arrive, dst))
+        dst, arrive, uploaded = dst[order] - self.world.slot_lo, arrive[order], uploaded[order]
+        per = nbytes / self._local(self.devices.downlink)[dst]
+        starts = np.flatnonzero(np.r_[True, dst[1:] != dst[:-1]])
+        sizes = np.diff(np.r_[starts, len(dst)])
+        free = np.full(len(starts), -np.inf)  # when each receiver's downlink is free
+        done = np.empty(len(dst))
+        for k in range(int(sizes.max())):  # the k-th edge of every receiver that has one
+            g = np.flatnonzero(sizes > k)
+            i = starts[g] + k
+            free[g] = np.maximum(free[g], arrive[i]) + per[i]
+            done[i] = np.maximum(free[g], uploaded[i])
+        self.busy += np.bincount(dst, per, self.world.n_local)
+        np.maximum.at(self.ready, dst, done)
+
+    def _by_owner(self, rows: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
+        """rows split into one block per owning rank of `ids`."""
+        order = np.argsort(self.world.owner(ids), kind="stable")
+        cuts = np.searchsorted(self.world.owner(ids[order]), np.arange(self.world.size + 1))
+        rows = rows[order]
+        return [rows[cuts[r]:cuts[r + 1]] for r in range(self.world.size)]
+
+    # ------------------------------------------------------------------ the round's end
+    def end_round(self, alive_local: np.ndarray) -> None:
+        """The round lasts until its last live node is ready. Collective."""
+        last = np.array([self.ready[alive_local].max() if alive_local.any() else 0.0])
+        self.duration = float(self.comm.allreduce_max(last, "clock-end")[0])
+
+    def contribute(self, metrics, alive_local: np.ndarray) -> None:
+        """/rounds/sim_seconds, /rounds/sim_time, /nodes/finish_time, /nodes/idle_time; then the clock
+        moves to the next round's start."""
+        metrics.set("sim_seconds", self.duration)
+        metrics.set("sim_time", self.time + self.duration)
+        nan = np.float32(np.nan)
+        metrics.add_node("finish_time", np.where(alive_local, self.ready, nan).astype(np.float32))
+        metrics.add_node("idle_time", np.where(alive_local, self.duration - self.busy, nan).astype(np.float32))
+        self.time += self.duration
+
+    def state_dict(self) -> dict:
+        return {"time": np.array([self.time])}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.time = float(np.asarray(state["time"])[0])

@@ -1,0 +1,160 @@
+"""Simulated time ([time], heal_mpi/clock.py): the devices, a round computed by hand, the models
+untouched by the clock, and the same clock on any rank count."""
+
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from heal_mpi import config as cfgmod
+from heal_mpi.clock import Devices, slow_nodes
+from heal_mpi.config import ConfigError
+from heal_mpi.runtime import make_world
+from heal_mpi.simulation import Simulation
+
+BASE = ["run.rounds=4", "run.threads=1", "run.progress='none'", "nodes.count=14", "data.synthetic_train=700",
+        "data.synthetic_test=200", "train.local_steps=2", "train.batch_size=16"]
+CLOCK = ["time.enabled=true", "time.compute_dist='lognormal'", "time.compute_spread=1.0",
+         "time.bandwidth_dist='uniform'", "time.bandwidth_spread=0.5", "time.slow_fraction=0.2",
+         "time.slow_factor=4.0"]
+
+
+def config(*overrides, check_files=True):
+    return cfgmod.validate(cfgmod.load(None, [*BASE, *overrides]), check_files=check_files)
+
+
+def devices(*overrides, n=20000):
+    cfg = config(f"nodes.count={n}", "protocol.kind='none'", "overlay.kind='ring'", "time.enabled=true", *overrides)
+    return Devices.from_config(cfg.time, n, cfg.run.seed)
+
+
+# ----------------------------------------------------------------------------- devices
+
+def test_devices_are_drawn_from_their_distributions():
+    d = devices()
+    assert (d.compute == 1000).all() and (d.uplink == 1e6).all() and (d.downlink == 4e6).all()
+    u = devices("time.compute_dist='uniform'", "time.compute_spread=0.5").compute
+    assert u.min() >= 500 and u.max() <= 1500 and abs(np.median(u) - 1000) < 30
+    ln = devices("time.compute_dist='lognormal'", "time.compute_spread=1.0").compute
+    assert abs(np.median(ln) - 1000) < 40 and abs(np.log(ln).std() - 1.0) < 0.03  # median = compute, σ of log
+    b = devices("time.bandwidth_dist='lognormal'", "time.bandwidth_spread=0.5")
+    assert np.allclose(b.downlink / b.uplink, 4.0)  # one draw scales both links
+
+
+def test_a_fraction_of_slow_nodes():
+    d = devices("time.slow_fraction=0.1", "time.slow_factor=5.0", n=1000)
+    slow = d.compute < 1000
+    assert slow.sum() == 100 and np.allclose(d.compute[slow], 200) and np.allclose(d.uplink[slow], 2e5)
+    assert np.array_equal(np.flatnonzero(slow), slow_nodes(1, 1000, 0.1))
+    assert not np.array_equal(slow_nodes(1, 1000, 0.1), slow_nodes(2, 1000, 0.1))
+
+
+def test_devices_from_a_csv_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("node,compute,uplink,downlink,latency\n" + "".join(f"{i},{10 + i},{100 * (i + 1)},5e3,0.01\n"
+                                                                       for i in (2, 0, 1)))
+    d = devices(f"time.devices_csv='{path}'", n=3)
+    assert np.array_equal(d.compute, [10, 11, 12]) and np.array_equal(d.uplink, [100, 200, 300])
+    path.write_text("node,compute,uplink,downlink,latency\n0,1,1,1,0\n")
+    with pytest.raises(ConfigError, match="time.devices_csv: .* one row for each node 0..2"):
+        devices(f"time.devices_csv='{path}'", n=3)
+    path.write_text("node,speed\n")
+    with pytest.raises(ConfigError, match="the header must be node,compute,uplink,downlink,latency"):
+        devices(f"time.devices_csv='{path}'", n=3)
+    with pytest.raises(ConfigError, match="time.compute_spread: 1.0 must be < 1"):
+        config("time.compute_dist='uniform'", "time.compute_spread=1.0")
+
+
+# ----------------------------------------------------------------------------- a round by hand
+
+def test_a_fedavg_round_by_hand(tmp_path):
+    """The recorded duration of one round equals the hand computation, and the server's downlink
+    takes the three client models one after another."""
+    fast = 1e12
+
+    def by_hand(B, down0):
+        ready = {1: 32 / 32, 2: 32 / 16, 3: 32 / 64}  # each client trains 32 samples
+        lat0, up0 = 0.01, B / 0.5
+        free, server = -np.inf, 0.0
+        for arrive, i in sorted((ready[i] + lat0, i) for i in ready):  # the server's downlink, a model at a time
+            free = max(free, arrive) + B / down0
+            server = max(server, free, ready[i] + B / fast + lat0)
+        answers = [max(server + j * B / up0 + lat0 + B / fast, server + (j + 1) * B / up0 + lat0) for j in range(3)]
+        return max(answers)
+
+    for seconds_a_model in (1.0, 0.0):  # the server's downlink takes a model in one second; or at once
+        sim = build_fedavg(tmp_path, seconds_a_model)
+        B = sim.engine.model_bytes
+        sim.step(0)
+        assert sim.clock.duration == pytest.approx(by_hand(B, B / seconds_a_model if seconds_a_model else fast),
+                                                   rel=1e-12)
+    # the models reach the server at 0.51, 1.01 and 2.01 s; queued a second each, the last is in at 3.51;
+    # the answers leave 0.5 s apart from there, the last one is in at 3.51 + 1.5 + 0.01
+    assert by_hand(B, B) == pytest.approx(5.02, abs=1e-6)
+    assert by_hand(B, fast) == pytest.approx(2.01 + 1.5 + 0.01, abs=1e-6)  # no queue: the last arrival
+
+
+FEDAVG4 = ["nodes.count=4", "data.synthetic_train=400", "protocol.kind='fedavg'"]
+
+
+def build_fedavg(tmp_path, seconds_a_model: float):
+    """A server (node 0) whose uplink sends a model in 0.5 s, whose downlink takes `seconds_a_model`
+    (0: at once) and whose latency is 0.01 s, and three clients of 32, 16 and 64 samples per second
+    with fast links and no latency."""
+    model_bytes = Simulation.build(config(*FEDAVG4), make_world(4, "cpu", MPI.COMM_SELF), out=None).engine.model_bytes
+    down0 = model_bytes / seconds_a_model if seconds_a_model else 1e12
+    rows = [f"0,1,{model_bytes / 0.5!r},{down0!r},0.01"] + [f"{i},{c},1e12,1e12,0" for i, c in ((1, 32), (2, 16),
+                                                                                               (3, 64))]
+    path = tmp_path / "devices.csv"
+    path.write_text("node,compute,uplink,downlink,latency\n" + "\n".join(rows) + "\n")
+    return Simulation.build(config(*FEDAVG4, "time.enabled=true", f"time.devices_csv='{path}'"),
+                            make_world(4, "cpu", MPI.COMM_SELF), out=None)
+
+
+# ----------------------------------------------------------------------------- runs
+
+def run(overrides, comm, out):
+    cfg = config(*overrides)
+    assert Simulation.build(cfg, make_world(cfg.nodes.count, "cpu", comm), Path(out)).run() == 0
+    comm.Barrier()
+    with h5py.File(out, "r") as f:
+        return {name: f[name][()] for name in ("nodes/acc", "nodes/finish_time", "nodes/idle_time",
+                                               "rounds/sim_seconds", "rounds/sim_time", "devices/compute")}
+
+
+def test_the_clock_leaves_the_models_alone(tmp_path):
+    heal = ["protocol.kind='heal'", "overlay.cache_size=6", "overlay.hubs=2", "faults.message_loss=0.1"]
+    timed, plain = run([*heal, *CLOCK], MPI.COMM_SELF, tmp_path / "t.h5"), run(heal, MPI.COMM_SELF, tmp_path / "p.h5")
+    assert np.array_equal(timed["nodes/acc"], plain["nodes/acc"], equal_nan=True)
+    assert np.isnan(plain["rounds/sim_seconds"]).all() and np.isnan(plain["devices/compute"]).all()
+    seconds, finish = timed["rounds/sim_seconds"], timed["nodes/finish_time"]
+    assert (seconds > 0).all() and np.allclose(np.cumsum(seconds), timed["rounds/sim_time"])
+    assert np.allclose(np.nanmax(finish, axis=1), seconds, rtol=1e-6)  # the round ends with its last node
+    idle = timed["nodes/idle_time"]
+    assert (idle >= -1e-4).all() and (idle <= seconds[:, None] + 1e-4).all()  # waiting is part of the round
+
+
+CLOCKED = {
+    "fedavg": ["protocol.kind='fedavg'"],
+    "gaia": ["protocol.kind='gaia'", "overlay.multistar.servers=3"],
+    "heal": ["protocol.kind='heal'", "overlay.cache_size=6", "overlay.hubs=2", "faults.hub_crash=[{round = 2, count = 'all'}]"],
+    "gossip": ["protocol.kind='gossip'", "overlay.cache_size=5"],
+    "epidemic": ["protocol.kind='epidemic'", "overlay.cache_size=4"],
+    "dpsgd": ["protocol.kind='dpsgd'", "overlay.cache_size=4"],
+}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("name", list(CLOCKED))
+def test_the_same_clock_on_any_rank_count(name):
+    comm = MPI.COMM_WORLD
+    overrides = [*CLOCKED[name], *CLOCK, "faults.message_loss=0.1", "faults.crash=[{round = 1, fraction = 0.15}]"]
+    tmp = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None)
+    together = run(overrides, comm, f"{tmp}/world.h5")
+    alone = run(overrides, MPI.COMM_SELF, f"{tmp}/self{comm.rank}.h5")
+    for key in ("nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds", "rounds/sim_time"):
+        np.testing.assert_array_equal(together[key], alone[key], err_msg=key)
+    np.testing.assert_allclose(together["nodes/acc"], alone["nodes/acc"], atol=1e-6)
