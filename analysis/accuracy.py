@@ -9,10 +9,12 @@ averaged over seeds); with several seeds a darker band is ± the std over seeds.
 hub attacks are dashed vertical lines, churn windows grey spans, named in the legend. Rounds
 without evaluation (`eval.every` > 1) are skipped. The second figure puts the same accuracy
 against the cumulative simulated bytes (`/rounds/bytes`: models, overlay and control), the
-usual figure for communication cost, on a log axis.
+usual figure for communication cost, on a log axis. When the runs have a clock (`[time]`), a
+third puts it against the simulated seconds since the start (`/rounds/sim_time`, mean over seeds).
 
-Writes accuracy_<scenario>.png and accuracy_vs_bytes_<scenario>.png per scenario, and
-accuracy_curves.csv (every plotted point, with the cumulative bytes).
+Writes accuracy_<scenario>.png, accuracy_vs_bytes_<scenario>.png and (with a clock)
+accuracy_vs_time_<scenario>.png per scenario, and accuracy_curves.csv (every plotted point, with
+the cumulative bytes and simulated seconds).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import common
 
 
 def curve(group: common.Group) -> dict:
-    """Per-round arrays [R] of the group: round (from 1), mean, node std, seed std, seeds."""
+    """Per-round arrays [R] of the group: round (from 1), mean, node std, seed std, seeds, cumulative
+    bytes and simulated seconds (NaN without a clock)."""
     acc, std = group.stack("acc_mean"), group.stack("acc_std")  # [S, R]
     seeds = (~np.isnan(acc)).sum(axis=0)                         # [R]
     keep = seeds > 0
@@ -33,18 +36,20 @@ def curve(group: common.Group) -> dict:
         np.full(group.n_rounds, np.nan)  # [R] cumulative simulated bytes, mean over seeds
     return {"round": np.arange(1, group.n_rounds + 1)[keep], "mean": common.nanmean(acc)[keep],
             "node_std": np.nan_to_num(common.nanmean(std)[keep]),
-            "seed_std": np.nan_to_num(common.nanstd(acc)[keep]), "seeds": seeds[keep], "bytes": spent[keep]}
+            "seed_std": np.nan_to_num(common.nanstd(acc)[keep]), "seeds": seeds[keep], "bytes": spent[keep],
+            "time": common.nanmean(group.stack("sim_time"))[keep]}
 
 
 def plot_scenario(scenario: str, groups: list[common.Group], color: dict, path: Path, smoke: bool,
                   against: str = "round") -> Path:
-    """Accuracy against the round, or (`against` = "bytes") against the cumulative simulated bytes."""
+    """Accuracy against the round, the cumulative simulated bytes (`against` = "bytes") or the simulated
+    seconds (`against` = "time")."""
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     several = any(g.n_seeds > 1 for g in groups)
     for i, (g, lw) in enumerate(zip(groups, common.widths(groups))):
         c = curve(g)
-        x, y = (c["round"] if against == "round" else c["bytes"]), c["mean"]
+        x, y = c[against], c["mean"]
         seeds = f"{g.n_seeds} seeds" if g.n_seeds > 1 else f"seed {g.runs[0].seed}"
         ax.plot(x, y, color=color[g.method], lw=lw, **common.marks(i, len(x), len(groups)),
                 label=f"{g.method} ({seeds}): final {100 * y[-1]:.1f}%")
@@ -54,6 +59,9 @@ def plot_scenario(scenario: str, groups: list[common.Group], color: dict, path: 
     if against == "round":
         common.mark_faults(ax, groups[0].events)
         common.round_axis(ax, max(g.n_rounds for g in groups))
+    elif against == "time":
+        ax.set_xlabel("simulated seconds since the start ([time]; mean over seeds)")
+        ax.grid(True, alpha=0.3)
     else:
         spent = [curve(g)["bytes"] for g in groups]
         lo, hi = min(np.nanmin(b) for b in spent), max(np.nanmax(b) for b in spent)
@@ -65,7 +73,7 @@ def plot_scenario(scenario: str, groups: list[common.Group], color: dict, path: 
     lo, hi = ax.get_ylim()
     ax.set_ylim(max(lo, 0.0), min(hi, 1.0))
     ax.set_ylabel("test accuracy (mean over nodes)")
-    ax.set_title(f"Accuracy vs {'round' if against == 'round' else 'traffic'}: {scenario}\n"
+    ax.set_title(f"Accuracy vs {dict(round='round', bytes='traffic', time='simulated time')[against]}: {scenario}\n"
                  f"{common.setup_text(groups[0].config)}", fontsize=10)
     common.legend_outside(ax)
     rule = "; a fault @r strikes right after round r" if groups[0].events and against == "round" else ""
@@ -88,13 +96,16 @@ def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Pa
         if all(g.has("bytes") for g in members):
             paths.append(plot_scenario(scenario, members, color, out / f"accuracy_vs_bytes_{common.slug(scenario)}.png",
                                        smoke, against="bytes"))
+        if all(g.has("sim_time") for g in members):
+            paths.append(plot_scenario(scenario, members, color, out / f"accuracy_vs_time_{common.slug(scenario)}.png",
+                                       smoke, against="time"))
         for g in members:
             c = curve(g)
             rows += [{"method": g.method, "scenario": scenario, "round": int(r), "seeds": int(s),
                       "acc_mean": f"{m:.6g}", "acc_std_nodes": f"{n:.6g}", "acc_std_seeds": f"{d:.6g}",
-                      "cumulative_bytes": f"{b:.6g}"}
-                     for r, m, n, d, s, b in zip(c["round"], c["mean"], c["node_std"], c["seed_std"], c["seeds"],
-                                                 c["bytes"])]
+                      "cumulative_bytes": f"{b:.6g}", "sim_time": f"{t:.6g}"}
+                     for r, m, n, d, s, b, t in zip(c["round"], c["mean"], c["node_std"], c["seed_std"], c["seeds"],
+                                                    c["bytes"], c["time"])]
     paths.append(common.write_csv(out / "accuracy_curves.csv", rows))
     return paths
 

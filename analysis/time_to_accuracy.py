@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rounds, and simulated bytes, to reach target accuracies, per method and scenario.
+"""Rounds, simulated bytes and (with a clock) simulated seconds to reach target accuracies, per method and scenario.
 
     python analysis/time_to_accuracy.py results/*.h5 --out tables [--targets 0.8 0.9] [--smoke]
 
@@ -7,7 +7,9 @@ For each run, the first round k (counted from 1: after k rounds) at which `/roun
 (mean over the evaluated live nodes) is at least the target; then the mean ± std over the
 seeds that reached it. "—" (NaN in the CSV) when no seed reached it, "(k/n seeds)" when only
 some did. Beside each, the simulated traffic spent until then (`/rounds/bytes` summed up to that
-round: models, overlay and control), mean over the seeds that reached it, in binary units.
+round: models, overlay and control), mean over the seeds that reached it, in binary units; and,
+when any run has a clock (`[time]`), the simulated seconds until then (`/rounds/sim_time` at
+that round), mean ± std over the seeds that reached it.
 
 Writes time_to_accuracy.md and time_to_accuracy.csv.
 """
@@ -37,11 +39,14 @@ def rows(groups: list[common.Group], targets) -> list[dict]:
             ok = [v for v in per_seed if not np.isnan(v)]
             spent = [float(np.nansum(r.series["bytes"][:int(k)])) for r, k in zip(g.runs, per_seed)
                      if not np.isnan(k) and "bytes" in r.series]
+            seconds = [float(r.series["sim_time"][int(k) - 1]) for r, k in zip(g.runs, per_seed)
+                       if not np.isnan(k) and "sim_time" in r.series]
             out.append({"method": g.method, "scenario": g.scenario, "target": t, "seeds": g.n_seeds,
                         "reached": len(ok), "rounds_mean": float(np.mean(ok)) if ok else float("nan"),
                         "rounds_std": float(np.std(ok, ddof=1)) if len(ok) > 1 else float("nan"),
                         "rounds_per_seed": ";".join("" if np.isnan(v) else str(int(v)) for v in per_seed),
-                        "bytes_mean": float(np.mean(spent)) if spent else float("nan")})
+                        "bytes_mean": float(np.mean(spent)) if spent else float("nan"),
+                        "seconds_per_seed": ";".join(f"{v:.6g}" for v in seconds)})
     return out
 
 
@@ -53,21 +58,26 @@ def cell(r: dict) -> str:
     return text
 
 
+def seconds_cell(r: dict) -> str:
+    return common.mean_std_text([float(v) for v in r["seconds_per_seed"].split(";") if v], single_digits=1)
+
+
 def markdown(table: list[dict], targets) -> str:
+    clock = any(np.isfinite(float(v)) for r in table for v in r["seconds_per_seed"].split(";") if v)
     header = ["method", "scenario", *(f"rounds to {100 * t:g}%" for t in targets),
-              *(f"traffic to {100 * t:g}%" for t in targets)]
-    body, line, spent = [], None, []
-    for r in table:
-        if line is None or line[:2] != [r["method"], r["scenario"]]:
-            line, spent = [r["method"], r["scenario"]], []
-            body.append(line)
-        line.insert(2 + len(spent), cell(r))
-        spent.append(common.size(r["bytes_mean"]))
-        line.append(spent[-1])
+              *(f"traffic to {100 * t:g}%" for t in targets),
+              *(f"simulated s to {100 * t:g}%" for t in targets if clock)]
+    body = []
+    for key in dict.fromkeys((r["method"], r["scenario"]) for r in table):
+        mine = [r for r in table if (r["method"], r["scenario"]) == key]
+        body.append([*key, *map(cell, mine), *(common.size(r["bytes_mean"]) for r in mine),
+                     *(map(seconds_cell, mine) if clock else ())])
     return ("# Rounds and traffic to target accuracy\n\n" + common.markdown_table(header, body) +
             "\nFirst round (after k rounds) at which the mean test accuracy over the evaluated live nodes "
             "reaches the target; mean ± std over the seeds that reached it; — = never reached. Traffic: the "
-            "simulated bytes sent until then (binary units).\n")
+            "simulated bytes sent until then (binary units)." +
+            (" Simulated s: the simulated seconds from the start to the end of that round ([time])." if clock else "")
+            + "\n")
 
 
 def write(groups: list[common.Group], out: Path, smoke: bool = False, targets=DEFAULT_TARGETS) -> list[Path]:

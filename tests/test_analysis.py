@@ -336,3 +336,30 @@ def test_heal_table_labels_methods_as_the_paper_does():
     assert label({"protocol": {"kind": "dpsgd"}, "overlay": {"kind": "ring"}}) == "D-PSGD (ring)"
     assert label({"protocol": {"kind": "dpsgd", "dpsgd": {"order": "cta"}}, "overlay": {"kind": "ring"}}) == \
         "D-PSGD (cta, ring)"
+
+
+def test_simulated_time_figure_and_seconds_to_target(runs, tmp_path):
+    """A run with a clock gets accuracy against simulated seconds and the seconds to each target,
+    read from /rounds/sim_time at the round that reached it; runs without one get neither."""
+    timed = tmp_path / "timed.h5"
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(CONFIG)
+    r = subprocess.run([sys.executable, "-m", "heal_mpi", "run", str(cfg), "--out", str(timed), "--set",
+                        "protocol.kind=fedavg", "--set", "time.enabled=true", "--set", "time.slow_fraction=0.25",
+                        "--set", "time.slow_factor=3.0"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(timed, "r") as f:
+        acc, sim_time = f["rounds/acc_mean"][:], f["rounds/sim_time"][:]
+    target = float(acc[1])
+    r = analyse("report", [timed], tmp_path / "timed", "--targets", str(target))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "timed" / "accuracy_vs_time_fault-free.png").is_file()
+    row = read_csv(tmp_path / "timed" / "time_to_accuracy.csv")[0]
+    hit = np.flatnonzero(acc >= target)[0]
+    assert float(row["seconds_per_seed"]) == pytest.approx(sim_time[hit], rel=1e-5)
+    assert "simulated s to" in (tmp_path / "timed" / "time_to_accuracy.md").read_text()
+
+    r = analyse("report", runs.values(), tmp_path / "plain")
+    assert r.returncode == 0, r.stderr
+    assert not list((tmp_path / "plain").glob("accuracy_vs_time_*"))
+    assert "simulated s" not in (tmp_path / "plain" / "time_to_accuracy.md").read_text()
