@@ -137,3 +137,16 @@ def test_every_message_is_one_line():
         with pytest.raises(ConfigError) as err:
             cfgmod.load(None, [text])
         assert "\n" not in str(err.value)
+
+
+def test_summary_names_what_a_preset_applies():
+    """`validate`'s one line: the faults, the adversary, the overlay's cycle order and the clock."""
+    from heal_mpi.config.text import summary
+    plain = summary(cfgmod.load(None, ["faults.crash=[{round = 3, fraction = 0.3}]"]))
+    assert "faults: crash 30% @3" in plain and "adversary: none" in plain and "clock: none" in plain
+    assert "overlay cycle" not in plain
+    timed = summary(cfgmod.load(None, ["time.enabled=true", "time.compute_dist='lognormal'", "time.compute_spread=1.0",
+                                       "time.slow_fraction=0.2", "time.slow_factor=4", "overlay.semantics='sequential'",
+                                       "overlay.substeps=10"]))
+    assert "compute 1000 samples/s (lognormal 1)" in timed and "20% of the nodes 4x slower" in timed
+    assert "overlay cycle: sequential, 10 turns" in timed

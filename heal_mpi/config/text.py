@@ -114,8 +114,9 @@ def update_readme(path: str | Path) -> None:
 
 
 def summary(cfg: Config) -> str:
-    """One line on what a run will do: the protocol and its options, the world, the faults, the adversary
-    (what `heal-mpi validate` prints, so that nothing a preset carries is hidden)."""
+    """One line on what a run will do: the protocol and its options, the world, the overlay's cycle order,
+    the faults, the adversary and the clock (what `heal-mpi validate` prints, so that nothing a preset
+    carries is hidden)."""
     from heal_mpi.config.checks import byzantine_count
     parts = [f"{cfg.protocol.kind} on {cfg.overlay_kind}, {cfg.nodes.count} nodes, {cfg.run.rounds} rounds"]
     for section in ("protocol", "overlay"):
@@ -123,6 +124,9 @@ def summary(cfg: Config) -> str:
             if options is not None:
                 parts.append(f"{section}.{name}: " + ", ".join(f"{f.name} = {toml_value(getattr(options, f.name))}"
                                                                for f in dataclasses.fields(options)))
+    if cfg.overlay.semantics != "snapshot":
+        turns = f"{cfg.overlay.substeps} turns" if cfg.overlay.substeps else "one node a turn"
+        parts.append(f"overlay cycle: {cfg.overlay.semantics}, {turns}")
     events = [spec.label(dataclasses.asdict(ev)) for spec in FAULTS.specs() for ev in cfg.faults.events[spec.name]]
     if cfg.faults.message_loss:
         events.append(f"message loss {cfg.faults.message_loss:g}")
@@ -133,4 +137,20 @@ def summary(cfg: Config) -> str:
         parts.append(f"adversary: {byzantine_count(cfg)} Byzantine (overlay {adv.kind}, models {adv.models}){lift}")
     else:
         parts.append("adversary: none")
+    parts.append("clock: " + (clock_text(cfg.time) if cfg.time.enabled else "none"))
     return "; ".join(parts)
+
+
+def clock_text(t) -> str:
+    """The devices [time] draws, in a few words."""
+    if t.devices_csv:
+        return f"devices from {t.devices_csv}"
+
+    def drawn(value, dist, spread, unit):
+        return f"{value:g} {unit}" + (f" ({dist} {spread:g})" if dist != "constant" and spread else "")
+    text = (f"compute {drawn(t.compute, t.compute_dist, t.compute_spread, 'samples/s')}, "
+            f"up {drawn(t.uplink, t.bandwidth_dist, t.bandwidth_spread, 'B/s')}, down {t.downlink:g} B/s, "
+            f"latency {drawn(t.latency, t.latency_dist, t.latency_spread, 's')}")
+    if t.slow_fraction and t.slow_factor != 1:
+        text += f", {100 * t.slow_fraction:g}% of the nodes {t.slow_factor:g}x slower"
+    return text
