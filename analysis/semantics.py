@@ -89,7 +89,9 @@ def write(groups: list[common.Group], out: Path, shares: list[float]) -> list[Pa
         if g.runs[0].method != "none":
             continue
         for quantity, cell in cells(g, shares).items():
-            row = table.setdefault((common.overlay_name(g.config.get("overlay", {}), with_order=False), g.scenario, quantity), {"paper": paper(g, quantity)})
+            # the scenario's own label: the group's may carry a "#2" that tells apart semantics of one overlay
+            key = (common.overlay_name(g.config.get("overlay", {}), with_order=False), common.scenario_label(g.config), quantity)
+            row = table.setdefault(key, {"paper": paper(g, quantity)})
             row[order(g.config)] = cell
     header = ["overlay", "scenario", "quantity", *orders, "paper"]
     compared = {k: row for k, row in table.items() if len(orders) == 1 or sum(o in row for o in orders) > 1}
