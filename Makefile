@@ -47,6 +47,7 @@ ELV := jobs/validation/elevator
 ELV_RESULTS := results/validation_elevator
 validation-elevator: setup
 	$(PY) jobs/sweep.py $(ELV)/sweep.toml --local
+	$(PY) jobs/sweep.py $(ELV)/sweep_peersim.toml --local
 	$(PY) analysis/topology.py $$(ls $(ELV_RESULTS)/*.h5 | grep -v _seq) --summary --no-per-file-plots --out $(ELV)/laptop
 	$(PY) analysis/recovery.py $$(ls $(ELV_RESULTS)/*.h5 | grep -v _seq) --shares 0.99,0.5 --out $(ELV)/laptop
 	$(PY) analysis/semantics.py $(ELV_RESULTS)/*.h5 --shares 0.99,0.5 --out $(ELV)/laptop
@@ -61,6 +62,7 @@ LIFT := jobs/validation/lift
 validation-lift: setup
 	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_laptop.toml --local
 	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_sequential.toml --local
+	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_sequential_peersim.toml --local
 	$(PY) jobs/sweep.py jobs/configs/byzantine/sweep_heal_under_attack.toml --local
 	$(PY) analysis/byzantine.py results/byzantine_laptop/*.h5 --out $(LIFT)/lift
 	$(PY) analysis/semantics.py results/byzantine_laptop/*.h5 results/byzantine_sequential/*.h5 --out $(LIFT)/lift
