@@ -32,9 +32,10 @@ PAPER = {"start": "5 (\"typically 4 to 5\")", "hub attack": "\"typically within 
 
 
 def order(config: dict) -> str:
-    """"snapshot", "sequential" or "sequential, k = 100"."""
+    """"snapshot", "sequential, k = N (PeerSim)" (one node a turn) or "sequential, k = 100"."""
     notes = common.order_notes(config.get("overlay", {}))
-    return notes[0] if notes else "snapshot"
+    name = notes[0] if notes else "snapshot"
+    return "sequential, k = N (PeerSim)" if name == "sequential" else name
 
 
 def order_rank(name: str) -> tuple:

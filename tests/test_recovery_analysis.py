@@ -143,7 +143,7 @@ def test_semantics_table_puts_each_cycle_order_in_a_column(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     table = (out / "semantics.md").read_text()
-    assert "| overlay | scenario | quantity | snapshot | sequential | sequential, k = 5 | paper |" in table
+    assert "| overlay | scenario | quantity | snapshot | sequential, k = N (PeerSim) | sequential, k = 5 | paper |" in table
     assert ("| Elevator | hub attack all @5 | cycles to h hubs again after hub attack all @5 (99 %) | 3.0 ± 0.0 | "
             "2.0 ± 0.0 | 2.0 ± 0.0 | \"typically within two\" (HEAL paper) |") in table, table
     assert "| Elevator | hub attack all @5 | cycles to h hubs again after hub attack all @5 (50 %) | 2.0 ± 0.0 |" in table
