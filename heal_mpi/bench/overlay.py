@@ -69,7 +69,7 @@ def bench_overlay(sizes=(1000, 10000, 100000), cycles=100, comm: MPI.Comm = MPI.
         r = bench_one(n, k, comm, semantics=semantics, substeps=substeps)
         rows.append(r)
         if comm.Get_rank() == 0:
-            print(f"{r['n']:>8} {r['ranks']:>5} {r['order']:>10} {r['turns']:>6} {r['cycles']:>6} {r['seconds']:>8.1f} {r['cycles_per_s']:>9.2f} "
+            print(f"{r['n']:>8} {r['ranks']:>5} {r['order']:>10} {r['turns']:>6} {r['cycles']:>6} {r['seconds']:>8.4f} {r['cycles_per_s']:>9.2f} "
                   f"{r['cpu_per_rank']:>10.1f} {r['mpi_bytes_per_cycle']:>16,.0f} {r['hubs']:>5}", flush=True)
     return rows
 
