@@ -207,16 +207,18 @@ class Simulation:
         rnd = ctx.rnd
         flag = np.array([self.stop.signal], dtype=np.int64)
         self.world.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
-        self.stop.signal = int(flag[0])
+        # Only the agreed value decides: a signal that reaches one rank after the Allreduce is
+        # kept in self.stop for the next round (reading self.stop again here let the ranks disagree).
+        signal = int(flag[0])
         if rnd + 1 == self.cfg.run.rounds:
             return
         every = self.cfg.run.checkpoint_every
-        if self.stop.signal or (every and (rnd + 1) % every == 0):
+        if signal or (every and (rnd + 1) % every == 0):
             checkpoint.save(self.out, self.world, rnd + 1, self.state_dict(), self.writer.completed)
-            if self.stop.signal and self.world.is_root:
-                print(f"stopped by signal {self.stop.signal} after round {rnd + 1}; checkpoint saved, "
+            if signal and self.world.is_root:
+                print(f"stopped by signal {signal} after round {rnd + 1}; checkpoint saved, "
                       f"continue with --resume", flush=True)
-        self.interrupted = bool(self.stop.signal)
+        self.interrupted = bool(signal)
 
     # -- the steps ---------------------------------------------------------------------
     def eval_due(self, rnd: int) -> bool:
