@@ -121,16 +121,26 @@ class Clock:
         duration: the last round's simulated seconds.
     """
 
-    def __init__(self, world, comm, devices: Devices, overlay_exchanges: int):
+    def __init__(self, world, comm, devices: Devices, overlay_exchanges: int, deadline: float = 0.0,
+                 quorum: float = 1.0):
         self.world, self.comm, self.devices, self.exchanges = world, comm, devices, overlay_exchanges
+        self.deadline, self.quorum = deadline, quorum
         self.ready, self.busy = np.zeros(world.n_local), np.zeros(world.n_local)
         self.time, self.duration = 0.0, 0.0
+        self.late = 0  # rows this rank's aggregators dropped this round
+
+    @property
+    def waits(self) -> bool:
+        """Whether aggregators stop waiting, at a deadline or a quorum."""
+        return self.deadline > 0 or self.quorum < 1
 
     @classmethod
     def from_config(cls, cfg, world, comm, overlay_exchanges: int) -> "Clock | None":
         if not cfg.time.enabled:
             return None
-        return cls(world, comm, Devices.from_config(cfg.time, cfg.nodes.count, cfg.run.seed), overlay_exchanges)
+        tc = cfg.time
+        return cls(world, comm, Devices.from_config(tc, cfg.nodes.count, cfg.run.seed), overlay_exchanges,
+                   tc.deadline, tc.quorum)
 
     def _local(self, values: np.ndarray) -> np.ndarray:
         return values[self.world.slot_lo:self.world.slot_hi]
@@ -142,6 +152,7 @@ class Clock:
         spent = (4.0 * self.exchanges * self._local(d.latency) + traffic.bytes_sent / self._local(d.uplink)
                  + traffic.bytes_recv / self._local(d.downlink))
         self.ready, self.busy = spent.copy(), spent.copy()
+        self.late = 0
 
     def train(self, samples: np.ndarray) -> None:
         """Local training: `samples` float [n_local] sample-gradients per node (0 where none)."""
@@ -150,17 +161,23 @@ class Clock:
         self.busy += spent
 
     def transfer(self, step: str, src: np.ndarray, dst: np.ndarray, delivered: np.ndarray, nbytes: int,
-                 at_sender: bool) -> None:
+                 at_sender: bool, wait: bool = False):
         """One message step: edges src -> dst (global ids, self-edges left out), `delivered` bool, of
         `nbytes` each; the edges are known on the sender's rank (`at_sender`) or on the receiver's.
-        Collective: two exchanges (one when the edges are at their senders)."""
+        Collective: two exchanges (one when the edges are at their senders), three when the receivers
+        `wait` (aggregators, edges at their senders) under a deadline or a quorum: then it returns
+        (late bool [E], the edges whose rows their receivers drop; heard: per rank, the local rows
+        that a delivered edge from that rank reached, None for this rank), else None."""
         world, d = self.world, self.devices
-        edges = np.stack([src, dst, delivered.astype(np.int64)], axis=1).astype(np.int64)
+        if wait and not at_sender:
+            raise ValueError(f"{step}: only receivers of edges known at their senders can wait")
+        wait = wait and self.waits
+        start = self.ready.copy()  # a receiver's deadline counts from when it is ready for the step
+        edges = np.stack([src, dst, delivered, np.arange(len(src))], axis=1).astype(np.int64)
         if not at_sender:  # first to the senders' ranks, whose uplinks they use
             edges = np.concatenate(self.comm.exchange(self._by_owner(edges, edges[:, 0]), f"clock-up-{step}"))
-        src, dst, ok = edges[:, 0], edges[:, 1], edges[:, 2].astype(bool)
-        order = np.lexsort((dst, src))
-        src, dst, ok = src[order], dst[order], ok[order]
+        order = np.lexsort((edges[:, 1], edges[:, 0]))
+        src, dst, ok, index = edges[order].T
         first = np.searchsorted(src, src)  # each edge's place in its sender's queue
         per = nbytes / d.uplink[src]
         leave = self.ready[src - world.slot_lo] + (np.arange(len(src)) - first) * per
@@ -170,16 +187,35 @@ class Clock:
         np.maximum.at(self.ready, src - world.slot_lo, uploaded)
 
         lat = d.latency[src] + d.latency[dst]
-        sent = np.stack([dst, src, leave + lat, uploaded + lat], axis=1)[ok]  # ids as float64: exact below 2**53
-        got = np.concatenate(self.comm.exchange(self._by_owner(sent, sent[:, 0].astype(np.int64)), f"clock-{step}"))
-        self._receive(got[:, 0].astype(np.int64), got[:, 1].astype(np.int64), got[:, 2], got[:, 3], nbytes)
+        # every edge, lost ones too (a receiver that waits for a quorum counts what was sent to it);
+        # ids as float64: exact below 2**53
+        sent = np.stack([dst, src, leave + lat, uploaded + lat, ok, index], axis=1)
+        got = np.concatenate(self.comm.exchange(self._by_owner(sent, dst), f"clock-{step}"))
+        arrived = got[:, 4] > 0
+        dst, src = got[:, 0].astype(np.int64) - world.slot_lo, got[:, 1].astype(np.int64)
+        expected = np.bincount(dst, minlength=world.n_local) if wait else None
+        got, dst, src = got[arrived], dst[arrived], src[arrived]
+        late = self._receive(dst, src, got[:, 2], got[:, 3], nbytes, start, expected)
+        if not wait:
+            return None
+        self.late += int(late.sum())
+        back = np.stack([src, got[:, 5].astype(np.int64), late], axis=1).astype(np.int64)[late]
+        back = np.concatenate(self.comm.exchange(self._by_owner(back, back[:, 0]), f"clock-late-{step}"))
+        late_at_sender = np.zeros(len(delivered), dtype=bool)
+        late_at_sender[back[:, 1]] = True
+        sender_rank = world.owner(src)
+        heard = [np.unique(dst[sender_rank == r]) if r != world.rank else None for r in range(world.size)]
+        return late_at_sender, heard
 
-    def _receive(self, dst, src, arrive, uploaded, nbytes: int) -> None:
-        """Each receiver's downlink takes its edges one after another, in order of arrival."""
+    def _receive(self, dst, src, arrive, uploaded, nbytes: int, start, expected) -> np.ndarray:
+        """Each receiver's downlink takes its edges (dst local rows) one after another, in order of
+        arrival. With `expected` (edges sent to each local node) the receivers wait only for the
+        quorum and until the deadline. Returns late: bool per edge, the rows dropped."""
+        late = np.zeros(len(dst), dtype=bool)
         if len(dst) == 0:
-            return
+            return late
         order = np.lexsort((src, arrive, dst))
-        dst, arrive, uploaded = dst[order] - self.world.slot_lo, arrive[order], uploaded[order]
+        dst, src, arrive, uploaded = dst[order], src[order], arrive[order], uploaded[order]
         per = nbytes / self._local(self.devices.downlink)[dst]
         starts = np.flatnonzero(np.r_[True, dst[1:] != dst[:-1]])
         sizes = np.diff(np.r_[starts, len(dst)])
@@ -190,8 +226,25 @@ class Clock:
             i = starts[g] + k
             free[g] = np.maximum(free[g], arrive[i]) + per[i]
             done[i] = np.maximum(free[g], uploaded[i])
-        self.busy += np.bincount(dst, per, self.world.n_local)
-        np.maximum.at(self.ready, dst, done)
+        keep = np.ones(len(dst), dtype=bool) if expected is None else self._in_time(dst, src, done, start, expected)
+        self.busy += np.bincount(dst[keep], per[keep], self.world.n_local)
+        np.maximum.at(self.ready, dst[keep], done[keep])
+        late[order] = ~keep
+        return late
+
+    def _in_time(self, dst, src, done, start, expected) -> np.ndarray:
+        """bool per edge (sorted by receiver): the first ceil(quorum × expected) rows to be done, those
+        done before the receiver's deadline. A receiver that misses rows at its deadline is ready then."""
+        by_done = np.lexsort((src, done, dst))
+        place = np.empty(len(dst), dtype=np.int64)
+        place[by_done] = np.arange(len(dst)) - np.searchsorted(dst, dst[by_done])
+        keep = place < np.ceil(self.quorum * expected[dst] - 1e-9)  # 0.8 × 10 is 8.000000000000002
+        if self.deadline > 0:
+            cutoff = start[dst] + self.deadline
+            missed = keep & (done > cutoff)
+            keep &= ~missed
+            np.maximum.at(self.ready, dst[missed], cutoff[missed])
+        return keep
 
     def _by_owner(self, rows: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
         """rows split into one block per owning rank of `ids`."""
@@ -211,6 +264,7 @@ class Clock:
         moves to the next round's start."""
         metrics.set("sim_seconds", self.duration)
         metrics.set("sim_time", self.time + self.duration)
+        metrics.add_sum("late_dropped", self.late)
         nan = np.float32(np.nan)
         metrics.add_node("finish_time", np.where(alive_local, self.ready, nan).astype(np.float32))
         metrics.add_node("idle_time", np.where(alive_local, self.duration - self.busy, nan).astype(np.float32))

@@ -70,6 +70,8 @@ DATASETS = [
             "(`[time]`; NaN without it)"),
     Dataset("rounds/sim_time", "R", F64, "simulated seconds since the run began, at the round's end (NaN without "
             "`[time]`)"),
+    Dataset("rounds/late_dropped", "R", I64, "models an aggregator dropped: done after its `time.deadline`, or "
+            "beyond its `time.quorum` (-1 without `[time]`)"),
     *[Dataset(f"rounds/seconds_{p}", "R", F64, f"rank 0's wall time in the {p} phase")
       for p in ("faults", "overlay", "train", "mix", "evaluate", "record")],
     Dataset("nodes/acc", "R, N", F32, "per-node test accuracy (NaN when not evaluated or dead)"),

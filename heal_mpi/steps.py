@@ -132,6 +132,9 @@ class Mix:
         order: float64 [E] arrival keys, or None. When given, every row travels to its receiver's
             rank and the result keeps the rows one by one in key order (ties: by sender) for
             `result.arrival(j)`; its mean is still the weighted mean. Not with a robust rule.
+        deadline: the receivers are aggregators: under `[time]` they stop waiting at its deadline or
+            quorum and drop the rows done later. Their senders still count as reached (a Reply
+            to this result answers them).
     """
 
     purpose: str
@@ -142,6 +145,7 @@ class Mix:
     values: np.ndarray | None = None
     rule: Rule = MEAN
     order: np.ndarray | None = None
+    deadline: bool = False
 
 
 @dataclass(frozen=True)

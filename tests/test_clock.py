@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from mpi4py import MPI
 
 from heal_mpi import config as cfgmod
@@ -14,6 +15,7 @@ from heal_mpi.clock import Devices, slow_nodes
 from heal_mpi.config import ConfigError
 from heal_mpi.runtime import make_world
 from heal_mpi.simulation import Simulation
+from heal_mpi.steps import Train
 
 BASE = ["run.rounds=4", "run.threads=1", "run.progress='none'", "nodes.count=14", "data.synthetic_train=700",
         "data.synthetic_test=200", "train.local_steps=2", "train.batch_size=16"]
@@ -97,10 +99,50 @@ def test_a_fedavg_round_by_hand(tmp_path):
     assert by_hand(B, fast) == pytest.approx(2.01 + 1.5 + 0.01, abs=1e-6)  # no queue: the last arrival
 
 
+def trained_rows(sim):
+    """{}: after sim.step, 'rows' holds every row as training left it (before any mix)."""
+    seen, execute = {}, sim.engine.execute
+
+    def spy(step, ctx):
+        out = execute(step, ctx)
+        if isinstance(step, Train):
+            seen["rows"] = sim.engine.pop.rows.clone()
+        return out
+    sim.engine.execute = spy
+    return seen
+
+
+@pytest.mark.parametrize("wait, duration", [("time.deadline=1.5", 1.5 + 1.5 + 0.01),  # waits until its deadline
+                                            ("time.quorum=0.6", 1.01 + 1.5 + 0.01)])  # until 2 of 3 are in
+def test_the_server_drops_a_late_model(tmp_path, wait, duration):
+    """Client 2 is done at 2.01 s, past the deadline and beyond the quorum: the server averages the
+    other two, still answers all three, and counts the drop."""
+    sim = build_fedavg(tmp_path, 0.0, wait)
+    seen = trained_rows(sim)
+    sim.step(0)
+    rows, trained = sim.engine.pop.rows, seen["rows"]
+    torch.testing.assert_close(rows[0], (trained[1] + trained[3]) / 2)
+    for client in (1, 2, 3):  # the late one too
+        torch.testing.assert_close(rows[client], rows[0])
+    assert sim.clock.late == 1 and sim.clock.duration == pytest.approx(duration, rel=1e-9)
+    waited = build_fedavg(tmp_path, 0.0)  # without: the late model is averaged too
+    seen = trained_rows(waited)
+    waited.step(0)
+    torch.testing.assert_close(waited.engine.pop.rows[0], seen["rows"][1:].mean(0))
+    assert waited.clock.late == 0 and waited.clock.duration == pytest.approx(2.01 + 1.5 + 0.01, rel=1e-9)
+
+
+def test_a_deadline_needs_the_clock():
+    with pytest.raises(ConfigError, match="time.deadline = 2.0 needs the clock: set time.enabled = true"):
+        cfgmod.validate(cfgmod.load(None, [*BASE, "time.deadline=2.0"]))
+    with pytest.raises(ConfigError, match="time.quorum"):
+        config("time.enabled=true", "time.quorum=0")
+
+
 FEDAVG4 = ["nodes.count=4", "data.synthetic_train=400", "protocol.kind='fedavg'"]
 
 
-def build_fedavg(tmp_path, seconds_a_model: float):
+def build_fedavg(tmp_path, seconds_a_model: float, *overrides):
     """A server (node 0) whose uplink sends a model in 0.5 s, whose downlink takes `seconds_a_model`
     (0: at once) and whose latency is 0.01 s, and three clients of 32, 16 and 64 samples per second
     with fast links and no latency."""
@@ -110,7 +152,7 @@ def build_fedavg(tmp_path, seconds_a_model: float):
                                                                                                (3, 64))]
     path = tmp_path / "devices.csv"
     path.write_text("node,compute,uplink,downlink,latency\n" + "\n".join(rows) + "\n")
-    return Simulation.build(config(*FEDAVG4, "time.enabled=true", f"time.devices_csv='{path}'"),
+    return Simulation.build(config(*FEDAVG4, "time.enabled=true", f"time.devices_csv='{path}'", *overrides),
                             make_world(4, "cpu", MPI.COMM_SELF), out=None)
 
 
@@ -121,8 +163,8 @@ def run(overrides, comm, out):
     assert Simulation.build(cfg, make_world(cfg.nodes.count, "cpu", comm), Path(out)).run() == 0
     comm.Barrier()
     with h5py.File(out, "r") as f:
-        return {name: f[name][()] for name in ("nodes/acc", "nodes/finish_time", "nodes/idle_time",
-                                               "rounds/sim_seconds", "rounds/sim_time", "devices/compute")}
+        return {name: f[name][()] for name in ("nodes/acc", "nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds",
+                                               "rounds/sim_time", "rounds/late_dropped", "devices/compute")}
 
 
 def test_the_clock_leaves_the_models_alone(tmp_path):
@@ -130,6 +172,7 @@ def test_the_clock_leaves_the_models_alone(tmp_path):
     timed, plain = run([*heal, *CLOCK], MPI.COMM_SELF, tmp_path / "t.h5"), run(heal, MPI.COMM_SELF, tmp_path / "p.h5")
     assert np.array_equal(timed["nodes/acc"], plain["nodes/acc"], equal_nan=True)
     assert np.isnan(plain["rounds/sim_seconds"]).all() and np.isnan(plain["devices/compute"]).all()
+    assert (plain["rounds/late_dropped"] == -1).all() and (timed["rounds/late_dropped"] == 0).all()
     seconds, finish = timed["rounds/sim_seconds"], timed["nodes/finish_time"]
     assert (seconds > 0).all() and np.allclose(np.cumsum(seconds), timed["rounds/sim_time"])
     assert np.allclose(np.nanmax(finish, axis=1), seconds, rtol=1e-6)  # the round ends with its last node
@@ -145,16 +188,24 @@ CLOCKED = {
     "epidemic": ["protocol.kind='epidemic'", "overlay.cache_size=4"],
     "dpsgd": ["protocol.kind='dpsgd'", "overlay.cache_size=4"],
 }
+WAITING = {  # aggregators that drop late models (some, in these runs)
+    "heal-deadline": [*CLOCKED["heal"], "time.deadline=0.1"],
+    "fedavg-deadline": [*CLOCKED["fedavg"], "time.deadline=0.2"],
+    "gaia-quorum": [*CLOCKED["gaia"], "time.quorum=0.7", "time.deadline=10.0"],
+}
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("name", list(CLOCKED))
+@pytest.mark.parametrize("name", [*CLOCKED, *WAITING])
 def test_the_same_clock_on_any_rank_count(name):
     comm = MPI.COMM_WORLD
-    overrides = [*CLOCKED[name], *CLOCK, "faults.message_loss=0.1", "faults.crash=[{round = 1, fraction = 0.15}]"]
+    overrides = [*{**CLOCKED, **WAITING}[name], *CLOCK, "faults.message_loss=0.1",
+                 "faults.crash=[{round = 1, fraction = 0.15}]"]
     tmp = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None)
     together = run(overrides, comm, f"{tmp}/world.h5")
     alone = run(overrides, MPI.COMM_SELF, f"{tmp}/self{comm.rank}.h5")
-    for key in ("nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds", "rounds/sim_time"):
+    for key in ("nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds", "rounds/sim_time", "rounds/late_dropped"):
         np.testing.assert_array_equal(together[key], alone[key], err_msg=key)
+    dropped = together["rounds/late_dropped"]
+    assert dropped.sum() > 0 if name in WAITING else (dropped == 0).all()
     np.testing.assert_allclose(together["nodes/acc"], alone["nodes/acc"], atol=1e-6)

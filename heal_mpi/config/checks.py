@@ -54,6 +54,9 @@ def _validate_time(cfg: Config, check_files: bool) -> None:
         if getattr(tc, f"{what}_dist") == "uniform" and getattr(tc, f"{what}_spread") >= 1:
             raise ConfigError(f"time.{what}_spread: {getattr(tc, f'{what}_spread')} must be < 1 for a uniform "
                               f"spread (a node's {what} would reach 0)")
+    if not tc.enabled and (tc.deadline > 0 or tc.quorum < 1):
+        what = f"time.deadline = {tc.deadline}" if tc.deadline > 0 else f"time.quorum = {tc.quorum}"
+        raise ConfigError(f"{what} needs the clock: set time.enabled = true")
     if tc.devices_csv and check_files:
         from heal_mpi.clock import read_csv
         read_csv(Path(tc.devices_csv), cfg.nodes.count)

@@ -187,6 +187,12 @@ class TimeConfig:
     slow_factor: float = opt(1.0, "how many times slower the slow nodes are", lo=1.0)
     devices_csv: str = opt("", "a CSV file with one row per node (columns node, compute, uplink, downlink, "
                            "latency) instead of the draws; empty = draw")
+    deadline: float = opt(0.0, "seconds an aggregator (FedAvg's server, Gaia's servers, HEAL's hubs in both of their "
+                          "steps) waits for models, from when it is ready for the step; a model done later is dropped "
+                          "(/rounds/late_dropped) and its sender still gets the answer; 0 = wait for all", lo=0.0)
+    quorum: float = opt(1.0, "fraction q of the models sent to it (lost ones included) an aggregator waits for: it "
+                        "takes the first ceil(q × sent) to arrive and drops the rest (FedScale's over-commitment); "
+                        "1 = all", lo=0.0, hi=1.0, lo_open=True)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,12 @@ def summary(cfg: Config) -> str:
 
 
 def clock_text(t) -> str:
-    """The devices [time] draws, in a few words."""
+    """The devices [time] draws and how long aggregators wait, in a few words."""
+    waits = [f"deadline {t.deadline:g} s"] * (t.deadline > 0) + [f"quorum {t.quorum:g}"] * (t.quorum < 1)
+    return devices_text(t) + "".join(f", {w}" for w in waits)
+
+
+def devices_text(t) -> str:
     if t.devices_csv:
         return f"devices from {t.devices_csv}"
 

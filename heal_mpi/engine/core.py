@@ -173,7 +173,7 @@ class Engine:
                      heard_from)
 
     def _mix(self, step: Mix, ctx: RoundContext) -> MixResult:
-        world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
+        lo = self.world.slot_lo
         src = np.asarray(step.src, dtype=np.int64)
         dst = np.asarray(step.dst, dtype=np.int64)
         w = np.ones(len(dst)) if step.weight is None else np.asarray(step.weight, dtype=np.float64)
@@ -181,16 +181,31 @@ class Engine:
         real = src + lo != dst  # a node's edge to itself is no message
         self.traffic.send(src[real], self.model_bytes)
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
-        if self.clock is not None:
-            self.clock.transfer(f"mix-{step.purpose}", src[real] + lo, dst[real], ok[real], self.model_bytes, True)
-        src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
-        sources = self._sources(step.purpose, step.rows, src, dst, ctx.rnd)
         if step.order is not None and step.rule.robust:
             raise ValueError(f"Mix {step.purpose!r}: a {step.rule.name} combines the rows at once; "
                              "`order` keeps them one by one")
-        if step.order is not None or step.rule.robust:
-            key = np.zeros(len(dst)) if step.order is None else np.asarray(step.order, np.float64)[ok]
-            return self._mix_rows(step, src, dst, w, vals, real, sources, key)
+        timed = None
+        if self.clock is not None:
+            timed = self.clock.transfer(f"mix-{step.purpose}", src[real] + lo, dst[real], ok[real], self.model_bytes,
+                                        True, wait=step.deadline)
+        if timed is not None:  # the late rows are dropped; a Reply still answers their senders
+            late, heard = timed
+            reached = self._links(src[ok], dst[ok], np.unique(dst[ok]), heard)
+            ok = ok.copy()
+            ok[np.flatnonzero(real)[late]] = False
+        key = None if step.order is None else np.asarray(step.order, np.float64)[ok]
+        src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
+        result = self._mix_delivered(step, src, dst, w, vals, real, key, ctx)
+        if timed is not None:
+            result.links = reached
+        return result
+
+    def _mix_delivered(self, step: Mix, src, dst, w, vals, real, key, ctx: RoundContext) -> MixResult:
+        """The rows of the delivered edges, reduced where they live (or, robust or keyed, one by one)."""
+        world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
+        sources = self._sources(step.purpose, step.rows, src, dst, ctx.rnd)
+        if key is not None or step.rule.robust:
+            return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key)
 
         # rank-local reduction: one partial (dst, weight sum, count, messages, values, row sum) per destination
         uniq, inverse = np.unique(dst, return_inverse=True)

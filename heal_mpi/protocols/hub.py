@@ -9,6 +9,8 @@ One round (HEAL paper §4.4; FedAvg = one static hub, Gaia = k static hubs):
   5. every hub returns the result to the clients that sent to it; a client averages the
      copies it got back, or keeps its own model when none came (all its hubs dead).
 A hub that received no client model does not join step 4. Hubs do not train.
+Under `[time]` with a deadline or a quorum, hubs drop the models done late in steps 3 and 4
+(heal_mpi/clock.py); a client whose model was dropped still gets its hub's answer.
 Which nodes are hubs and what hub lists they hold is the overlay's business.
 
 Defences (protocol.aggregation, protocol.hub_merge, protocol.client_merge): a hub may
@@ -70,12 +72,12 @@ class HubProtocol(Protocol):
         yield Train(clients)  # 1.
         targets = pick_from_lists(overlay.hub_lists(), clients, self.fanout, ctx, "hub-target",
                                   self.local)  # [n_local, s], -1 = none
-        up = yield Mix("up", *edges_of(targets), rule=self.rule)  # 2.-3.
+        up = yield Mix("up", *edges_of(targets), rule=self.rule, deadline=True)  # 2.-3.
         served = hubs & (up.counts > 0)  # hubs that take part in this round
 
         src, dst = edges_of(np.where(served[:, None], overlay.hub_lists(), -1))
         weight = up.counts[src].astype(np.float64) if self.hub_weights == "clients" else None
-        between = yield Mix("hub-hub", src, dst, weight=weight, rows=up, rule=self.hub_rule)  # 4.
+        between = yield Mix("hub-hub", src, dst, weight=weight, rows=up, rule=self.hub_rule, deadline=True)  # 4.
         ready = served & (between.counts > 0)
 
         back = yield Reply("down", to=up, rows=between, answering=ready)  # 5.
