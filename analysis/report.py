@@ -8,7 +8,8 @@ Byzantine nodes or Lift, the Byzantine hubs and the attack table).
 Loads and groups the files once (by stored config, so any mix of seeds, methods and
 scenarios), runs accuracy.py, final_table.py, time_to_accuracy.py, hubs.py, traffic.py and partition.py
 (byzantine.py and attack_table.py for runs with an [adversary]) into DIR, prints the
-final-accuracy table, then the paths of every PNG and table written.
+final-accuracy table, then the paths of every PNG and table written. Runs with a clock (`[time]`)
+add accuracy against simulated seconds and stragglers.py's table.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import common
 import final_table
 import hubs
 import partition
+import stragglers
 import time_to_accuracy
 import traffic
 
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
     for module in (accuracy, hubs, traffic, final_table, partition):
         paths += module.write(groups, args.out, args.smoke)
     paths += time_to_accuracy.write(groups, args.out, args.smoke, args.targets)
+    paths += stragglers.write(groups, args.out, args.smoke)  # runs with a clock
     attacked = [g for g in groups if any(e.kind in ("byzantine", "lift") for e in g.events)]
     if attacked:
         paths += byzantine.write(attacked, args.out, args.smoke)

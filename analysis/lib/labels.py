@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from heal_mpi import registry
 from heal_mpi.faults.events import pct
@@ -79,8 +80,33 @@ def adversary_events(config: dict) -> list[Event]:
 
 
 def scenario_label(config: dict) -> str:
+    """The fault events ("fault-free" without), then the clock when the run has one:
+    "fault-free; compute lognormal 1, deadline 15 s"."""
     events = fault_events(config)
-    return ", ".join(e.label for e in events) if events else "fault-free"
+    faults = ", ".join(e.label for e in events) if events else "fault-free"
+    clock = clock_label(config)
+    return f"{faults}; {clock}" if clock else faults
+
+
+def clock_label(config: dict) -> str | None:
+    """The [time] devices and waits in a few words ("equal devices", "devices slow_hubs", "compute
+    lognormal 1, bandwidth lognormal 1, deadline 15 s"); None without a clock."""
+    t = config.get("time", {})
+    if not t.get("enabled", False):
+        return None
+    if t.get("devices_csv"):
+        parts = [f"devices {Path(t['devices_csv']).stem}"]
+    else:
+        parts = [f"{what} {t[what + '_dist']} {float(t[what + '_spread']):g}" for what in ("compute", "bandwidth", "latency")
+                 if t.get(what + "_dist", "constant") != "constant" and float(t.get(what + "_spread", 0))]
+        if float(t.get("slow_fraction", 0)) and float(t.get("slow_factor", 1)) != 1:
+            parts.append(f"{pct(t['slow_fraction'])} {float(t['slow_factor']):g}x slower")
+        parts = parts or ["equal devices"]
+    if float(t.get("deadline", 0)) > 0:
+        parts.append(f"deadline {float(t['deadline']):g} s")
+    if float(t.get("quorum", 1)) < 1:
+        parts.append(f"quorum {float(t['quorum']):g}")
+    return ", ".join(parts)
 
 
 def scenario_rank(scenario: str) -> tuple:

@@ -221,8 +221,8 @@ def _disambiguate(groups: list[Group]) -> None:
     for same in by_method.values():
         if len({g.scenario for g in same}) == len(same):
             continue  # one group per scenario: one table row, one colour
-        flats = [{k: v for k, v in flatten(g.config).items()  # the scenario label already says faults and adversary
-                  if k not in IGNORED_KEYS and not k.startswith(("faults.", "adversary."))} for g in same]
+        flats = [{k: v for k, v in flatten(g.config).items()  # the scenario label says faults, adversary, clock
+                  if k not in IGNORED_KEYS and not k.startswith(("faults.", "adversary.", "time."))} for g in same]
         keys = sorted({k for f in flats for k in f if any(f.get(k) != o.get(k) for o in flats)})
         if keys:
             for g, f in zip(same, flats):
