@@ -36,6 +36,7 @@ so the clock is identical on any rank count.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ import numpy as np
 
 from heal_mpi.errors import ConfigError
 from heal_mpi.rng import uniform
+from heal_mpi.timers import Timers
 
 CSV_COLUMNS = ("node", "compute", "uplink", "downlink", "latency")
 
@@ -128,11 +130,31 @@ class Clock:
         self.ready, self.busy = np.zeros(world.n_local), np.zeros(world.n_local)
         self.time, self.duration = 0.0, 0.0
         self.late = 0  # rows this rank's aggregators dropped this round
+        self.timers: Timers | None = None  # asynchronous rounds (start_timers)
+        self.acting = np.zeros(world.n_local, dtype=bool)
 
     @property
     def waits(self) -> bool:
         """Whether aggregators stop waiting, at a deadline or a quorum."""
         return self.deadline > 0 or self.quorum < 1
+
+    def start_timers(self, samples: np.ndarray, model_bytes: int, tc, seed: int) -> None:
+        """Asynchronous rounds of tc.slice seconds (heal_mpi/timers.py): each node's period from the
+        `samples` float [n_local] of one local training of its own. Collective."""
+        everyone = np.zeros(self.world.n_nodes)
+        everyone[self.world.slot_lo:self.world.slot_hi] = samples
+        samples = self.comm.allreduce_sum(everyone, "clock-timers", counted=False)  # set-up, not a round's traffic
+        d = self.devices
+        self.timers = Timers(samples / d.compute + model_bytes / d.uplink + model_bytes / d.downlink + 2.0 * d.latency,
+                             tc.slice, tc.jitter, seed)
+
+    def start_round(self, ctx):
+        """ctx, with the nodes whose timer fires this round under asynchronous rounds."""
+        if self.timers is None:
+            return ctx
+        acting, self._offset = self.timers.fire(self.time, ctx.alive, ctx.rnd)
+        self.acting = self._local(acting)
+        return dataclasses.replace(ctx, acting=acting)
 
     @classmethod
     def from_config(cls, cfg, world, comm, overlay_exchanges: int) -> "Clock | None":
@@ -147,11 +169,13 @@ class Clock:
 
     # ------------------------------------------------------------------ the round's steps
     def overlay(self, traffic) -> None:
-        """The round starts with the overlay's cycle (its bytes counted in `traffic`)."""
+        """The round starts with the overlay's cycle (its bytes counted in `traffic`); under
+        asynchronous rounds it runs in the background, and a node starts when its timer fires."""
         d = self.devices
         spent = (4.0 * self.exchanges * self._local(d.latency) + traffic.bytes_sent / self._local(d.uplink)
                  + traffic.bytes_recv / self._local(d.downlink))
-        self.ready, self.busy = spent.copy(), spent.copy()
+        self.ready = self._local(self._offset).copy() if self.timers is not None else spent.copy()
+        self.busy = spent.copy()
         self.late = 0
 
     def train(self, samples: np.ndarray) -> None:
@@ -161,17 +185,22 @@ class Clock:
         self.busy += spent
 
     def transfer(self, step: str, src: np.ndarray, dst: np.ndarray, delivered: np.ndarray, nbytes: int,
-                 at_sender: bool, wait: bool = False):
+                 at_sender: bool, wait: bool = False, flights: bool = False):
         """One message step: edges src -> dst (global ids, self-edges left out), `delivered` bool, of
         `nbytes` each; the edges are known on the sender's rank (`at_sender`) or on the receiver's.
-        Collective: two exchanges (one when the edges are at their senders), three when the receivers
-        `wait` (aggregators, edges at their senders) under a deadline or a quorum: then it returns
-        (late bool [E], the edges whose rows their receivers drop; heard: per rank, the local rows
-        that a delivered edge from that rank reached, None for this rank), else None."""
+        Collective: two exchanges (one when the edges are at their senders). A third, and a result,
+        when some edges may not be taken this round: the receivers `wait` (aggregators) under a
+        deadline or a quorum, or the rounds are asynchronous slices and the edges' rows can stay in
+        `flights` (a Mix's, at their senders) until a later round. Then
+        it returns (due int64 [E]: 0 taken now, -1 dropped by its receiver, k >= 1 arriving k
+        rounds later; heard: per rank, the local rows that an edge from that rank reached now,
+        dropped ones included, None for this rank), else None."""
         world, d = self.world, self.devices
+        aggregating = wait and self.waits
+        flights = flights and self.timers is not None
+        wait = aggregating or flights
         if wait and not at_sender:
             raise ValueError(f"{step}: only receivers of edges known at their senders can wait")
-        wait = wait and self.waits
         start = self.ready.copy()  # a receiver's deadline counts from when it is ready for the step
         edges = np.stack([src, dst, delivered, np.arange(len(src))], axis=1).astype(np.int64)
         if not at_sender:  # first to the senders' ranks, whose uplinks they use
@@ -193,27 +222,29 @@ class Clock:
         got = np.concatenate(self.comm.exchange(self._by_owner(sent, dst), f"clock-{step}"))
         arrived = got[:, 4] > 0
         dst, src = got[:, 0].astype(np.int64) - world.slot_lo, got[:, 1].astype(np.int64)
-        expected = np.bincount(dst, minlength=world.n_local) if wait else None
+        expected = np.bincount(dst, minlength=world.n_local) if aggregating else None
         got, dst, src = got[arrived], dst[arrived], src[arrived]
-        late = self._receive(dst, src, got[:, 2], got[:, 3], nbytes, start, expected)
+        due = self._receive(dst, src, got[:, 2], got[:, 3], nbytes, start, expected, flights)
         if not wait:
             return None
-        self.late += int(late.sum())
-        back = np.stack([src, got[:, 5].astype(np.int64), late], axis=1).astype(np.int64)[late]
-        back = np.concatenate(self.comm.exchange(self._by_owner(back, back[:, 0]), f"clock-late-{step}"))
-        late_at_sender = np.zeros(len(delivered), dtype=bool)
-        late_at_sender[back[:, 1]] = True
+        self.late += int((due < 0).sum())
+        back = np.stack([src, got[:, 5].astype(np.int64), due], axis=1).astype(np.int64)[due != 0]
+        back = np.concatenate(self.comm.exchange(self._by_owner(back, back[:, 0]), f"clock-due-{step}"))
+        due_at_sender = np.zeros(len(delivered), dtype=np.int64)
+        due_at_sender[back[:, 1]] = back[:, 2]
         sender_rank = world.owner(src)
-        heard = [np.unique(dst[sender_rank == r]) if r != world.rank else None for r in range(world.size)]
-        return late_at_sender, heard
+        heard = [np.unique(dst[(sender_rank == r) & (due <= 0)]) if r != world.rank else None
+                 for r in range(world.size)]
+        return due_at_sender, heard
 
-    def _receive(self, dst, src, arrive, uploaded, nbytes: int, start, expected) -> np.ndarray:
+    def _receive(self, dst, src, arrive, uploaded, nbytes: int, start, expected, flights: bool) -> np.ndarray:
         """Each receiver's downlink takes its edges (dst local rows) one after another, in order of
         arrival. With `expected` (edges sent to each local node) the receivers wait only for the
-        quorum and until the deadline. Returns late: bool per edge, the rows dropped."""
-        late = np.zeros(len(dst), dtype=bool)
+        quorum and until the deadline; in asynchronous rounds an edge done after the slice arrives
+        in a later round. Returns due: int64 per edge, 0 taken now, -1 dropped, k arriving k rounds later."""
+        due = np.zeros(len(dst), dtype=np.int64)
         if len(dst) == 0:
-            return late
+            return due
         order = np.lexsort((src, arrive, dst))
         dst, src, arrive, uploaded = dst[order], src[order], arrive[order], uploaded[order]
         per = nbytes / self._local(self.devices.downlink)[dst]
@@ -227,10 +258,14 @@ class Clock:
             free[g] = np.maximum(free[g], arrive[i]) + per[i]
             done[i] = np.maximum(free[g], uploaded[i])
         keep = np.ones(len(dst), dtype=bool) if expected is None else self._in_time(dst, src, done, start, expected)
+        later = np.zeros(len(dst), dtype=np.int64)
+        if flights:  # in flight until a later slice (one done at its slice's end is in); timed now, never again
+            later = np.maximum(np.ceil(done / self.timers.slice) - 1, 0).astype(np.int64)
+            keep &= later == 0
         self.busy += np.bincount(dst[keep], per[keep], self.world.n_local)
         np.maximum.at(self.ready, dst[keep], done[keep])
-        late[order] = ~keep
-        return late
+        due[order] = np.where(keep, 0, np.where(later > 0, later, -1))
+        return due
 
     def _in_time(self, dst, src, done, start, expected) -> np.ndarray:
         """bool per edge (sorted by receiver): the first ceil(quorum × expected) rows to be done, those
@@ -255,7 +290,10 @@ class Clock:
 
     # ------------------------------------------------------------------ the round's end
     def end_round(self, alive_local: np.ndarray) -> None:
-        """The round lasts until its last live node is ready. Collective."""
+        """The round lasts until its last live node is ready (asynchronous rounds: one slice). Collective."""
+        if self.timers is not None:
+            self.duration = self.timers.slice
+            return
         last = np.array([self.ready[alive_local].max() if alive_local.any() else 0.0])
         self.duration = float(self.comm.allreduce_max(last, "clock-end")[0])
 
@@ -265,13 +303,17 @@ class Clock:
         metrics.set("sim_seconds", self.duration)
         metrics.set("sim_time", self.time + self.duration)
         metrics.add_sum("late_dropped", self.late)
+        if self.timers is not None:
+            metrics.add_node("acted", self.acting.astype(np.int8))
         nan = np.float32(np.nan)
         metrics.add_node("finish_time", np.where(alive_local, self.ready, nan).astype(np.float32))
         metrics.add_node("idle_time", np.where(alive_local, self.duration - self.busy, nan).astype(np.float32))
         self.time += self.duration
 
     def state_dict(self) -> dict:
-        return {"time": np.array([self.time])}
+        return {"time": np.array([self.time]), **(self.timers.state_dict() if self.timers is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.time = float(np.asarray(state["time"])[0])
+        if self.timers is not None:
+            self.timers.load_state_dict(state)

@@ -19,6 +19,8 @@ class RoundContext:
         joined: int64 [k], slots whose newcomer arrived this round (fresh model, fresh links).
         crashed: int64 [k], slots that crashed or left this round.
         do_eval: whether the models are evaluated this round.
+        acting: bool [N], the nodes whose own timer fires this round (asynchronous rounds,
+            `time.slice`); None: every live node acts (synchronous rounds).
     """
 
     rnd: int
@@ -28,6 +30,12 @@ class RoundContext:
     joined: np.ndarray
     crashed: np.ndarray
     do_eval: bool = True
+    acting: np.ndarray | None = None
+
+    def acts(self, local: np.ndarray) -> np.ndarray:
+        """bool [len(local)]: which of these nodes act this round (live, and their timer fired)."""
+        alive = self.alive[local]
+        return alive if self.acting is None else alive & self.acting[local]
 
     @property
     def n_alive(self) -> int:

@@ -62,6 +62,8 @@ class ProtocolSpec:
         options: a dataclass of `opt` fields, or None; the run's values are `cfg.protocol.options`.
         protected: cfg -> slots that never fail (servers).
         check: cfg -> None, raises ConfigError naming the key.
+        asynchronous: it can run on its nodes' own timers (`time.slice`): its rounds act with the
+            nodes in `ctx.acting` only, and a node that does not act still receives.
     """
 
     name: str
@@ -73,6 +75,7 @@ class ProtocolSpec:
     options: type | None = None
     protected: Callable = no_slots
     check: Callable = no_check
+    asynchronous: bool = False
 
 
 @dataclass(frozen=True)

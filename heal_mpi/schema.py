@@ -72,6 +72,8 @@ DATASETS = [
             "`[time]`)"),
     Dataset("rounds/late_dropped", "R", I64, "models an aggregator dropped: done after its `time.deadline`, or "
             "beyond its `time.quorum` (-1 without `[time]`)"),
+    Dataset("rounds/in_flight", "R", I64, "models sent and not yet arrived at the round's end (asynchronous rounds, "
+            "`time.slice`; -1 without them)"),
     *[Dataset(f"rounds/seconds_{p}", "R", F64, f"rank 0's wall time in the {p} phase")
       for p in ("faults", "overlay", "train", "mix", "evaluate", "record")],
     Dataset("nodes/acc", "R, N", F32, "per-node test accuracy (NaN when not evaluated or dead)"),
@@ -89,6 +91,8 @@ DATASETS = [
             "(NaN when dead or without `[time]`)"),
     Dataset("nodes/idle_time", "R, N", F32, "the round's simulated duration less the node's busy time (training, "
             "sending, receiving, the overlay; NaN when dead or without `[time]`)"),
+    Dataset("nodes/acted", "R, N", I8, "1 when the node's timer fired this round (asynchronous rounds, `time.slice`; "
+            "-1 without them)"),
     Dataset("overlay/hub_ids", "R, h", I64, "the overlay hubs, by in-degree then id, -1 padded"),
     Dataset("overlay/cache", "S, N, c", I64, "every view every `overlay.snapshot_every` rounds (S = 0 without)"),
     Dataset("overlay/snapshot_rounds", "S", I64, "the round of each snapshot"),

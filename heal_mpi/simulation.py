@@ -25,6 +25,7 @@ from heal_mpi import checkpoint
 from heal_mpi import config as config_mod
 from heal_mpi.adversary import wiring
 from heal_mpi.clock import Clock
+from heal_mpi.timers import samples_per_training
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
@@ -106,6 +107,10 @@ class Simulation:
             data = load_local_data(cfg.data, cfg.run.seed, n, world.slot_lo, world.slot_hi, world.device)
             pop = Population(cfg.model, cfg.train, cfg.eval, data, cfg.run.seed, world.device)
             engine = Engine(world, pop, build_protocol(cfg, world.local_slots), channel, comm=comm, clock=clock)
+            if clock is not None and cfg.time.slice > 0:
+                t = cfg.train
+                clock.start_timers(samples_per_training(data.train_sizes, t.batch_size, t.local_epochs, t.local_steps),
+                                   engine.model_bytes, cfg.time, cfg.run.seed)
         byzantine = wiring.attach(cfg, world, channel, overlay, engine)
         every = cfg.overlay.snapshot_every
         method = NO_PROTOCOL if engine is None else resolve_protocol(cfg).name
@@ -132,6 +137,7 @@ class Simulation:
             sim.start_round, state = checkpoint.load(out, world)
             sim.load_state_dict(state)
             writer.mark_completed(sim.start_round)
+            comm.take_bytes()  # the set-up's collectives (initial in-degrees) were counted in round 0 already
         return sim
 
     def state_dict(self) -> dict:
@@ -139,7 +145,8 @@ class Simulation:
         if self.clock is not None:
             state["clock"] = self.clock.state_dict()
         if self.engine is not None:
-            state |= {"population": self.engine.pop.state_dict(), "protocol": self.engine.protocol.state_dict()}
+            state |= {"population": self.engine.pop.state_dict(), "protocol": self.engine.protocol.state_dict(),
+                      "flights": self.engine.flights.state_dict()}
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -150,6 +157,7 @@ class Simulation:
         if self.engine is not None:
             self.engine.pop.load_state_dict(state["population"])
             self.engine.protocol.load_state_dict(state["protocol"])
+            self.engine.flights.load_state_dict(state.get("flights", {}), self.world.device)
 
     def run(self) -> int:
         """All rounds; returns the exit status. Collective over `world.comm`: every rank must call."""
@@ -173,6 +181,8 @@ class Simulation:
         ctx = self.faults.start_round(rnd, self.alive, self.incarnation, self.overlay.in_degree,
                                       do_eval=self.eval_due(rnd))
         self.alive, self.incarnation = ctx.alive, ctx.incarnation
+        if self.clock is not None:  # asynchronous rounds: whose timer fires in this round's slice
+            ctx = self.clock.start_round(ctx)
         self.timer.lap("faults")
 
         # 2. overlay: one cycle; views and hub lists for this round

@@ -163,8 +163,9 @@ def run(overrides, comm, out):
     assert Simulation.build(cfg, make_world(cfg.nodes.count, "cpu", comm), Path(out)).run() == 0
     comm.Barrier()
     with h5py.File(out, "r") as f:
-        return {name: f[name][()] for name in ("nodes/acc", "nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds",
-                                               "rounds/sim_time", "rounds/late_dropped", "devices/compute")}
+        return {name: f[name][()] for name in ("nodes/acc", "nodes/finish_time", "nodes/idle_time", "nodes/acted",
+                                               "rounds/sim_seconds", "rounds/sim_time", "rounds/late_dropped",
+                                               "rounds/in_flight", "devices/compute")}
 
 
 def test_the_clock_leaves_the_models_alone(tmp_path):
@@ -193,19 +194,29 @@ WAITING = {  # aggregators that drop late models (some, in these runs)
     "fedavg-deadline": [*CLOCKED["fedavg"], "time.deadline=0.2"],
     "gaia-quorum": [*CLOCKED["gaia"], "time.quorum=0.7", "time.deadline=10.0"],
 }
+ASYNC = {  # asynchronous rounds shorter than most periods: nodes skip rounds, messages stay in flight
+    "gossip-async": [*CLOCKED["gossip"], "time.slice=0.05", "time.jitter=0.2"],
+    "gossip-per-model-async": [*CLOCKED["gossip"], "protocol.gossip.gossip_update='per_model'", "time.slice=0.05"],
+    "epidemic-async": [*CLOCKED["epidemic"], "time.slice=0.05"],
+}
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("name", [*CLOCKED, *WAITING])
+@pytest.mark.parametrize("name", [*CLOCKED, *WAITING, *ASYNC])
 def test_the_same_clock_on_any_rank_count(name):
     comm = MPI.COMM_WORLD
-    overrides = [*{**CLOCKED, **WAITING}[name], *CLOCK, "faults.message_loss=0.1",
+    overrides = [*{**CLOCKED, **WAITING, **ASYNC}[name], *CLOCK, "faults.message_loss=0.1",
                  "faults.crash=[{round = 1, fraction = 0.15}]"]
     tmp = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None)
     together = run(overrides, comm, f"{tmp}/world.h5")
     alone = run(overrides, MPI.COMM_SELF, f"{tmp}/self{comm.rank}.h5")
-    for key in ("nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds", "rounds/sim_time", "rounds/late_dropped"):
+    for key in ("nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds", "rounds/sim_time", "rounds/late_dropped",
+                "rounds/in_flight", "nodes/acted"):
         np.testing.assert_array_equal(together[key], alone[key], err_msg=key)
-    dropped = together["rounds/late_dropped"]
+    dropped, in_flight, acted = together["rounds/late_dropped"], together["rounds/in_flight"], together["nodes/acted"]
     assert dropped.sum() > 0 if name in WAITING else (dropped == 0).all()
+    if name in ASYNC:
+        assert in_flight.sum() > 0 and 0 < (acted == 1).mean() < 1
+    else:
+        assert (in_flight == -1).all() and (acted == -1).all()
     np.testing.assert_allclose(together["nodes/acc"], alone["nodes/acc"], atol=1e-6)

@@ -54,9 +54,16 @@ def _validate_time(cfg: Config, check_files: bool) -> None:
         if getattr(tc, f"{what}_dist") == "uniform" and getattr(tc, f"{what}_spread") >= 1:
             raise ConfigError(f"time.{what}_spread: {getattr(tc, f'{what}_spread')} must be < 1 for a uniform "
                               f"spread (a node's {what} would reach 0)")
-    if not tc.enabled and (tc.deadline > 0 or tc.quorum < 1):
-        what = f"time.deadline = {tc.deadline}" if tc.deadline > 0 else f"time.quorum = {tc.quorum}"
+    if not tc.enabled and (tc.deadline > 0 or tc.quorum < 1 or tc.slice > 0):
+        what = f"time.deadline = {tc.deadline}" if tc.deadline > 0 else \
+            f"time.quorum = {tc.quorum}" if tc.quorum < 1 else f"time.slice = {tc.slice}"
         raise ConfigError(f"{what} needs the clock: set time.enabled = true")
+    if tc.slice > 0 and cfg.protocol.kind != NO_PROTOCOL:
+        spec = PROTOCOLS.get(cfg.protocol.kind, "protocol.kind")
+        if not spec.asynchronous:
+            able = ", ".join(s.name for s in PROTOCOLS.specs() if s.asynchronous)
+            raise ConfigError(f"time.slice: {spec.label} runs in synchronous rounds only; asynchronous rounds are "
+                              f"for {able}")
     if tc.devices_csv and check_files:
         from heal_mpi.clock import read_csv
         read_csv(Path(tc.devices_csv), cfg.nodes.count)

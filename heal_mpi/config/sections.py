@@ -193,6 +193,12 @@ class TimeConfig:
     quorum: float = opt(1.0, "fraction q of the models sent to it (lost ones included) an aggregator waits for: it "
                         "takes the first ceil(q × sent) to arrive and drops the rest (FedScale's over-commitment); "
                         "1 = all", lo=0.0, hi=1.0, lo_open=True)
+    slice: float = opt(0.0, "asynchronous rounds (Gossip, Epidemic): a round is this many simulated seconds, a node "
+                       "acts in the rounds in which its own timer fires (every period: its training plus sending and "
+                       "receiving one model, times 1 ± jitter), and a message whose transfer ends after its round "
+                       "arrives in a later one; 0 = synchronous rounds", lo=0.0)
+    jitter: float = opt(0.0, "each period of a node's timer is multiplied by U(1 − jitter, 1 + jitter)", lo=0.0,
+                        hi=1.0)
 
 
 @dataclass(frozen=True)

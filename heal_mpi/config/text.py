@@ -144,6 +144,8 @@ def summary(cfg: Config) -> str:
 def clock_text(t) -> str:
     """The devices [time] draws and how long aggregators wait, in a few words."""
     waits = [f"deadline {t.deadline:g} s"] * (t.deadline > 0) + [f"quorum {t.quorum:g}"] * (t.quorum < 1)
+    if t.slice > 0:
+        waits.append(f"asynchronous rounds of {t.slice:g} s" + (f", jitter {t.jitter:g}" if t.jitter else ""))
     return devices_text(t) + "".join(f", {w}" for w in waits)
 
 

@@ -36,7 +36,7 @@ import torch
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
-from heal_mpi.engine.results import CHUNK_BYTES, HeardEdges, HeldRows, Links, MixResult, Sources
+from heal_mpi.engine.results import CHUNK_BYTES, Flights, HeardEdges, HeldRows, Links, MixResult, Sources
 from heal_mpi.engine.routes import Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -64,6 +64,7 @@ class Engine:
         self.clock = clock  # heal_mpi.clock.Clock: the simulated time of every step; None = no clock
         self.model_bytes = model_bytes or int(pop.n_params) * 4  # float32 parameters
         self.before_train: list = []  # hooks (pop, nodes bool [n_local]) called before a Train step: attackers' memory
+        self.flights = Flights()  # asynchronous rounds: rows sent that arrive in a later round
         self._fresh_round()
 
     def _fresh_round(self) -> None:
@@ -119,6 +120,8 @@ class Engine:
         metrics.add_sum("staged_bytes", self.staged_bytes)
         for name, value in self.protocol_metrics.items():
             metrics.add_sum(name, value)
+        if self.clock is not None and self.clock.timers is not None:
+            metrics.add_sum("in_flight", self.flights.count())
 
     # ------------------------------------------------------------------ the steps
     def _train(self, step: Train, ctx: RoundContext) -> np.ndarray:
@@ -187,23 +190,38 @@ class Engine:
         timed = None
         if self.clock is not None:
             timed = self.clock.transfer(f"mix-{step.purpose}", src[real] + lo, dst[real], ok[real], self.model_bytes,
-                                        True, wait=step.deadline)
-        if timed is not None:  # the late rows are dropped; a Reply still answers their senders
-            late, heard = timed
-            reached = self._links(src[ok], dst[ok], np.unique(dst[ok]), heard)
-            ok = ok.copy()
-            ok[np.flatnonzero(real)[late]] = False
-        key = None if step.order is None else np.asarray(step.order, np.float64)[ok]
-        src, dst, w, vals, real = src[ok], dst[ok], w[ok], vals[ok], real[ok]
-        result = self._mix_delivered(step, src, dst, w, vals, real, key, ctx)
+                                        True, wait=step.deadline, flights=True)
+        key = np.zeros(len(dst)) if step.order is None else np.asarray(step.order, np.float64)
+        if timed is not None:  # dropped rows: a Reply still answers their senders; rows in flight: later
+            due = np.zeros(len(dst), dtype=np.int64)
+            due[np.flatnonzero(real)], heard = timed
+            now = ok & (due <= 0)
+            reached = self._links(src[now], dst[now], np.unique(dst[now]), heard)
+            later = np.flatnonzero(ok & (due > 0))
+            if len(later):
+                rows = self._sources(step.purpose, step.rows, src[later], dst[later], ctx.rnd).gather(
+                    np.arange(len(later))).to(self.pop.rows.dtype)
+                self.flights.hold(step.purpose, ctx.rnd + due[later], src[later], dst[later], w[later], vals[later],
+                                  key[later], rows)
+            ok = ok & (due == 0)
+        src, dst, w, vals, real, key = src[ok], dst[ok], w[ok], vals[ok], real[ok], key[ok]
+        landed = self.flights.land(step.purpose, ctx.rnd)
+        if landed is not None:  # sent in earlier rounds, arriving now: after this round's edges
+            src, dst, w, key = (np.r_[a, landed[k]] for a, k in ((src, "src"), (dst, "dst"), (w, "weight"), (key, "key")))
+            real = np.r_[real, np.ones(len(landed["src"]), dtype=bool)]
+            vals = np.concatenate([vals, landed["values"]])
+        result = self._mix_delivered(step, src, dst, w, vals, real, None if step.order is None else key, ctx,
+                                     None if landed is None else landed["rows"])
         if timed is not None:
             result.links = reached
         return result
 
-    def _mix_delivered(self, step: Mix, src, dst, w, vals, real, key, ctx: RoundContext) -> MixResult:
-        """The rows of the delivered edges, reduced where they live (or, robust or keyed, one by one)."""
+    def _mix_delivered(self, step: Mix, src, dst, w, vals, real, key, ctx: RoundContext, landed=None) -> MixResult:
+        """The rows of the delivered edges, reduced where they live (or, robust or keyed, one by one);
+        the last len(landed) edges carry the rows `landed` (sent in earlier rounds)."""
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
-        sources = self._sources(step.purpose, step.rows, src, dst, ctx.rnd)
+        fresh = len(src) - (0 if landed is None else len(landed))
+        sources = self._sources(step.purpose, step.rows, src[:fresh], dst[:fresh], ctx.rnd).extended(landed)
         if key is not None or step.rule.robust:
             return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key)
 

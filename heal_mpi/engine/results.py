@@ -107,13 +107,25 @@ class MixResult:
 
 class Sources:
     """The row each edge of a Mix carries: the sender's honest row (table[index]), except on
-    the edges whose sender the channel says forges (`lying`), which carry `forged[forged_index]`.
+    the edges whose sender the channel says forges (`lying`), which carry `forged[forged_index]`,
+    and the edges appended by `extended`, which carry rows sent in an earlier round.
     A node's edge to itself is never a message, so it is never forged."""
 
     def __init__(self, table: torch.Tensor, index: np.ndarray, forged=None, lying=None, forged_index=None):
         self.table, self.index, self.forged = table, index, forged
         self.lying = np.zeros(len(index), dtype=bool) if lying is None else lying
         self.forged_index = forged_index
+
+    def extended(self, rows: torch.Tensor | None) -> "Sources":
+        """These edges, then one edge per row of `rows` that carries it (rows that were in flight)."""
+        if rows is None or len(rows) == 0:
+            return self
+        n, m = len(self.index), len(rows)
+        first = 0 if self.forged is None else len(self.forged)
+        other = rows if self.forged is None else torch.cat([self.forged, rows.to(self.forged.dtype)])
+        at = np.full(n, -1, dtype=np.int64) if self.forged_index is None else self.forged_index
+        return Sources(self.table, np.r_[self.index, np.zeros(m, dtype=np.int64)], other,
+                       np.r_[self.lying, np.ones(m, dtype=bool)], np.r_[at, first + np.arange(m)])
 
     def gather(self, edges: np.ndarray) -> torch.Tensor:
         """float64 [len(edges), P]: the rows the edges carry."""
@@ -171,3 +183,44 @@ class HeldRows:
         if len(local) and ((at >= len(self.nodes)).any() or (self.nodes[np.minimum(at, len(self.nodes) - 1)] != local).any()):
             raise ValueError("Train(start=...): a training node is not in the Snapshot it starts from")
         return self.rows[torch.as_tensor(at, device=self.rows.device)]
+
+
+class Flights:
+    """Rows of Mix edges that arrive in a later round (asynchronous rounds, heal_mpi/timers.py),
+    held on their senders' rank as they were sent, per purpose."""
+
+    FIELDS = ("due", "src", "dst", "weight", "values", "key")
+
+    def __init__(self):
+        self.held: dict[str, dict] = {}
+
+    def hold(self, purpose: str, due, src, dst, weight, values, key, rows: torch.Tensor) -> None:
+        """Edges (src local rows, dst global ids) arriving in round `due` [E], with what they carry."""
+        new = dict(zip(self.FIELDS, (due, src, dst, weight, values, key)), rows=rows)
+        old = self.held.get(purpose)
+        self.held[purpose] = new if old is None else {
+            k: torch.cat([old[k], v]) if k == "rows" else np.concatenate([old[k], v]) for k, v in new.items()}
+
+    def land(self, purpose: str, rnd: int) -> dict | None:
+        """The edges of `purpose` arriving in round `rnd` (removed from the queue), or None."""
+        held = self.held.get(purpose)
+        if held is None:
+            return None
+        now = held["due"] == rnd
+        if not now.any():
+            return None
+        rest = np.flatnonzero(~now)
+        take = {k: v[torch.as_tensor(np.flatnonzero(now), device=v.device)] if k == "rows" else v[now]
+                for k, v in held.items()}
+        self.held[purpose] = {k: v[torch.as_tensor(rest, device=v.device)] if k == "rows" else v[rest]
+                              for k, v in held.items()}
+        return take
+
+    def count(self) -> int:
+        return sum(len(h["due"]) for h in self.held.values())
+
+    def state_dict(self) -> dict:
+        return {p: {k: v.cpu() if k == "rows" else v for k, v in h.items()} for p, h in self.held.items()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        self.held = {p: {k: v.to(device) if k == "rows" else v for k, v in h.items()} for p, h in state.items()}

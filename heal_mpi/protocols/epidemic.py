@@ -83,9 +83,11 @@ class EpidemicProtocol(Protocol):
         return view
 
     def round(self, ctx: RoundContext, overlay):
-        alive = ctx.alive[self.local]
-        yield Train(alive)  # 1. half-step models
-        src, dst = edges_of(self.targets(ctx, overlay))
+        alive, acting = ctx.alive[self.local], ctx.acts(self.local)  # acting: asynchronous rounds' timers
+        yield Train(acting)  # 1. half-step models
+        targets = self.targets(ctx, overlay)
+        targets[~acting] = -1
+        src, dst = edges_of(targets)
         if not self.rule.robust:
             got = yield Mix("epidemic", src, dst)  # 2. send to the targets
             recv = np.flatnonzero(alive & (got.counts > 0))
@@ -107,4 +109,5 @@ SPEC = ProtocolSpec(
     "epidemic", "heal_mpi.protocols.epidemic:EpidemicProtocol", "Epidemic",
     "every live node trains, sends to its targets, and averages its own model with what arrived: `neighbours` "
     "(every overlay neighbour, the \"EL\" of the HEAL evaluation), `oracle` (a fresh random s-out/s-in regular "
-    "digraph), `local` (s uniform random live nodes)", "newscast", options=EpidemicOptions, check=check_epidemic)
+    "digraph), `local` (s uniform random live nodes)", "newscast", options=EpidemicOptions, check=check_epidemic,
+    asynchronous=True)

@@ -57,8 +57,8 @@ class GossipProtocol(Protocol):
         peers = live_only(overlay.gossip_peers(), ctx.alive)
         per_model = self.opts.gossip_update == "per_model"
 
-        # push: one live peer of the view
-        target = pick_from_lists(peers, alive, 1, ctx, "gossip-peer", self.local)[:, 0]  # [n_local]
+        # push: one live peer of the view (asynchronous rounds: the nodes whose timer fired)
+        target = pick_from_lists(peers, ctx.acts(self.local), 1, ctx, "gossip-peer", self.local)[:, 0]  # [n_local]
         src = np.flatnonzero(target >= 0)
         age_w = self.opts.merge == "age"
         weight = np.maximum(self.age, 1).astype(np.float64)
@@ -111,4 +111,4 @@ SPEC = ProtocolSpec(
     "every live node pushes to one random live peer of its view; a receiver averages the k models with its own "
     "(uniform, or `merge = \"age\"`), then trains once; with `gossip_update = \"per_model\"` (Gossipy's "
     "MERGE_UPDATE, as the HEAL evaluation ran GL) it merges each model with its own, 1/2 each, and trains, once "
-    "per model, in arrival order", "newscast", options=GossipOptions, check=check_gossip)
+    "per model, in arrival order", "newscast", options=GossipOptions, check=check_gossip, asynchronous=True)
