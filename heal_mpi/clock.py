@@ -47,6 +47,7 @@ from heal_mpi.rng import uniform
 from heal_mpi.timers import Timers
 
 CSV_COLUMNS = ("node", "compute", "uplink", "downlink", "latency")
+DROPPED, NEXT = -1, -2  # what transfer's `due` says of a late model: dropped; applied in the next round
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,9 @@ class Clock:
     """
 
     def __init__(self, world, comm, devices: Devices, overlay_exchanges: int, deadline: float = 0.0,
-                 quorum: float = 1.0):
+                 quorum: float = 1.0, late: str = "drop", staleness: float = 0.5):
         self.world, self.comm, self.devices, self.exchanges = world, comm, devices, overlay_exchanges
-        self.deadline, self.quorum = deadline, quorum
+        self.deadline, self.quorum, self.late_policy, self.staleness = deadline, quorum, late, staleness
         self.ready, self.busy = np.zeros(world.n_local), np.zeros(world.n_local)
         self.time, self.duration = 0.0, 0.0
         self.late = 0  # rows this rank's aggregators dropped this round
@@ -162,7 +163,7 @@ class Clock:
             return None
         tc = cfg.time
         return cls(world, comm, Devices.from_config(tc, cfg.nodes.count, cfg.run.seed), overlay_exchanges,
-                   tc.deadline, tc.quorum)
+                   tc.deadline, tc.quorum, tc.late, tc.staleness)
 
     def _local(self, values: np.ndarray) -> np.ndarray:
         return values[self.world.slot_lo:self.world.slot_hi]
@@ -192,9 +193,9 @@ class Clock:
         when some edges may not be taken this round: the receivers `wait` (aggregators) under a
         deadline or a quorum, or the rounds are asynchronous slices and the edges' rows can stay in
         `flights` (a Mix's, at their senders) until a later round. Then
-        it returns (due int64 [E]: 0 taken now, -1 dropped by its receiver, k >= 1 arriving k
-        rounds later; heard: per rank, the local rows that an edge from that rank reached now,
-        dropped ones included, None for this rank), else None."""
+        it returns (due int64 [E]: 0 taken now, DROPPED by its receiver, NEXT: late, applied in the
+        next round's step, k >= 1 arriving k rounds later; heard: per rank, the local rows that an
+        edge from that rank reached now, late ones included, None for this rank), else None."""
         world, d = self.world, self.devices
         aggregating = wait and self.waits
         flights = flights and self.timers is not None
@@ -228,6 +229,8 @@ class Clock:
         if not wait:
             return None
         self.late += int((due < 0).sum())
+        if self.late_policy == "next":
+            due[due == DROPPED] = NEXT
         back = np.stack([src, got[:, 5].astype(np.int64), due], axis=1).astype(np.int64)[due != 0]
         back = np.concatenate(self.comm.exchange(self._by_owner(back, back[:, 0]), f"clock-due-{step}"))
         due_at_sender = np.zeros(len(delivered), dtype=np.int64)
@@ -241,7 +244,7 @@ class Clock:
         """Each receiver's downlink takes its edges (dst local rows) one after another, in order of
         arrival. With `expected` (edges sent to each local node) the receivers wait only for the
         quorum and until the deadline; in asynchronous rounds an edge done after the slice arrives
-        in a later round. Returns due: int64 per edge, 0 taken now, -1 dropped, k arriving k rounds later."""
+        in a later round. Returns due: int64 per edge, 0 taken now, DROPPED, k arriving k rounds later."""
         due = np.zeros(len(dst), dtype=np.int64)
         if len(dst) == 0:
             return due
@@ -264,7 +267,7 @@ class Clock:
             keep &= later == 0
         self.busy += np.bincount(dst[keep], per[keep], self.world.n_local)
         np.maximum.at(self.ready, dst[keep], done[keep])
-        due[order] = np.where(keep, 0, np.where(later > 0, later, -1))
+        due[order] = np.where(keep, 0, np.where(later > 0, later, DROPPED))
         return due
 
     def _in_time(self, dst, src, done, start, expected) -> np.ndarray:

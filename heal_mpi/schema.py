@@ -70,8 +70,9 @@ DATASETS = [
             "(`[time]`; NaN without it)"),
     Dataset("rounds/sim_time", "R", F64, "simulated seconds since the run began, at the round's end (NaN without "
             "`[time]`)"),
-    Dataset("rounds/late_dropped", "R", I64, "models an aggregator dropped: done after its `time.deadline`, or "
-            "beyond its `time.quorum` (-1 without `[time]`)"),
+    Dataset("rounds/late_dropped", "R", I64, "models an aggregator did not take in its round: done after its "
+            "`time.deadline`, or beyond its `time.quorum`; dropped, or applied next round with `time.late = \"next\"` "
+            "(-1 without `[time]`)"),
     Dataset("rounds/in_flight", "R", I64, "models sent and not yet arrived at the round's end (asynchronous rounds, "
             "`time.slice`; -1 without them)"),
     *[Dataset(f"rounds/seconds_{p}", "R", F64, f"rank 0's wall time in the {p} phase")

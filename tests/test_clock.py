@@ -132,6 +132,20 @@ def test_the_server_drops_a_late_model(tmp_path, wait, duration):
     assert waited.clock.late == 0 and waited.clock.duration == pytest.approx(2.01 + 1.5 + 0.01, rel=1e-9)
 
 
+def test_a_late_model_applied_in_the_next_round(tmp_path):
+    """time.late = 'next': client 2's model of round 0 joins the server's average of round 1, at half
+    the weight of a fresh one (its model of round 1 is late again, for round 2)."""
+    sim = build_fedavg(tmp_path, 0.0, "time.deadline=1.5", "time.late='next'", "time.staleness=0.5")
+    seen = trained_rows(sim)
+    sim.step(0)
+    late = seen["rows"][2].clone()
+    torch.testing.assert_close(sim.engine.pop.rows[0], (seen["rows"][1] + seen["rows"][3]) / 2)
+    sim.step(1)
+    fresh = seen["rows"]
+    torch.testing.assert_close(sim.engine.pop.rows[0], (fresh[1] + fresh[3] + 0.5 * late) / 2.5)
+    assert sim.clock.late == 1 and sim.engine.flights.held["up"]["dst"].tolist() == [0]
+
+
 def test_a_deadline_needs_the_clock():
     with pytest.raises(ConfigError, match="time.deadline = 2.0 needs the clock: set time.enabled = true"):
         cfgmod.validate(cfgmod.load(None, [*BASE, "time.deadline=2.0"]))
@@ -193,6 +207,7 @@ WAITING = {  # aggregators that drop late models (some, in these runs)
     "heal-deadline": [*CLOCKED["heal"], "time.deadline=0.1"],
     "fedavg-deadline": [*CLOCKED["fedavg"], "time.deadline=0.2"],
     "gaia-quorum": [*CLOCKED["gaia"], "time.quorum=0.7", "time.deadline=10.0"],
+    "heal-late-next": [*CLOCKED["heal"], "time.deadline=0.1", "time.late='next'"],
 }
 ASYNC = {  # asynchronous rounds shorter than most periods: nodes skip rounds, messages stay in flight
     "gossip-async": [*CLOCKED["gossip"], "time.slice=0.05", "time.jitter=0.2"],

@@ -193,6 +193,11 @@ class TimeConfig:
     quorum: float = opt(1.0, "fraction q of the models sent to it (lost ones included) an aggregator waits for: it "
                         "takes the first ceil(q × sent) to arrive and drops the rest (FedScale's over-commitment); "
                         "1 = all", lo=0.0, hi=1.0, lo_open=True)
+    late: str = opt("drop", "what an aggregator does with a model done after its deadline or beyond its quorum: drop "
+                    "it, or apply it in the next round's same step, its weight times time.staleness",
+                    choices=("drop", "next"))
+    staleness: float = opt(0.5, "the weight of a late model applied in the next round (time.late = 'next'), relative "
+                           "to a fresh one", lo=0.0, hi=1.0, lo_open=True)
     slice: float = opt(0.0, "asynchronous rounds (Gossip, Epidemic): a round is this many simulated seconds, a node "
                        "acts in the rounds in which its own timer fires (every period: its training plus sending and "
                        "receiving one model, times 1 ± jitter), and a message whose transfer ends after its round "

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from heal_mpi.clock import NEXT
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
@@ -197,12 +198,13 @@ class Engine:
             due[np.flatnonzero(real)], heard = timed
             now = ok & (due <= 0)
             reached = self._links(src[now], dst[now], np.unique(dst[now]), heard)
-            later = np.flatnonzero(ok & (due > 0))
-            if len(later):
+            later = np.flatnonzero(ok & ((due > 0) | (due == NEXT)))
+            if len(later):  # in flight, or late and applied next round at a lower weight
+                stale = due[later] == NEXT
                 rows = self._sources(step.purpose, step.rows, src[later], dst[later], ctx.rnd).gather(
                     np.arange(len(later))).to(self.pop.rows.dtype)
-                self.flights.hold(step.purpose, ctx.rnd + due[later], src[later], dst[later], w[later], vals[later],
-                                  key[later], rows)
+                self.flights.hold(step.purpose, ctx.rnd + np.where(stale, 1, due[later]), src[later], dst[later],
+                                  w[later] * np.where(stale, self.clock.staleness, 1.0), vals[later], key[later], rows)
             ok = ok & (due == 0)
         src, dst, w, vals, real, key = src[ok], dst[ok], w[ok], vals[ok], real[ok], key[ok]
         landed = self.flights.land(step.purpose, ctx.rnd)
