@@ -132,6 +132,8 @@ class Clock:
         self.time, self.duration = 0.0, 0.0
         self.late = 0  # rows this rank's aggregators dropped this round
         self.timers: Timers | None = None  # asynchronous rounds (start_timers)
+        self.availability = None  # heal_mpi.availability.Availability  # when nodes are online: set by the Simulation
+        self.online = np.ones(world.n_nodes, dtype=bool)  # as of the last round
         self.acting = np.zeros(world.n_local, dtype=bool)
 
     @property
@@ -150,7 +152,13 @@ class Clock:
                              tc.slice, tc.jitter, seed)
 
     def start_round(self, ctx):
-        """ctx, with the nodes whose timer fires this round under asynchronous rounds."""
+        """ctx with this round's availability (offline nodes not live, those back online in `joined`
+        and `returned`) and, under asynchronous rounds, the nodes whose timer fires."""
+        if self.availability is not None:
+            on = self.availability.online(self.time)
+            back = np.setdiff1d(np.flatnonzero(ctx.alive & on & ~self.online), ctx.joined)
+            self.online = on
+            ctx = dataclasses.replace(ctx, alive=ctx.alive & on, joined=np.union1d(ctx.joined, back), returned=back)
         if self.timers is None:
             return ctx
         acting, self._offset = self.timers.fire(self.time, ctx.alive, ctx.rnd)
@@ -314,9 +322,11 @@ class Clock:
         self.time += self.duration
 
     def state_dict(self) -> dict:
-        return {"time": np.array([self.time]), **(self.timers.state_dict() if self.timers is not None else {})}
+        return {"time": np.array([self.time]), "online": self.online.copy(),
+                **(self.timers.state_dict() if self.timers is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.time = float(np.asarray(state["time"])[0])
+        self.online = np.asarray(state.get("online", self.online), dtype=bool).copy()
         if self.timers is not None:
             self.timers.load_state_dict(state)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,8 @@ class RoundContext:
         do_eval: whether the models are evaluated this round.
         acting: bool [N], the nodes whose own timer fires this round (asynchronous rounds,
             `time.slice`); None: every live node acts (synchronous rounds).
+        returned: int64 [k], slots back online this round (`[time]` availability): in `joined`
+            (the overlays wire them anew) but they keep their models.
     """
 
     rnd: int
@@ -31,6 +33,7 @@ class RoundContext:
     crashed: np.ndarray
     do_eval: bool = True
     acting: np.ndarray | None = None
+    returned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def acts(self, local: np.ndarray) -> np.ndarray:
         """bool [len(local)]: which of these nodes act this round (live, and their timer fired)."""

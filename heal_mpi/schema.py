@@ -79,7 +79,8 @@ DATASETS = [
       for p in ("faults", "overlay", "train", "mix", "evaluate", "record")],
     Dataset("nodes/acc", "R, N", F32, "per-node test accuracy (NaN when not evaluated or dead)"),
     Dataset("nodes/loss", "R, N", F32, "per-node test loss (NaN when not evaluated or dead)"),
-    Dataset("nodes/alive", "R, N", I8, "1 for a live node"),
+    Dataset("nodes/alive", "R, N", I8, "1 for a live node (not crashed, and online under a `[time]` availability "
+            "schedule)"),
     Dataset("nodes/incarnation", "R, N", I64, "churn generation of each slot (0: the original node)"),
     Dataset("nodes/in_degree", "R, N", I64, "in-degree among the live views"),
     Dataset("nodes/is_hub", "R, N", I8, "1 for a self-declared hub: the node is in its own hub list"),

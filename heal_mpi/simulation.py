@@ -24,6 +24,7 @@ from mpi4py import MPI
 from heal_mpi import checkpoint
 from heal_mpi import config as config_mod
 from heal_mpi.adversary import wiring
+from heal_mpi.availability import Availability
 from heal_mpi.clock import Clock
 from heal_mpi.timers import samples_per_training
 from heal_mpi.comm import Comm
@@ -128,6 +129,8 @@ class Simulation:
                     writer.node_table(f"devices/{name}", getattr(clock.devices, name)[world.slot_lo:world.slot_hi])
         never_fail = protected_slots(cfg) + ([] if byzantine is None else byzantine.ids.tolist())  # nor Byzantines
         faults = FaultSchedule(cfg, n, never_fail)
+        if clock is not None:  # what never fails is never offline either
+            clock.availability = Availability.from_config(cfg.time, n, cfg.run.seed, never_fail)
         alive, incarnation = faults.initial_state()
         sim = cls(cfg=cfg, world=world, comm=comm, faults=faults, overlay=overlay, engine=engine, writer=writer,
                   progress=Progress(cfg, world), alive=alive, incarnation=incarnation, out=out,

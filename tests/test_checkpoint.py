@@ -10,13 +10,14 @@ from conftest import CHECKPOINTED as CONFIG
 from conftest import ROOT, datasets, mpi_command, mpi_env, rank_pids, run_mpi, write_config
 
 CLOCK = "[time]\nenabled = true\ncompute_dist = \"lognormal\"\ncompute_spread = 1.0\n"
-ASYNC = CLOCK + "slice = 0.03\njitter = 0.2\n[overlay]\ncache_size = 4\n"  # Gossip, timers and messages in flight
+# Gossip: timers, messages in flight and who was online go on from the checkpoint
+ASYNC = CLOCK + "slice = 0.03\njitter = 0.2\nonline_fraction = 0.7\nday = 0.2\n[overlay]\ncache_size = 4\n"
 
 
 @pytest.mark.parametrize("clock", ["", CLOCK, ASYNC], ids=["", "with-clock", "asynchronous"])
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path, clock):
     """With [time] on, the resumed run's clock goes on from the checkpoint (sim_time included); in
-    asynchronous rounds the nodes' timers and the messages in flight too."""
+    asynchronous rounds the nodes' timers and the messages in flight too, and who was online."""
     config = CONFIG.replace('kind = "fedavg"', 'kind = "gossip"') if clock == ASYNC else CONFIG
     cfg = write_config(tmp_path / "c.toml", config + clock)
     full, cut = tmp_path / "full.h5", tmp_path / "cut.h5"
@@ -46,6 +47,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, clock):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     if clock == ASYNC:
         assert (a["rounds/in_flight"][[3, 7]] > 0).all()  # held across the checkpoints (after rounds 4 and 8)
+        assert 0 < a["nodes/alive"].mean() < 0.9  # nodes offline and back
 
     # another rank count, uninterrupted: the same to float tolerance
     other = tmp_path / "three.h5"

@@ -177,7 +177,7 @@ def run(overrides, comm, out):
     assert Simulation.build(cfg, make_world(cfg.nodes.count, "cpu", comm), Path(out)).run() == 0
     comm.Barrier()
     with h5py.File(out, "r") as f:
-        return {name: f[name][()] for name in ("nodes/acc", "nodes/finish_time", "nodes/idle_time", "nodes/acted",
+        return {name: f[name][()] for name in ("nodes/acc", "nodes/alive", "nodes/finish_time", "nodes/idle_time", "nodes/acted",
                                                "rounds/sim_seconds", "rounds/sim_time", "rounds/late_dropped",
                                                "rounds/in_flight", "devices/compute")}
 
@@ -214,21 +214,31 @@ ASYNC = {  # asynchronous rounds shorter than most periods: nodes skip rounds, m
     "gossip-per-model-async": [*CLOCKED["gossip"], "protocol.gossip.gossip_update='per_model'", "time.slice=0.05"],
     "epidemic-async": [*CLOCKED["epidemic"], "time.slice=0.05"],
 }
+AVAILABLE = {  # diurnal availability: days of 1.5 s, each node online 60 % of each
+    "heal-diurnal": [*CLOCKED["heal"], "time.online_fraction=0.6", "time.day=1.5", "run.rounds=6"],
+    "fedavg-diurnal-deadline": [*WAITING["fedavg-deadline"], "time.online_fraction=0.6", "time.day=1.5"],
+    "gossip-diurnal-async": [*ASYNC["gossip-async"], "time.online_fraction=0.6", "time.day=0.3", "run.rounds=8"],
+}
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("name", [*CLOCKED, *WAITING, *ASYNC])
+@pytest.mark.parametrize("name", [*CLOCKED, *WAITING, *ASYNC, *AVAILABLE])
 def test_the_same_clock_on_any_rank_count(name):
     comm = MPI.COMM_WORLD
-    overrides = [*{**CLOCKED, **WAITING, **ASYNC}[name], *CLOCK, "faults.message_loss=0.1",
+    overrides = [*{**CLOCKED, **WAITING, **ASYNC, **AVAILABLE}[name], *CLOCK, "faults.message_loss=0.1",
                  "faults.crash=[{round = 1, fraction = 0.15}]"]
     tmp = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None)
     together = run(overrides, comm, f"{tmp}/world.h5")
     alone = run(overrides, MPI.COMM_SELF, f"{tmp}/self{comm.rank}.h5")
     for key in ("nodes/finish_time", "nodes/idle_time", "rounds/sim_seconds", "rounds/sim_time", "rounds/late_dropped",
-                "rounds/in_flight", "nodes/acted"):
+                "rounds/in_flight", "nodes/acted", "nodes/alive"):
         np.testing.assert_array_equal(together[key], alone[key], err_msg=key)
     dropped, in_flight, acted = together["rounds/late_dropped"], together["rounds/in_flight"], together["nodes/acted"]
+    if name in AVAILABLE:  # someone went offline and came back
+        alive = together["nodes/alive"]
+        assert ((alive[1:-1] == 0) & (alive[2:] == 1) & (alive[:-2] == 1)).any() or \
+            ((alive[:-1] == 0) & (alive[1:] == 1)).any()
+        return
     assert dropped.sum() > 0 if name in WAITING else (dropped == 0).all()
     if name in ASYNC:
         assert in_flight.sum() > 0 and 0 < (acted == 1).mean() < 1

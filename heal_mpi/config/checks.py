@@ -54,10 +54,15 @@ def _validate_time(cfg: Config, check_files: bool) -> None:
         if getattr(tc, f"{what}_dist") == "uniform" and getattr(tc, f"{what}_spread") >= 1:
             raise ConfigError(f"time.{what}_spread: {getattr(tc, f'{what}_spread')} must be < 1 for a uniform "
                               f"spread (a node's {what} would reach 0)")
-    if not tc.enabled and (tc.deadline > 0 or tc.quorum < 1 or tc.slice > 0):
-        what = f"time.deadline = {tc.deadline}" if tc.deadline > 0 else \
-            f"time.quorum = {tc.quorum}" if tc.quorum < 1 else f"time.slice = {tc.slice}"
-        raise ConfigError(f"{what} needs the clock: set time.enabled = true")
+    if not tc.enabled:
+        needs = [f"time.deadline = {tc.deadline}"] * (tc.deadline > 0) + [f"time.quorum = {tc.quorum}"] * (tc.quorum < 1) \
+            + [f"time.slice = {tc.slice}"] * (tc.slice > 0) + [f"time.online_fraction = {tc.online_fraction}"] * (
+                tc.online_fraction < 1) + [f"time.availability_csv = {tc.availability_csv!r}"] * bool(tc.availability_csv)
+        if needs:
+            raise ConfigError(f"{needs[0]} needs the clock: set time.enabled = true")
+    if tc.availability_csv and check_files:
+        from heal_mpi.availability import read_intervals
+        read_intervals(Path(tc.availability_csv), cfg.nodes.count)
     if tc.slice > 0 and cfg.protocol.kind != NO_PROTOCOL:
         spec = PROTOCOLS.get(cfg.protocol.kind, "protocol.kind")
         if not spec.asynchronous:

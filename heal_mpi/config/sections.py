@@ -198,6 +198,14 @@ class TimeConfig:
                     choices=("drop", "next"))
     staleness: float = opt(0.5, "the weight of a late model applied in the next round (time.late = 'next'), relative "
                            "to a fresh one", lo=0.0, hi=1.0, lo_open=True)
+    online_fraction: float = opt(1.0, "diurnal availability: each node is online this fraction of every simulated "
+                                 "day, from a phase drawn per node; offline it is not live (it neither trains nor "
+                                 "answers, and the overlays drop it), back online it keeps its model; servers and "
+                                 "Byzantine nodes stay online; 1 = always online", lo=0.0, hi=1.0, lo_open=True)
+    day: float = opt(86400.0, "seconds of a simulated day (online_fraction)", lo=0.0, lo_open=True)
+    availability_csv: str = opt("", "a CSV file of online intervals (columns node, start, end: online in [start, "
+                                "end) simulated seconds) instead of online_fraction; a node without a row is always "
+                                "online; empty = none")
     slice: float = opt(0.0, "asynchronous rounds (Gossip, Epidemic): a round is this many simulated seconds, a node "
                        "acts in the rounds in which its own timer fires (every period: its training plus sending and "
                        "receiving one model, times 1 ± jitter), and a message whose transfer ends after its round "

@@ -37,7 +37,8 @@ from heal_mpi.clock import NEXT
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
-from heal_mpi.engine.results import CHUNK_BYTES, Flights, HeardEdges, HeldRows, Links, MixResult, Sources
+from heal_mpi.engine.results import (CHUNK_BYTES, Flights, HeardEdges, HeldRows, Links, MixResult, Sources,
+                                     edge_values, group_sum)
 from heal_mpi.engine.routes import Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -81,7 +82,8 @@ class Engine:
         """Newcomers get fresh models, then the protocol's steps run one by one."""
         self._fresh_round()
         lo, hi = self.world.slot_lo, self.world.slot_hi
-        joined = ctx.joined[(ctx.joined >= lo) & (ctx.joined < hi)]
+        joined = np.setdiff1d(ctx.joined, ctx.returned)  # newcomers; a node back online keeps its model
+        joined = joined[(joined >= lo) & (joined < hi)]
         if len(joined):
             self.pop.init_nodes(joined - lo, ctx.incarnation[joined])
             self.protocol.on_join(joined - lo)
@@ -232,7 +234,7 @@ class Engine:
         part = sources.reduce(inverse, w, len(uniq))  # [U, P] on the device
         u = len(uniq)
         head = Header(dst=uniq, weight=np.bincount(inverse, w, u), count=np.bincount(inverse, minlength=u),
-                      messages=np.bincount(inverse, real, u), values=_group_sum(vals * w[:, None], inverse, u))
+                      messages=np.bincount(inverse, real, u), values=group_sum(vals * w[:, None], inverse, u))
         cuts = self._by_owner(uniq)
         incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])),
                                                             part[cuts[r]:cuts[r + 1]]) for r in range(size)])
@@ -389,17 +391,3 @@ class Engine:
                 w = w + own
             self.pop.replace(idx, rows.div_(w))
 
-
-def edge_values(values, n_edges: int) -> np.ndarray:
-    """float64 [E, k]: a step's per-edge values ([E] or [E, k]; None is k = 0), also when E is 0."""
-    if values is None:
-        return np.zeros((n_edges, 0))
-    values = np.asarray(values, np.float64)
-    return values.reshape(n_edges, values.shape[1] if values.ndim == 2 else 1)
-
-
-def _group_sum(x: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:
-    """[n, k]: rows of x [E, k] summed per group."""
-    out = np.zeros((n, x.shape[1]))
-    np.add.at(out, inverse, x)
-    return out

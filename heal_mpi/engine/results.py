@@ -224,3 +224,18 @@ class Flights:
 
     def load_state_dict(self, state: dict, device) -> None:
         self.held = {p: {k: v.to(device) if k == "rows" else v for k, v in h.items()} for p, h in state.items()}
+
+
+def edge_values(values, n_edges: int) -> np.ndarray:
+    """float64 [E, k]: a step's per-edge values ([E] or [E, k]; None is k = 0), also when E is 0."""
+    if values is None:
+        return np.zeros((n_edges, 0))
+    values = np.asarray(values, np.float64)
+    return values.reshape(n_edges, values.shape[1] if values.ndim == 2 else 1)
+
+
+def group_sum(x: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:
+    """[n, k]: rows of x [E, k] summed per group."""
+    out = np.zeros((n, x.shape[1]))
+    np.add.at(out, inverse, x)
+    return out
