@@ -4,8 +4,8 @@
     python analysis/stragglers.py results/*.h5 --out tables [--smoke]
 
 Only runs with a clock. Per group (means over rounds and seeds): the simulated seconds of a
-round; how many times longer the round lasts than its median node needs (`/nodes/finish_time`:
-1 when no one waits for a straggler); the models aggregators dropped per round
+round; how many times longer the round lasts than the median live node's own work (its busy
+time: the round less `/nodes/idle_time`; 1 when no one waits for anyone); the models aggregators dropped per round
 (`/rounds/late_dropped`, `time.deadline` and `time.quorum`); the idle share of the aggregators
 and of the other live nodes (`/nodes/idle_time` over the round's duration); and the aggregators
 of the last round (`/nodes/is_hub`: FedAvg's server, Gaia's servers, HEAL's hubs; none for
@@ -32,14 +32,15 @@ def run_facts(run: common.Run) -> dict:
     with common.open_h5(run.path) as f:
         alive = f["nodes/alive"][:r] == 1
         hub = (f["nodes/is_hub"][:r] == 1) & alive
-        finish, idle = f["nodes/finish_time"][:r].astype(np.float64), f["nodes/idle_time"][:r].astype(np.float64)
+        idle = f["nodes/idle_time"][:r].astype(np.float64)
         uplink = f["devices/uplink"][()]
     seconds = run.series["sim_seconds"][:r]
-    median_finish = np.array([np.median(finish[k][alive[k]]) if alive[k].any() else np.nan for k in range(r)])
+    busy = seconds[:, None] - idle
+    median_busy = np.array([np.median(busy[k][alive[k]]) if alive[k].any() else np.nan for k in range(r)])
     share = idle / seconds[:, None]
     last = np.flatnonzero(hub[-1]) if r else np.zeros(0, np.int64)
     return {"seconds": float(np.nanmean(seconds)),
-            "wait": float(np.nanmean(seconds / median_finish)),
+            "wait": float(np.nanmean(seconds / median_busy)),
             "dropped": float(np.mean(run.series["late_dropped"][:r])) if "late_dropped" in run.series else np.nan,
             "hub_idle": float(np.nanmean(np.where(hub, share, np.nan))) if hub.any() else np.nan,
             "other_idle": float(np.nanmean(np.where(alive & ~hub, share, np.nan))),
@@ -71,14 +72,14 @@ def percent(x: float) -> str:
 
 
 def markdown(table: list[dict]) -> str:
-    header = ["method", "scenario", "s / round", "round / median node", "dropped / round", "aggregators idle",
+    header = ["method", "scenario", "s / round", "round / median work", "dropped / round", "aggregators idle",
               "others idle", "aggregators (uplink × median)"]
     body = [[r["method"], r["scenario"], f"{r['seconds']:.3g}", f"{r['wait']:.2f}",
              "—" if np.isnan(r["dropped"]) else f"{r['dropped']:.1f}", percent(r["hub_idle"]),
              percent(r["other_idle"]), hubs_cell(r["hubs"])] for r in table]
     return ("# Stragglers\n\n" + common.markdown_table(header, body) +
-            "\nSimulated seconds per round; how many times longer a round lasts than its median node needs to "
-            "be done; models dropped by a deadline or quorum; the share of a round the aggregators (hubs, "
+            "\nSimulated seconds per round; how many times longer a round lasts than the median live node's own "
+            "work (training, sending, receiving: the round less its idle time); models dropped by a deadline or quorum; the share of a round the aggregators (hubs, "
             "servers) and the other live nodes sit idle; the last round's aggregators with their uplinks as "
             "multiples of the median node's (first seed). Means over rounds and seeds.\n")
 

@@ -106,6 +106,8 @@ def clock_label(config: dict) -> str | None:
         parts.append(f"deadline {float(t['deadline']):g} s")
     if float(t.get("quorum", 1)) < 1:
         parts.append(f"quorum {float(t['quorum']):g}")
+    if float(t.get("slice", 0)) > 0:
+        parts.append(f"async {float(t['slice']):g} s")
     return ", ".join(parts)
 
 
