@@ -7,7 +7,7 @@ import torch
 
 from heal_mpi.config import DataConfig
 from heal_mpi.learning.datasets import RawDataset
-from heal_mpi.learning.partition import local_data_from, local_split, partition_indices
+from heal_mpi.learning.partition import local_data_from, local_split, partition_indices, sampled_indices
 
 
 def data_cfg(**kw):
@@ -106,3 +106,51 @@ def test_a_node_gets_the_same_samples_whatever_slot_range(partition):
             b = getattr(part, x)[op[node - 33]:op[node - 32]]
             assert torch.equal(a, b)
     assert torch.equal(whole.x_test, part.x_test)
+
+
+# ----------------------------------------------------------------------------- more nodes than samples
+
+def test_iid_draws_give_every_node_its_samples_whatever_the_node_count():
+    y = labels()  # 6,000 samples
+    parts = sampled_indices(y, np.arange(20000), 10, data_cfg(samples_per_node=10), seed=1)
+    assert len(parts) == 20000 and all(len(p) == 10 for p in parts)  # 200,000 draws from 6,000 samples
+    flat = np.concatenate(parts)
+    assert flat.min() >= 0 and flat.max() < 6000
+    counts = np.bincount(flat, minlength=6000)
+    assert abs(counts.mean() - 200000 / 6000) < 1e-9 and counts.std() < 1.2 * np.sqrt(200000 / 6000)  # uniform
+    some = sampled_indices(y, np.array([7, 19999]), 10, data_cfg(samples_per_node=10), seed=1)
+    assert np.array_equal(some[0], parts[7]) and np.array_equal(some[1], parts[19999])  # keyed by node id
+
+
+def test_dirichlet_draws_skew_each_node_to_its_own_classes():
+    y = labels()
+
+    def mean_classes(alpha):
+        parts = sampled_indices(y, np.arange(2000), 20, data_cfg(partition="dirichlet", alpha=alpha), seed=2)
+        return np.mean([len(np.unique(y[p])) for p in parts]), parts
+
+    few, parts = mean_classes(0.1)
+    many, _ = mean_classes(100.0)
+    assert few < 3.5 and many > 8  # 20 draws over 10 classes: ~8.8 when the mix is nearly uniform
+    overall = np.bincount(y[np.concatenate(parts)], minlength=10) / (2000 * 20)
+    assert np.allclose(overall, 0.1, atol=0.02)  # Dir(alpha, ..., alpha): no class favoured overall
+
+
+def test_cross_device_data_on_any_slot_range():
+    y = labels()
+    cfg = data_cfg(partition="dirichlet", alpha=0.5, samples_per_node=8)
+    whole = local_data_from(raw_dataset(y), cfg, 3, 9000, 0, 9000)
+    part = local_data_from(raw_dataset(y), cfg, 3, 9000, 4000, 4003)
+    assert np.array_equal(np.diff(part.train_offsets), [8, 8, 8])
+    assert torch.equal(part.x_train, whole.x_train[4000 * 8:4003 * 8])
+
+
+def test_cross_device_configs():
+    from heal_mpi import config as cfgmod
+    from heal_mpi.config import ConfigError
+    base = ["nodes.count=20000", "data.synthetic_train=6000", "overlay.cache_size=10", "protocol.kind='gossip'"]
+    with pytest.raises(ConfigError, match="or let each draw data.samples_per_node"):
+        cfgmod.validate(cfgmod.load(None, base))
+    cfgmod.validate(cfgmod.load(None, [*base, "data.samples_per_node=10"]))
+    with pytest.raises(ConfigError, match="data.samples_per_node: nodes draw from an iid or dirichlet mix"):
+        cfgmod.validate(cfgmod.load(None, [*base, "data.samples_per_node=10", "data.partition='shards'"]))

@@ -143,9 +143,11 @@ def _validate_learning(cfg: Config, check_files: bool) -> None:
     from heal_mpi.learning.datasets import train_size
     samples, n, part = train_size(cfg.data, read_files=check_files), cfg.nodes.count, cfg.data.partition
     cut = " (data.max_train)" if cfg.data.max_train and cfg.data.max_train <= samples else ""
-    if part in ("iid", "dirichlet") and samples < n:
+    if cfg.data.samples_per_node and part == "shards":
+        raise ConfigError("data.samples_per_node: nodes draw from an iid or dirichlet mix; shards split the data set")
+    if part in ("iid", "dirichlet") and samples < n and not cfg.data.samples_per_node:
         raise ConfigError(f"nodes.count: {n} nodes but {cfg.data.dataset} has {samples} training samples{cut}: "
-                          "every node needs one at least")
+                          "every node needs one at least (or let each draw data.samples_per_node)")
     if part == "shards" and n * cfg.data.shards_per_node > samples:
         raise ConfigError(f"data.shards_per_node: {n} nodes x {cfg.data.shards_per_node} shards need "
                           f"{n * cfg.data.shards_per_node} training samples, {cfg.data.dataset} has {samples}{cut}")

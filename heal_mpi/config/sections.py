@@ -80,6 +80,9 @@ class DataConfig:
     partition: str = opt("iid", "split over the nodes", choices=("iid", "dirichlet", "shards"))
     alpha: float = opt(0.5, "Dirichlet concentration (smaller = more label skew)", lo=0.0, lo_open=True)
     shards_per_node: int = opt(2, "classes per node for the shards partition", lo=1)
+    samples_per_node: int = opt(0, "cross-device data: each node draws this many training samples with replacement "
+                                "(iid: uniformly; dirichlet: from its own class mix ~ Dir(alpha)), so nodes may "
+                                "outnumber samples; 0 = split the data set over the nodes (partition)", lo=0)
     local_test_fraction: float = opt(0.0, "fraction of each node's samples kept as its local test split",
                                      lo=0.0, hi=0.9)
     synthetic_features: int = opt(20, "synthetic: input features", lo=1, hi=COUNT_MAX)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from heal_mpi.learning.datasets import RawDataset, load_dataset, to_float
-from heal_mpi.rng import stream
+from heal_mpi.rng import stream, uniform
 
 
 def partition_indices(labels: np.ndarray, n_nodes: int, data_cfg, seed: int) -> list[np.ndarray]:
@@ -32,7 +32,7 @@ def partition_indices(labels: np.ndarray, n_nodes: int, data_cfg, seed: int) -> 
     n = len(labels)
     if n < n_nodes:
         raise ValueError(f"data: {n} train samples cannot be split over {n_nodes} nodes "
-                         f"(raise data.max_train or lower nodes.count)")
+                         f"(raise data.max_train, lower nodes.count, or draw data.samples_per_node each)")
     rng = stream(seed, f"partition-{data_cfg.partition}")
     if data_cfg.partition == "iid":
         parts = np.array_split(rng.permutation(n), n_nodes)
@@ -43,6 +43,35 @@ def partition_indices(labels: np.ndarray, n_nodes: int, data_cfg, seed: int) -> 
     else:
         raise ValueError(f"data.partition = {data_cfg.partition!r} is not iid, dirichlet or shards")
     return [np.sort(p).astype(np.int64) for p in parts]
+
+
+def sampled_indices(labels: np.ndarray, nodes: np.ndarray, k: int, data_cfg, seed: int) -> list[np.ndarray]:
+    """Sample indices of each node in `nodes` (each sorted int64, k of them, repeats allowed): the
+    cross-device set-up, where nodes may outnumber samples (data.samples_per_node = k).
+
+    - iid: k draws with replacement from the whole training set.
+    - dirichlet: the node's class mix q ~ Dir(alpha, ..., alpha), then k draws: a class from q,
+      and a sample of that class uniformly (with replacement).
+    Every draw is keyed by the node's id, so a node holds the same samples on any rank count
+    and computing a rank's nodes costs O(its nodes x k), whatever the number of nodes.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    nodes = np.asarray(nodes, dtype=np.int64)
+    j = np.arange(k)[None, :]
+    u = uniform(seed, "sample", nodes[:, None], j)  # [n, k]
+    if data_cfg.partition == "iid":
+        return [np.sort(row) for row in (u * len(labels)).astype(np.int64)]
+    if data_cfg.partition != "dirichlet":
+        raise ValueError(f"data.samples_per_node: draws from an iid or dirichlet mix, not {data_cfg.partition!r}")
+    classes, counts = np.unique(labels, return_counts=True)
+    by_class = np.argsort(labels, kind="stable")  # the samples of class c: by_class[start[c]:start[c] + counts[c]]
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    mix = np.stack([stream(seed, "sample-mix", int(v)).dirichlet(np.full(len(classes), data_cfg.alpha))
+                    for v in nodes]) if len(nodes) else np.zeros((0, len(classes)))
+    cdf = np.cumsum(mix, axis=1)
+    pick = uniform(seed, "sample-class", nodes[:, None], j)  # [n, k]
+    c = np.minimum((pick[:, :, None] >= cdf[:, None, :]).sum(axis=2), len(classes) - 1)  # [n, k] class index
+    return [np.sort(row) for row in by_class[start[c] + (u * counts[c]).astype(np.int64)]]
 
 
 def _dirichlet(labels: np.ndarray, n_nodes: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
@@ -157,7 +186,10 @@ def _gather(raw: RawDataset, x: np.ndarray, y: np.ndarray, parts: list[np.ndarra
 def local_data_from(raw: RawDataset, data_cfg, seed: int, n_nodes: int, slot_lo: int, slot_hi: int,
                     device: torch.device | str = "cpu") -> LocalData:
     """Partition `raw` over n_nodes and keep nodes [slot_lo, slot_hi) (see `load_local_data`)."""
-    parts = partition_indices(raw.y_train, n_nodes, data_cfg, seed)[slot_lo:slot_hi]
+    if data_cfg.samples_per_node:
+        parts = sampled_indices(raw.y_train, np.arange(slot_lo, slot_hi), data_cfg.samples_per_node, data_cfg, seed)
+    else:
+        parts = partition_indices(raw.y_train, n_nodes, data_cfg, seed)[slot_lo:slot_hi]
     splits = [local_split(p, slot_lo + i, data_cfg.local_test_fraction, seed) for i, p in enumerate(parts)]
     x_tr, y_tr, off_tr = _gather(raw, raw.x_train, raw.y_train, [s[0] for s in splits], device)
     x_lt, y_lt, off_lt = _gather(raw, raw.x_train, raw.y_train, [s[1] for s in splits], device)
