@@ -382,6 +382,10 @@ class Engine:
             if step.rule.robust:
                 self.pop.replace(idx, res.combine(at[a:a + chunk], step.rule))
                 continue
+            single = res.single_rows(at[a:a + chunk]) if own_weight is None else None
+            if single is not None:  # one copy each: the mean is the copy (bit for bit), no float64 round trip
+                self.pop.replace(idx, single)
+                continue
             rows = res.sums_of(at[a:a + chunk])
             dev = rows.device
             w = torch.as_tensor(res.weights[idx], dtype=rows.dtype, device=dev)[:, None]

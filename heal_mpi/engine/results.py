@@ -75,6 +75,16 @@ class MixResult:
         table, index, group, w = self._terms_of(at)
         return weighted_sum(table, index, group, w, len(at))
 
+    def single_rows(self, at: np.ndarray) -> torch.Tensor | None:
+        """[len(at), P]: the rows of nodes[at] when each received exactly one row of weight 1 (a HEAL
+        client's answer): their means, copied without a float64 sum; else None."""
+        if self._terms is None or (self.counts[self.nodes[at]] != 1).any():
+            return None
+        table, index, group, w = self._terms_of(at)
+        if w is not None and (w != 1).any():
+            return None
+        return table[torch.as_tensor(index[np.argsort(group)], device=table.device)]
+
     def arrival(self, j: int) -> "MixResult":
         """The j-th edge to reach each node, alone (steps.Received.arrival)."""
         if self._arrivals is None:
