@@ -88,6 +88,7 @@ def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Pa
     out.mkdir(parents=True, exist_ok=True)
     color = common.colors(groups)
     paths, rows = [], []
+    clock = any(g.has("sim_time") for g in groups)  # the curves get a sim_time column only then
     for scenario, members in common.by_scenario(groups).items():
         members = [g for g in members if np.isfinite(g.stack("acc_mean")).any()]  # a run cut before its first evaluation has none
         if not members:
@@ -103,7 +104,7 @@ def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Pa
             c = curve(g)
             rows += [{"method": g.method, "scenario": scenario, "round": int(r), "seeds": int(s),
                       "acc_mean": f"{m:.6g}", "acc_std_nodes": f"{n:.6g}", "acc_std_seeds": f"{d:.6g}",
-                      "cumulative_bytes": f"{b:.6g}", "sim_time": f"{t:.6g}"}
+                      "cumulative_bytes": f"{b:.6g}", **({"sim_time": f"{t:.6g}"} if clock else {})}
                      for r, m, n, d, s, b, t in zip(c["round"], c["mean"], c["node_std"], c["seed_std"], c["seeds"],
                                                     c["bytes"], c["time"])]
     paths.append(common.write_csv(out / "accuracy_curves.csv", rows))
