@@ -79,9 +79,10 @@ def markdown(table: list[dict]) -> str:
              percent(r["other_idle"]), hubs_cell(r["hubs"])] for r in table]
     return ("# Stragglers\n\n" + common.markdown_table(header, body) +
             "\nSimulated seconds per round; how many times longer a round lasts than the median live node's own "
-            "work (training, sending, receiving: the round less its idle time); models dropped by a deadline or quorum; the share of a round the aggregators (hubs, "
-            "servers) and the other live nodes sit idle; the last round's aggregators with their uplinks as "
-            "multiples of the median node's (first seed). Means over rounds and seeds.\n")
+            "work (training, sending, receiving: the round less its idle time); models dropped by a deadline or "
+            "quorum; the share of a round the aggregators (hubs, servers) and the other live nodes sit idle; the "
+            "last round's aggregators with their uplinks as multiples of the median node's (first seed). Means "
+            "over rounds and seeds.\n")
 
 
 def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:

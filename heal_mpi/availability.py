@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heal_mpi.clock import read_numbers
 from heal_mpi.errors import ConfigError
 from heal_mpi.rng import uniform
 
@@ -55,18 +56,7 @@ class Availability:
 
 def read_intervals(path: Path, n: int) -> np.ndarray:
     """float64 [rows, 3]: (node, start, end) of a CSV file with a header row."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise ConfigError(f"time.availability_csv: cannot read {path} ({e.strerror or e})") from None
-    header = [h.strip() for h in lines[0].split(",")] if lines else []
-    if header != list(CSV_COLUMNS):
-        raise ConfigError(f"time.availability_csv: {path}: the header must be {','.join(CSV_COLUMNS)}, got "
-                          f"{','.join(header) or 'an empty file'}")
-    try:
-        table = np.array([[float(x) for x in line.split(",")] for line in lines[1:] if line.strip()]).reshape(-1, 3)
-    except ValueError as e:
-        raise ConfigError(f"time.availability_csv: {path}: {e}") from None
+    table = read_numbers(path, "time.availability_csv", CSV_COLUMNS)
     nodes = table[:, 0]
     if ((nodes < 0) | (nodes >= n) | (nodes != np.floor(nodes))).any():
         raise ConfigError(f"time.availability_csv: {path}: node ids must be in 0..{n - 1}")

@@ -91,20 +91,26 @@ def slow_nodes(seed: int, n: int, fraction: float) -> np.ndarray:
     return np.sort(np.argsort(uniform(seed, "time-slow", np.arange(n)), kind="stable")[:k])
 
 
-def read_csv(path: Path, n: int) -> tuple[np.ndarray, ...]:
-    """(compute, uplink, downlink, latency) from a CSV file with a header row and one row per node."""
+def read_numbers(path: Path, key: str, columns: tuple[str, ...]) -> np.ndarray:
+    """float64 [rows, len(columns)] of a CSV file whose header row names `columns`; errors name `key`."""
     try:
         lines = path.read_text().splitlines()
     except OSError as e:
-        raise ConfigError(f"time.devices_csv: cannot read {path} ({e.strerror or e})") from None
+        raise ConfigError(f"{key}: cannot read {path} ({e.strerror or e})") from None
     header = [h.strip() for h in lines[0].split(",")] if lines else []
-    if header != list(CSV_COLUMNS):
-        raise ConfigError(f"time.devices_csv: {path}: the header must be {','.join(CSV_COLUMNS)}, got "
+    if header != list(columns):
+        raise ConfigError(f"{key}: {path}: the header must be {','.join(columns)}, got "
                           f"{','.join(header) or 'an empty file'}")
     try:
-        table = np.array([[float(x) for x in line.split(",")] for line in lines[1:] if line.strip()])
+        return np.array([[float(x) for x in line.split(",")] for line in lines[1:] if line.strip()]).reshape(
+            -1, len(columns))
     except ValueError as e:
-        raise ConfigError(f"time.devices_csv: {path}: {e}") from None
+        raise ConfigError(f"{key}: {path}: {e}") from None
+
+
+def read_csv(path: Path, n: int) -> tuple[np.ndarray, ...]:
+    """(compute, uplink, downlink, latency) from a CSV file with a header row and one row per node."""
+    table = read_numbers(path, "time.devices_csv", CSV_COLUMNS)
     if table.shape != (n, len(CSV_COLUMNS)) or not np.array_equal(np.sort(table[:, 0]), np.arange(n)):
         raise ConfigError(f"time.devices_csv: {path}: expected one row for each node 0..{n - 1}, got "
                           f"{len(table)} rows")

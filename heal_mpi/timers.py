@@ -3,8 +3,8 @@
 A round is a fixed slice of T simulated seconds, [t0, t0 + T]. A node's timer fires every
 period: its training (the samples of one local training over its compute) plus sending and
 receiving one model (its size over the node's uplink and over its downlink, and twice its
-latency), times U(1 - jitter, 1 + jitter) drawn per node and round. A node acts in a round when its timer fires in the slice; it acts at
-most once a round, so choose T no longer than the fastest node's period for nodes to act in
+latency), times U(1 - jitter, 1 + jitter) drawn per node and round. A node acts in a round
+when its timer fires in the slice; it acts at most once a round, so choose T no longer than the fastest node's period for nodes to act in
 proportion to their speed (a node faster than T acts every round). Every node's timer starts
 at 0: with equal devices and T = one period, every node acts at the start of every round, as
 in synchronous rounds.
