@@ -211,6 +211,7 @@ class Clock:
         next round's step, k >= 1 arriving k rounds later; heard: per rank, the local rows that an
         edge from that rank reached now, late ones included, None for this rank), else None."""
         world, d = self.world, self.devices
+        src_sent = src
         aggregating = wait and self.waits
         flights = flights and self.timers is not None
         wait = aggregating or flights
@@ -245,14 +246,34 @@ class Clock:
         self.late += int((due < 0).sum())
         if self.late_policy == "next":
             due[due == DROPPED] = NEXT
-        back = np.stack([src, got[:, 5].astype(np.int64), due], axis=1).astype(np.int64)[due != 0]
-        back = np.concatenate(self.comm.exchange(self._by_owner(back, back[:, 0]), f"clock-due-{step}"))
-        due_at_sender = np.zeros(len(delivered), dtype=np.int64)
-        due_at_sender[back[:, 1]] = back[:, 2]
+        # to the senders: each edge not taken now, with when its receiver went on without it
+        back = np.stack([src, got[:, 5], due, self.ready[dst]], axis=1)[due != 0]
+        back = np.concatenate(self.comm.exchange(self._by_owner(back, back[:, 0].astype(np.int64)),
+                                                 f"clock-due-{step}"))
+        at = back[:, 1].astype(np.int64)
+        due_at_sender, went_on = np.zeros(len(delivered), dtype=np.int64), np.zeros(len(delivered))
+        due_at_sender[at], went_on[at] = back[:, 2].astype(np.int64), back[:, 3]
+        if aggregating:
+            self._give_up(np.asarray(src_sent), np.asarray(delivered, dtype=bool), due_at_sender, went_on, dst)
         sender_rank = world.owner(src)
         heard = [np.unique(dst[(sender_rank == r) & (due <= 0)]) if r != world.rank else None
                  for r in range(world.size)]
         return due_at_sender, heard
+
+    def _give_up(self, src, delivered, due, went_on, receivers) -> None:
+        """Senders (global ids, edges in the step's order) whose every delivered row was late abandon
+        their update: they are done when the last of their receivers went on without them, and wait
+        for the answer from there (a node that also receives in this step goes on with it)."""
+        late = delivered & (due < 0)
+        if not late.any():
+            return
+        lo = self.world.slot_lo
+        quit = np.setdiff1d(np.unique(src[late]), src[delivered & (due >= 0)]) - lo
+        quit = quit[~np.isin(quit, receivers)]
+        stop = np.zeros(self.world.n_local)
+        np.maximum.at(stop, src[late] - lo, went_on[late])
+        self.ready[quit] = stop[quit]
+        self.busy[quit] = np.minimum(self.busy[quit], stop[quit])
 
     def _receive(self, dst, src, arrive, uploaded, nbytes: int, start, expected, flights: bool) -> np.ndarray:
         """Each receiver's downlink takes its edges (dst local rows) one after another, in order of

@@ -132,6 +132,20 @@ def test_the_server_drops_a_late_model(tmp_path, wait, duration):
     assert waited.clock.late == 0 and waited.clock.duration == pytest.approx(2.01 + 1.5 + 0.01, rel=1e-9)
 
 
+def test_a_client_whose_model_is_late_gives_it_up(tmp_path):
+    """Client 2 needs 32 s to train; the server stops waiting at 1.5 s: the client abandons its update
+    then, gets the answer (the second of three, at 1.5 + 1.0 + 0.01 s), and the round ends with the
+    third answer, not 30 s later."""
+    sim = build_fedavg(tmp_path, 0.0, "time.deadline=1.5", speeds=(32, 1, 64))
+    sim.step(0)
+    assert sim.clock.duration == pytest.approx(1.5 + 1.5 + 0.01, rel=1e-9)
+    assert sim.clock.ready[2] == pytest.approx(1.5 + 1.0 + 0.01, rel=1e-9)
+    assert 0 < sim.clock.busy[2] <= sim.clock.ready[2]
+    waited = build_fedavg(tmp_path, 0.0, speeds=(32, 1, 64))
+    waited.step(0)
+    assert waited.clock.duration > 32
+
+
 def test_a_late_model_applied_in_the_next_round(tmp_path):
     """time.late = 'next': client 2's model of round 0 joins the server's average of round 1, at half
     the weight of a fresh one (its model of round 1 is late again, for round 2)."""
@@ -156,14 +170,13 @@ def test_a_deadline_needs_the_clock():
 FEDAVG4 = ["nodes.count=4", "data.synthetic_train=400", "protocol.kind='fedavg'"]
 
 
-def build_fedavg(tmp_path, seconds_a_model: float, *overrides):
+def build_fedavg(tmp_path, seconds_a_model: float, *overrides, speeds=(32, 16, 64)):
     """A server (node 0) whose uplink sends a model in 0.5 s, whose downlink takes `seconds_a_model`
     (0: at once) and whose latency is 0.01 s, and three clients of 32, 16 and 64 samples per second
     with fast links and no latency."""
     model_bytes = Simulation.build(config(*FEDAVG4), make_world(4, "cpu", MPI.COMM_SELF), out=None).engine.model_bytes
     down0 = model_bytes / seconds_a_model if seconds_a_model else 1e12
-    rows = [f"0,1,{model_bytes / 0.5!r},{down0!r},0.01"] + [f"{i},{c},1e12,1e12,0" for i, c in ((1, 32), (2, 16),
-                                                                                               (3, 64))]
+    rows = [f"0,1,{model_bytes / 0.5!r},{down0!r},0.01"] + [f"{i},{c},1e12,1e12,0" for i, c in enumerate(speeds, 1)]
     path = tmp_path / "devices.csv"
     path.write_text("node,compute,uplink,downlink,latency\n" + "\n".join(rows) + "\n")
     return Simulation.build(config(*FEDAVG4, "time.enabled=true", f"time.devices_csv='{path}'", *overrides),
