@@ -377,14 +377,16 @@ class Engine:
         chunk = max(1, CHUNK_BYTES // (8 * max(self.pop.n_params, 1)))
         if step.rule.robust and own_weight is not None:
             raise ValueError(f"Assign: a {step.rule.name} of the copies takes no own weight")
+        shared = res.shared_means(at) if own_weight is None and not step.rule.robust else None
+        if shared is not None:  # a few distinct means: each formed once, copied to its nodes
+            means, which = shared
+            for a in range(0, len(nodes), chunk):
+                self.pop.replace(nodes[a:a + chunk], means[torch.as_tensor(which[a:a + chunk], device=means.device)])
+            return
         for a in range(0, len(nodes), chunk):
             idx = nodes[a:a + chunk]
             if step.rule.robust:
                 self.pop.replace(idx, res.combine(at[a:a + chunk], step.rule))
-                continue
-            single = res.single_rows(at[a:a + chunk]) if own_weight is None else None
-            if single is not None:  # one copy each: the mean is the copy (bit for bit), no float64 round trip
-                self.pop.replace(idx, single)
                 continue
             rows = res.sums_of(at[a:a + chunk])
             dev = rows.device

@@ -75,15 +75,25 @@ class MixResult:
         table, index, group, w = self._terms_of(at)
         return weighted_sum(table, index, group, w, len(at))
 
-    def single_rows(self, at: np.ndarray) -> torch.Tensor | None:
-        """[len(at), P]: the rows of nodes[at] when each received exactly one row of weight 1 (a HEAL
-        client's answer): their means, copied without a float64 sum; else None."""
-        if self._terms is None or (self.counts[self.nodes[at]] != 1).any():
+    def shared_means(self, at: np.ndarray, most: int = 64) -> tuple[torch.Tensor, np.ndarray] | None:
+        """(means float32 [u, P], which int64 [len(at)]): nodes[at]'s means when they received the same
+        few sequences of rows (HEAL's clients, their hubs' answers): each distinct sequence (rows and
+        weights, in arrival order) is summed once, exactly as `sums_of` sums it, so node k's mean is
+        means[which[k]] bit for bit. None when the result keeps no terms or has more than `most`."""
+        if self._terms is None:
             return None
-        table, index, group, w = self._terms_of(at)
-        if w is not None and (w != 1).any():
+        _, index, group, w = self._terms_of(at)
+        order = np.argsort(group, kind="stable")  # each node's terms, in the order they are summed
+        cuts = np.searchsorted(group[order], np.arange(len(at) + 1))
+        keys = [tuple(index[order[a:b]]) + (() if w is None else tuple(w[order[a:b]])) for a, b in zip(cuts, cuts[1:])]
+        first: dict[tuple, int] = {}
+        which = np.array([first.setdefault(k, len(first)) for k in keys], dtype=np.int64)
+        if len(first) > most:
             return None
-        return table[torch.as_tensor(index[np.argsort(group)], device=table.device)]
+        reps = at[np.unique(which, return_index=True)[1]]
+        sums = self.sums_of(reps).double()
+        weights = torch.as_tensor(self.weights[self.nodes[reps]], dtype=torch.float64, device=sums.device)
+        return (sums / weights[:, None]).to(torch.float32), which
 
     def arrival(self, j: int) -> "MixResult":
         """The j-th edge to reach each node, alone (steps.Received.arrival)."""
