@@ -47,12 +47,17 @@ def run_facts(run: common.Run) -> dict:
             "hubs": [(int(i), float(uplink[i] / np.median(uplink))) for i in last]}
 
 
+def mean_of(values: list[float]) -> float:
+    """Mean of the finite values; NaN when none (Gossip has no aggregators)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values[np.isfinite(values)].mean()) if np.isfinite(values).any() else float("nan")
+
+
 def rows(groups: list[common.Group]) -> list[dict]:
     out = []
     for g in groups:
         facts = [run_facts(r) for r in g.runs]
-        mean = {k: float(np.nanmean([f[k] for f in facts])) for k in ("seconds", "wait", "dropped", "hub_idle",
-                                                                       "other_idle")}
+        mean = {k: mean_of([f[k] for f in facts]) for k in ("seconds", "wait", "dropped", "hub_idle", "other_idle")}
         hubs = facts[0]["hubs"]
         out.append({"method": g.method, "scenario": g.scenario, "seeds": g.n_seeds, **mean,
                     "hubs": ";".join(f"{i}:{up:.3g}" for i, up in hubs)})
