@@ -13,7 +13,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_btl_sm_single_copy_mechanism := none
 PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 
-.PHONY: setup demo test test-serial test-mpi bench docs validation-elevator validation-heal validation-heal-tables validation-heal-noniid validation-heal-noniid-tables validation-lift slurm-up slurm-down clean
+.PHONY: setup demo test test-serial test-mpi bench docs validation-elevator validation-heal validation-heal-tables validation-heal-noniid validation-heal-noniid-tables validation-lift validation-time validation-time-tables slurm-up slurm-down clean
 
 setup:
 	@bash jobs/setup.sh
@@ -72,6 +72,21 @@ validation-lift: setup
 	$(PY) analysis/embed_table.py $(LIFT)/README.md heal-under-attack $(LIFT)/heal_under_attack/attack_table.md
 	$(PY) analysis/embed_table.py README.md lift $(LIFT)/lift/byzantine.md
 	$(PY) analysis/embed_table.py README.md heal-under-attack $(LIFT)/heal_under_attack/attack_table.md
+
+# New (issue 20): simulated time (jobs/validation/time): HEAL, FedAvg, GL and EL on the HEAL task in
+# simulated seconds: equal devices, lognormal devices, a deadline, asynchronous GL and EL, slow and
+# fast hubs. The runs are committed under $(TIME)/runs: what is finished is skipped, a cut run
+# resumes; then the tables and figures are rewritten (devices.py rewrites the device files first).
+TIME := jobs/validation/time
+validation-time: setup
+	$(PY) $(TIME)/devices.py
+	for s in devices waits placement async; do $(PY) jobs/sweep.py $(TIME)/sweep_$$s.toml --local || exit 1; done
+	$(MAKE) --no-print-directory validation-time-tables
+
+validation-time-tables:
+	$(PY) analysis/report.py $(TIME)/runs/*/*.h5 --out $(TIME)/figures --targets 0.75 0.8 > /dev/null
+	for part in time_to_accuracy stragglers; do \
+		$(PY) analysis/embed_table.py $(TIME)/README.md $$part $(TIME)/figures/$$part.md || exit 1; done
 
 # The HEAL paper's comparison (jobs/validation/heal): LeNet-5 on Fashion-MNIST (60 rounds, one seed)
 # and the tabular task in full. The LeNet-5 runs are committed under $(HEAL)/runs (the tabular ones,

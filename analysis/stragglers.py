@@ -27,8 +27,10 @@ SHOWN_HUBS = 5
 
 
 def run_facts(run: common.Run) -> dict:
-    """One run's per-round means and its last round's aggregators."""
+    """One run's per-round means and its last round's aggregators. Asynchronous rounds (fixed slices)
+    wait for no one: no waiting and no idle share (a node's work counts in the slice it began in)."""
     r = run.completed
+    sliced = float(run.config.get("time", {}).get("slice", 0)) > 0
     with common.open_h5(run.path) as f:
         alive = f["nodes/alive"][:r] == 1
         hub = (f["nodes/is_hub"][:r] == 1) & alive
@@ -39,6 +41,8 @@ def run_facts(run: common.Run) -> dict:
     median_busy = np.array([np.median(busy[k][alive[k]]) if alive[k].any() else np.nan for k in range(r)])
     share = idle / seconds[:, None]
     last = np.flatnonzero(hub[-1]) if r else np.zeros(0, np.int64)
+    if sliced:
+        share[:] = median_busy[:] = np.nan
     return {"seconds": float(np.nanmean(seconds)),
             "wait": float(np.nanmean(seconds / median_busy)),
             "dropped": float(np.mean(run.series["late_dropped"][:r])) if "late_dropped" in run.series else np.nan,
@@ -79,7 +83,7 @@ def percent(x: float) -> str:
 def markdown(table: list[dict]) -> str:
     header = ["method", "scenario", "s / round", "round / median work", "dropped / round", "aggregators idle",
               "others idle", "aggregators (uplink × median)"]
-    body = [[r["method"], r["scenario"], f"{r['seconds']:.3g}", f"{r['wait']:.2f}",
+    body = [[r["method"], r["scenario"], f"{r['seconds']:.3g}", "—" if np.isnan(r["wait"]) else f"{r['wait']:.2f}",
              "—" if np.isnan(r["dropped"]) else f"{r['dropped']:.1f}", percent(r["hub_idle"]),
              percent(r["other_idle"]), hubs_cell(r["hubs"])] for r in table]
     return ("# Stragglers\n\n" + common.markdown_table(header, body) +
@@ -87,7 +91,7 @@ def markdown(table: list[dict]) -> str:
             "work (training, sending, receiving: the round less its idle time); models dropped by a deadline or "
             "quorum; the share of a round the aggregators (hubs, servers) and the other live nodes sit idle; the "
             "last round's aggregators with their uplinks as multiples of the median node's (first seed). Means "
-            "over rounds and seeds.\n")
+            "over rounds and seeds. Asynchronous rounds wait for no one: — for waiting and idle shares.\n")
 
 
 def write(groups: list[common.Group], out: Path, smoke: bool = False) -> list[Path]:

@@ -92,7 +92,8 @@ DATASETS = [
     Dataset("nodes/finish_time", "R, N", F32, "simulated seconds from the round's start until the node was done "
             "(NaN when dead or without `[time]`)"),
     Dataset("nodes/idle_time", "R, N", F32, "the round's simulated duration less the node's busy time (training, "
-            "sending, receiving, the overlay; NaN when dead or without `[time]`)"),
+            "sending, receiving, the overlay; NaN when dead or without `[time]`; in asynchronous rounds a node's work "
+            "counts in the slice it began in, so it may exceed the slice)"),
     Dataset("nodes/acted", "R, N", I8, "1 when the node's timer fired this round (asynchronous rounds, `time.slice`; "
             "-1 without them)"),
     Dataset("overlay/hub_ids", "R, h", I64, "the overlay hubs, by in-degree then id, -1 padded"),
