@@ -17,11 +17,10 @@ Transient memory of a HEAL round (n_local nodes, P parameters, H local hubs, C l
 clients that get a copy back; the floor is the rows and optimizer state, 12 P bytes a node
 with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge rows,
 then holds H float64 partial sums; the hub-hub mix H more; the reply holds only the
-distinct answers (at most one per hub) and the clients' new rows are formed and assigned
-a chunk at a time. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and
-Epidemic mixes, where every node receives, hold one float64 sum per receiver: 8 P bytes
-a node, 2/3 of the Adam floor; a Mix with arrival keys holds every float64 row that arrived,
-about one per node for Gossip; a Snapshot holds one float32 row per kept node.)
+distinct answers (at most one per hub), and clients that got the same answers share one
+mean, formed once. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and EL
+mixes hold one float64 sum per receiver: 8 P bytes a node; a Mix with arrival keys every
+float64 row that arrived; a Snapshot one float32 row per kept node; rows in flight one each.)
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a
 result does not depend on the rank count up to float64 rounding (exact for float32 rows of
@@ -190,24 +189,10 @@ class Engine:
         if step.order is not None and step.rule.robust:
             raise ValueError(f"Mix {step.purpose!r}: a {step.rule.name} combines the rows at once; "
                              "`order` keeps them one by one")
-        timed = None
-        if self.clock is not None:
-            timed = self.clock.transfer(f"mix-{step.purpose}", src[real] + lo, dst[real], ok[real], self.model_bytes,
-                                        True, wait=step.deadline, flights=True)
         key = np.zeros(len(dst)) if step.order is None else np.asarray(step.order, np.float64)
-        if timed is not None:  # dropped rows: a Reply still answers their senders; rows in flight: later
-            due = np.zeros(len(dst), dtype=np.int64)
-            due[np.flatnonzero(real)], heard = timed
-            now = ok & (due <= 0)
-            reached = self._links(src[now], dst[now], np.unique(dst[now]), heard)
-            later = np.flatnonzero(ok & ((due > 0) | (due == NEXT)))
-            if len(later):  # in flight, or late and applied next round at a lower weight
-                stale = due[later] == NEXT
-                rows = self._sources(step.purpose, step.rows, src[later], dst[later], ctx.rnd).gather(
-                    np.arange(len(later))).to(self.pop.rows.dtype)
-                self.flights.hold(step.purpose, ctx.rnd + np.where(stale, 1, due[later]), src[later], dst[later],
-                                  w[later] * np.where(stale, self.clock.staleness, 1.0), vals[later], key[later], rows)
-            ok = ok & (due == 0)
+        reached = None
+        if self.clock is not None:
+            ok, reached = self._timed(step, src, dst, w, vals, real, ok, key, ctx)
         src, dst, w, vals, real, key = src[ok], dst[ok], w[ok], vals[ok], real[ok], key[ok]
         landed = self.flights.land(step.purpose, ctx.rnd)
         if landed is not None:  # sent in earlier rounds, arriving now: after this round's edges
@@ -216,13 +201,33 @@ class Engine:
             vals = np.concatenate([vals, landed["values"]])
         result = self._mix_delivered(step, src, dst, w, vals, real, None if step.order is None else key, ctx,
                                      None if landed is None else landed["rows"])
-        if timed is not None:
+        if reached is not None:
             result.links = reached
         return result
 
+    def _timed(self, step: Mix, src, dst, w, vals, real, ok, key, ctx: RoundContext):
+        """The clock times the edges: (those taken now, bool [E]; the Links a Reply answers along, late
+        senders included, or None). The others are dropped, or held in flight (Flights) for later."""
+        timed = self.clock.transfer(f"mix-{step.purpose}", src[real] + self.world.slot_lo, dst[real], ok[real],
+                                    self.model_bytes, True, wait=step.deadline, flights=True)
+        if timed is None:
+            return ok, None
+        due = np.zeros(len(dst), dtype=np.int64)  # 0 now, NEXT or k > 0: held, DROPPED: dropped
+        due[np.flatnonzero(real)], heard = timed
+        now = ok & (due <= 0)
+        reached = self._links(src[now], dst[now], np.unique(dst[now]), heard)
+        later = np.flatnonzero(ok & ((due > 0) | (due == NEXT)))
+        if len(later):
+            stale = due[later] == NEXT
+            rows = self._sources(step.purpose, step.rows, src[later], dst[later], ctx.rnd).gather(
+                np.arange(len(later))).to(self.pop.rows.dtype)
+            self.flights.hold(step.purpose, ctx.rnd + np.where(stale, 1, due[later]), src[later], dst[later],
+                              w[later] * np.where(stale, self.clock.staleness, 1.0), vals[later], key[later], rows)
+        return ok & (due == 0), reached
+
     def _mix_delivered(self, step: Mix, src, dst, w, vals, real, key, ctx: RoundContext, landed=None) -> MixResult:
-        """The rows of the delivered edges, reduced where they live (or, robust or keyed, one by one);
-        the last len(landed) edges carry the rows `landed` (sent in earlier rounds)."""
+        """The delivered edges' rows reduced where they live (robust or keyed: one by one); the last
+        len(landed) edges carry `landed`, rows sent in earlier rounds."""
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
         fresh = len(src) - (0 if landed is None else len(landed))
         sources = self._sources(step.purpose, step.rows, src[:fresh], dst[:fresh], ctx.rnd).extended(landed)
@@ -396,4 +401,3 @@ class Engine:
                 rows.add_(self.pop.rows[torch.as_tensor(idx, device=dev)].to(rows.dtype) * own)
                 w = w + own
             self.pop.replace(idx, rows.div_(w))
-
