@@ -9,9 +9,8 @@ named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks a
 Where rows live: a Mix first reduces its edges by destination on the rows' device
 (one partial sum per destination node). Partials for nodes of this rank are added where
 they are; only partials bound for other ranks are staged into contiguous host buffers for
-MPI (routes.route), and what arrives is moved to the device once. The bytes that cross
-between device and host this way are counted (`staged_bytes`); on one rank they are 0.
-Results are compact: sums only for the local nodes that received.
+MPI (routes.route), and what arrives is moved to the device once (`staged_bytes` counts
+what crosses; 0 on one rank). Results hold sums only for the local nodes that received.
 
 Transient memory of a HEAL round (n_local nodes, P parameters, H local hubs, C local
 clients that get a copy back; the floor is the rows and optimizer state, 12 P bytes a node
@@ -187,12 +186,10 @@ class Engine:
         self.traffic.send(src[real], self.model_bytes)
         ok = self.channel.delivered(step.purpose, src + lo, dst, ctx.rnd)
         if step.order is not None and step.rule.robust:
-            raise ValueError(f"Mix {step.purpose!r}: a {step.rule.name} combines the rows at once; "
-                             "`order` keeps them one by one")
+            raise ValueError(f"Mix {step.purpose!r}: a {step.rule.name} combines the rows at once; `order` keeps them "
+                             "one by one")
         key = np.zeros(len(dst)) if step.order is None else np.asarray(step.order, np.float64)
-        reached = None
-        if self.clock is not None:
-            ok, reached = self._timed(step, src, dst, w, vals, real, ok, key, ctx)
+        ok, reached = (ok, None) if self.clock is None else self._timed(step, src, dst, w, vals, real, ok, key, ctx)
         src, dst, w, vals, real, key = src[ok], dst[ok], w[ok], vals[ok], real[ok], key[ok]
         landed = self.flights.land(step.purpose, ctx.rnd)
         if landed is not None:  # sent in earlier rounds, arriving now: after this round's edges
