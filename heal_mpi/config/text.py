@@ -146,6 +146,10 @@ def clock_text(t) -> str:
     waits = [f"deadline {t.deadline:g} s"] * (t.deadline > 0) + [f"quorum {t.quorum:g}"] * (t.quorum < 1)
     if t.slice > 0:
         waits.append(f"asynchronous rounds of {t.slice:g} s" + (f", jitter {t.jitter:g}" if t.jitter else ""))
+    if t.availability_csv:
+        waits.append(f"online as in {t.availability_csv}")
+    elif t.online_fraction < 1:
+        waits.append(f"online {100 * t.online_fraction:g}% of each {t.day:g}-s day")
     return devices_text(t) + "".join(f", {w}" for w in waits)
 
 
