@@ -138,7 +138,7 @@ class Clock:
         self.time, self.duration = 0.0, 0.0
         self.late = 0  # rows this rank's aggregators dropped this round
         self.timers: Timers | None = None  # asynchronous rounds (start_timers)
-        self.availability = None  # heal_mpi.availability.Availability  # when nodes are online: set by the Simulation
+        self.availability = None  # heal_mpi.availability.Availability, set by the Simulation
         self.online = np.ones(world.n_nodes, dtype=bool)  # as of the last round
         self.acting = np.zeros(world.n_local, dtype=bool)
 
@@ -232,10 +232,11 @@ class Clock:
         np.maximum.at(self.ready, src - world.slot_lo, uploaded)
 
         lat = d.latency[src] + d.latency[dst]
-        # every edge, lost ones too (a receiver that waits for a quorum counts what was sent to it);
+        # lost edges too when the receivers wait for a quorum (they count what was sent to them);
         # ids as float64: exact below 2**53
         sent = np.stack([dst, src, leave + lat, uploaded + lat, ok, index], axis=1)
-        got = np.concatenate(self.comm.exchange(self._by_owner(sent, dst), f"clock-{step}"))
+        sent = sent if aggregating else sent[ok > 0]
+        got = np.concatenate(self.comm.exchange(self._by_owner(sent, sent[:, 0].astype(np.int64)), f"clock-{step}"))
         arrived = got[:, 4] > 0
         dst, src = got[:, 0].astype(np.int64) - world.slot_lo, got[:, 1].astype(np.int64)
         expected = np.bincount(dst, minlength=world.n_local) if aggregating else None

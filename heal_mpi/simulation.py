@@ -184,7 +184,7 @@ class Simulation:
         ctx = self.faults.start_round(rnd, self.alive, self.incarnation, self.overlay.in_degree,
                                       do_eval=self.eval_due(rnd))
         self.alive, self.incarnation = ctx.alive, ctx.incarnation
-        if self.clock is not None:  # asynchronous rounds: whose timer fires in this round's slice
+        if self.clock is not None:  # who is online, and (asynchronous rounds) whose timer fires
             ctx = self.clock.start_round(ctx)
         self.timer.lap("faults")
 

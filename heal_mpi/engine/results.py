@@ -90,10 +90,7 @@ class MixResult:
         which = np.array([first.setdefault(k, len(first)) for k in keys], dtype=np.int64)
         if len(first) > most:
             return None
-        reps = at[np.unique(which, return_index=True)[1]]
-        sums = self.sums_of(reps).double()
-        weights = torch.as_tensor(self.weights[self.nodes[reps]], dtype=torch.float64, device=sums.device)
-        return (sums / weights[:, None]).to(torch.float32), which
+        return self._means_of(at[np.unique(which, return_index=True)[1]]), which
 
     def arrival(self, j: int) -> "MixResult":
         """The j-th edge to reach each node, alone (steps.Received.arrival)."""
@@ -120,8 +117,12 @@ class MixResult:
 
     def means(self) -> torch.Tensor:
         """float32 [m, P]: the weighted mean of each receiving node (order of `nodes`)."""
-        sums = self.sums_of(np.arange(len(self.nodes))).double()
-        w = torch.as_tensor(self.weights[self.nodes], dtype=torch.float64, device=sums.device)
+        return self._means_of(np.arange(len(self.nodes)))
+
+    def _means_of(self, at: np.ndarray) -> torch.Tensor:
+        """float32 [len(at), P]: the weighted means of nodes[at]."""
+        sums = self.sums_of(at).double()
+        w = torch.as_tensor(self.weights[self.nodes[at]], dtype=torch.float64, device=sums.device)
         return (sums / w[:, None]).to(torch.float32)
 
 
