@@ -73,19 +73,26 @@ def section_round(s: Scale) -> list[Row]:
 
 
 def section_eval(s: Scale) -> list[Row]:
-    """Evaluating distinct models (a Gossip round) against plain PyTorch inference at its best batch."""
+    """Evaluating distinct models (a Gossip round) against plain PyTorch inference at its best batch.
+
+    The two alternate, three times, over as many images each, and each keeps its best: on a shared
+    machine a single pass of either can lose a quarter of its speed to a neighbour.
+    """
     torch.set_num_threads(CORES)
     data = fmnist_nodes(s.eval_nodes, 8)
     pop = lenet_population(data)
     pop.rows.add_(0.01 * torch.randn_like(pop.rows))  # every node a different model
-    t0 = time.perf_counter()
-    _, _, distinct = pop.evaluate(0)
-    ours = distinct * len(data.y_test) / (time.perf_counter() - t0)
     x = data.x_test
-    best = max(plain_infer(x, b) for b in (256, 1024, 4096))
+    batch = max((64, 128, 256, 512, 1024, 4096), key=lambda b: plain_infer(x, b))
+    ours, best = 0.0, 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _, _, distinct = pop.evaluate(0)
+        ours = max(ours, distinct * len(data.y_test) / (time.perf_counter() - t0))
+        best = max(best, plain_infer(x, batch, passes=distinct))
     return [Row("eval", f"{distinct} distinct models on the {len(x):,}-image test set", ours, "samples/s",
-                ours / best, ">= 0.8x"),
-            Row("eval", "plain PyTorch inference, best batch", best, "samples/s", 1.0)]
+                ours / best, ">= 0.9x"),
+            Row("eval", f"plain PyTorch inference, best batch ({batch})", best, "samples/s", 1.0)]
 
 
 def section_scaling(s: Scale) -> list[Row]:
@@ -175,7 +182,7 @@ def section_gpu(s: Scale) -> list[Row]:
     train_round(lenet_population(random_nodes(8, 64, dev), "vmap", device=dev), dev)  # warm-up, vmap tracing
     ours = train_round(lenet_population(data, "vmap", device=dev), dev)
     x, y = data.x_train[:s.limit_samples * 4], data.y_train[:s.limit_samples * 4]
-    best = max(plain_train(x, y, b, dev) for b in (256, 1024, 4096))
+    best = max(plain_train(x, y, b, dev) for b in (64, 128, 256, 512, 1024, 4096))
     name = torch.cuda.get_device_name(dev)
     return [Row("gpu", f"vmap, {nodes:,} nodes x {s.per_node}, batch 32 on {name}", ours, "samples/s", ours / best),
             Row("gpu", "plain PyTorch, best batch, same GPU", best, "samples/s", 1.0),

@@ -29,7 +29,7 @@ class Scale:
     per_node: int = 600
     rounds: int = 3               # round 2 is reported: round 1 warms up, the last one is always evaluated
     limit_samples: int = 12800    # samples timed per batch size in the compute-bound sweep
-    eval_nodes: int = 100
+    eval_nodes: int = 30
     overlay_sizes: tuple = (1000, 10000, 100000)
     overlay_cycles: tuple = (100, 100, 5)
     sequential_sizes: tuple = (1000, 10000)  # overlay.semantics = "sequential", one node a turn

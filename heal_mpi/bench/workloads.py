@@ -111,15 +111,17 @@ def plain_train(x, y, batch: int, device="cpu") -> float:
 
 
 @torch.no_grad()
-def plain_infer(x, batch: int, device="cpu") -> float:
+def plain_infer(x, batch: int, device="cpu", passes: int = 1) -> float:
+    """Samples/s of plain PyTorch inference of one LeNet-5 over x, `passes` times."""
     model = lenet().to(device).eval()
     model(x[:batch])
     sync(device)
     t0 = time.perf_counter()
-    for lo in range(0, len(x), batch):
-        model(x[lo:lo + batch])
+    for _ in range(passes):
+        for lo in range(0, len(x), batch):
+            model(x[lo:lo + batch])
     sync(device)
-    return len(x) / (time.perf_counter() - t0)
+    return passes * len(x) / (time.perf_counter() - t0)
 
 
 def reference_config(path: Path, protocol: str, nodes: int, per_node: int, rounds: int, **sections) -> Path:

@@ -91,10 +91,6 @@ class LoopBackend:
         self.params = list(model.parameters())
         self.grad = torch.zeros(1, layout.n_params, device=self.params[0].device)  # [1, P]
 
-    def _point_at(self, row: torch.Tensor) -> None:
-        for p, v in zip(self.params, self.layout.views(row).values()):
-            p.data = v
-
     def train(self, rows: torch.Tensor, state: State, ids: np.ndarray, plans: list[np.ndarray],
               offsets: np.ndarray, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Train rows[ids] by their plans; float32 [len(ids)] summed per-sample losses."""
@@ -102,7 +98,7 @@ class LoopBackend:
         for k, (i, plan) in enumerate(zip(ids, plans)):
             row = rows[i:i + 1]                                    # [1, P] view
             node_state = {name: t[i:i + 1] for name, t in state.items()}
-            self._point_at(row[0])
+            self.layout.point_at(self.model, row[0])
             counts = (plan >= 0).sum(axis=1)                       # [steps] real samples
             pos = torch.from_numpy(plan + offsets[i]).to(rows.device)  # [steps, B]
             total = torch.zeros((), device=rows.device)
