@@ -47,3 +47,20 @@ def stream(seed: int, purpose: str, node: int = 0, incarnation: int = 0, rnd: in
     """A NumPy Philox generator keyed by (seed, purpose, node, incarnation, round)."""
     key = int(hash_keys(seed, purpose, node, incarnation, rnd)[0])
     return np.random.Generator(np.random.Philox(key=key))
+
+
+def streams(seed: int, purpose: str, nodes: np.ndarray, incarnations: np.ndarray, rnd: int):
+    """`stream(seed, purpose, node, incarnation, rnd)` for each node in turn, the same draws.
+
+    For many nodes: the keys are hashed in one vectorized pass and one Philox is re-keyed in
+    place (6 us a node against 60 us for `stream`, whose scalar hashing and fresh generator,
+    seeded from the OS first, dominate at 100,000 nodes). The generator yielded is the same
+    object each time, valid until the next one is drawn.
+    """
+    bits = np.random.Philox(key=0)
+    gen = np.random.Generator(bits)
+    for key in hash_keys(seed, purpose, nodes, incarnations, rnd):
+        bits.state = {"bit_generator": "Philox", "state": {"counter": np.zeros(4, np.uint64),
+                      "key": np.array([key, 0], np.uint64)},
+                      "buffer": np.zeros(4, np.uint64), "buffer_pos": 4, "has_uint32": 0, "uinteger": 0}
+        yield gen

@@ -29,6 +29,8 @@ BAD = [
     ("[protocol]\nkind = 'heal'\n[nodes]\ncount = 10\n", [], "overlay.cache_size"),
     ("[protocol]\nkind = 'fedavg'\n[overlay]\nkind = 'ring'\n", [], "overlay.kind"),
     ("[model]\nname = 'lenet5'\n", [], "model.name"),
+    ("[data]\ndataset = 'fashion-mnist'\n[model]\nname = 'lenet5'\n[train]\nbackend = 'batched'\n", [],
+     "train.backend"),
     ("", ["--set", "run.rounds"], "--set run.rounds"),
     ("", ["--set", "nodes.count=-3"], "nodes.count"),
     ("", ["--set", "run.seed=abc"], "run.seed"),

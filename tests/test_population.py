@@ -67,12 +67,12 @@ def test_stacked_optimizers_match_torch_optim(kind, torch_opt, kw):
     assert state["step"].tolist() == [20, 20, 20]
 
 
-@pytest.mark.parametrize("model", ["mlp", "lenet5"])
+@pytest.mark.parametrize("model", ["logreg", "mlp", "lenet5"])
 # lr 0.01: at 0.05 with momentum 0.9, LeNet-5's 4 epochs are chaotic and amplify the summation-order
 # differences of vmap's batched convolutions (1e-7 a step) to 2e-4 at one thread (1e-8 at 0.01)
 @pytest.mark.parametrize("opt", [dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-3),
                                  dict(optimizer="adam", lr=1e-3, weight_decay=0.01)])
-def test_loop_and_vmap_agree_with_unequal_sizes_and_a_masked_node(model, opt, one_thread):
+def test_backends_agree_with_unequal_sizes_and_a_masked_node(model, opt, one_thread):
     if model == "lenet5":
         data = local_data_from(image_raw(), data_cfg(partition="dirichlet", alpha=0.5), 0, 6, 0, 6)
     else:
@@ -81,23 +81,47 @@ def test_loop_and_vmap_agree_with_unequal_sizes_and_a_masked_node(model, opt, on
     assert len(set(sizes.tolist())) > 2 and any(s % 8 for s in sizes)  # unequal, partial batches
     active = np.ones(6, dtype=bool)
     active[2] = False
-    pops = {b: population(model, data, backend=b, local_epochs=2, **opt) for b in ("loop", "vmap")}
+    backends = ("loop", "vmap") if model == "lenet5" else ("loop", "vmap", "batched")
+    pops = {b: population(model, data, backend=b, local_epochs=2, **opt) for b in backends}
+    assert [p.backend for p in pops.values()] == list(backends)
     before = pops["loop"].rows[2].clone()
     for rnd in range(2):
         losses = {b: p.train(active, rnd, np.zeros(6, dtype=np.int64)) for b, p in pops.items()}
-        np.testing.assert_allclose(losses["loop"], losses["vmap"], rtol=1e-4)
+        for b in backends[1:]:
+            np.testing.assert_allclose(losses["loop"], losses[b], rtol=1e-4)
         assert np.isnan(losses["loop"][2]) and not np.isnan(losses["loop"][[0, 1, 3, 4, 5]]).any()
-    loop, vmap = pops["loop"], pops["vmap"]
-    torch.testing.assert_close(loop.rows, vmap.rows, atol=ATOL, rtol=0)
-    for k in loop.opt_state:
-        torch.testing.assert_close(loop.opt_state[k], vmap.opt_state[k], atol=ATOL, rtol=0)
+    loop = pops["loop"]
+    for b in backends[1:]:
+        torch.testing.assert_close(loop.rows, pops[b].rows, atol=ATOL, rtol=0)
+        for k in loop.opt_state:
+            torch.testing.assert_close(loop.opt_state[k], pops[b].opt_state[k], atol=ATOL, rtol=0)
     steps = 2 * 2 * np.ceil(sizes / 8)  # rounds x epochs x batches per epoch
     steps[2] = 0
     assert loop.opt_state["step"].tolist() == steps.astype(int).tolist()
-    for p in (loop, vmap):  # the masked node: row and optimizer state untouched
+    for p in pops.values():  # the masked node: row and optimizer state untouched
         assert torch.equal(p.rows[2], before)
         assert all(not t[2].any() for t in p.opt_state.values())
     assert not torch.equal(loop.rows[0], before)
+
+
+def test_batched_backend_on_many_tiny_nodes_matches_loop_and_ignores_its_chunks(one_thread, monkeypatch):
+    """Cross-device nodes (a few samples each, batch 10): the batched backend against the loop at the
+    float tolerance, and bit-identical whether its nodes train in one chunk or in chunks of 7."""
+    import heal_mpi.learning.batched as batched
+    data = load_local_data(data_cfg(partition="dirichlet", alpha=0.5, synthetic_train=400), 0, 50, 0, 50)
+    assert data.train_sizes.min() < 10 < data.train_sizes.max()
+    pops, chunks = {}, {}
+    for name, backend, numbers in (("loop", "loop", batched.CHUNK_NUMBERS), ("one", "auto", batched.CHUNK_NUMBERS),
+                                   ("chunks", "auto", 7 * 10 * 3 * (10 + 16 + 4))):
+        monkeypatch.setattr(batched, "CHUNK_NUMBERS", numbers)
+        pops[name] = population("mlp", data, backend=backend, batch_size=10, optimizer="adam", lr=1e-2)
+        for rnd in range(3):
+            pops[name].train(np.ones(50, bool), rnd, np.zeros(50, np.int64))
+        chunks[name] = getattr(pops[name]._trainer, "chunk", lambda b: None)(10)
+    assert pops["one"].backend == "batched" and chunks["one"] >= 50 and chunks["chunks"] == 7
+    assert torch.equal(pops["one"].rows, pops["chunks"].rows)
+    torch.testing.assert_close(pops["loop"].rows, pops["one"].rows, atol=ATOL, rtol=0)
+    assert not torch.equal(pops["loop"].rows, pops["one"].rows)  # different kernels, really
 
 
 def test_cnn_backends_agree():

@@ -45,8 +45,29 @@ def section_backends(s: Scale) -> list[Row]:
         rate = train_round(lenet_population(data, backend))
         rows.append(Row("backends", f"{backend}, {s.backend_nodes} nodes x {s.backend_per_node}, batch 32, "
                         "1 thread", rate, "samples/s", rate / plain))
+    rows.append(Row("backends", "plain PyTorch, batch 32, 1 thread", plain, "samples/s", 1.0))
+    return rows + crossdevice_rows(s)
+
+
+def crossdevice_rows(s: Scale) -> list[Row]:
+    """Many nodes of a few samples (batch 10), logreg and mlp, one thread: the loop against the
+    batched backend, and plain PyTorch training one such model at batch 10 and at its best batch."""
+    rows = []
+    for model in ("logreg", "mlp"):
+        data = random_nodes(s.tiny_nodes, 10, "cpu")
+        x, y = data.x_train, data.y_train
+        plain = {b: plain_train(x, y, b, model=model) for b in (10, 64, 256, 1024, 4096) if b <= len(y) // 2}
+        best = max(plain, key=plain.get)
+        what = f"{model}, {s.tiny_nodes:,} nodes x 10, batch 10, 1 thread"
+        for backend in ("loop", "batched"):
+            rate = train_round(lenet_population(data, backend, model=model, batch=10))
+            rows.append(Row("backends", f"{backend}, {what}", rate, "samples/s", rate / plain[best],
+                            ">= 0.25x" if backend == "batched" and model == "logreg" else ""))
+        rows += [Row("backends", f"plain PyTorch {model}, batch 10, 1 thread", plain[10], "samples/s",
+                     plain[10] / plain[best]),
+                 Row("backends", f"plain PyTorch {model}, best batch ({best}), 1 thread", plain[best], "samples/s", 1.0)]
     torch.set_num_threads(CORES)
-    return rows + [Row("backends", "plain PyTorch, batch 32, 1 thread", plain, "samples/s", 1.0)]
+    return rows
 
 
 def section_round(s: Scale) -> list[Row]:

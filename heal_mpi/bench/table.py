@@ -40,8 +40,10 @@ class Scale:
     memory_nodes: int = 1000
     backend_nodes: int = 20
     backend_per_node: int = 320
+    tiny_nodes: int = 10000       # cross-device nodes of 10 samples (the batched backend)
 
 
 QUICK = Scale(nodes=6, per_node=64, limit_samples=512, eval_nodes=4, overlay_sizes=(200,), overlay_cycles=(5,),
               sequential_sizes=(200,), sequential_cycles=(1,),
-              output_nodes=300, clock_nodes=20, clock_per_node=16, memory_nodes=20, backend_nodes=3, backend_per_node=64)
+              output_nodes=300, clock_nodes=20, clock_per_node=16, memory_nodes=20, backend_nodes=3, backend_per_node=64,
+              tiny_nodes=50)

@@ -46,9 +46,9 @@ def lenet_data(n: int, device="cpu"):
         return torch.randn(n, 1, 28, 28, generator=g).to(device), torch.randint(0, 10, (n,), generator=g).to(device)
 
 
-def lenet():
+def lenet(name: str = "lenet5"):
     from heal_mpi.learning.models import build_model
-    return build_model(ModelConfig(name="lenet5"), (1, 28, 28), 10)
+    return build_model(ModelConfig(name=name), (1, 28, 28), 10)
 
 
 def fmnist_nodes(nodes: int, per_node: int):
@@ -70,10 +70,11 @@ def random_nodes(nodes: int, per_node: int, device):
     return LocalData(x, y, offsets, x[:0], y[:0], empty, x[:256], y[:256], (1, 28, 28), 10, nodes, 0, nodes)
 
 
-def lenet_population(data, backend: str = "loop", eval_samples: int = 0, device="cpu"):
-    """LeNet-5 nodes with the reference recipe: Adam 1e-3, batch 32, one local epoch."""
+def lenet_population(data, backend: str = "loop", eval_samples: int = 0, device="cpu", model: str = "lenet5",
+                     batch: int = 32):
+    """LeNet-5 nodes (or `model`) with the reference recipe: Adam 1e-3, batch 32, one local epoch."""
     from heal_mpi.learning.population import Population
-    return Population(ModelConfig(name="lenet5"), TrainConfig(optimizer="adam", lr=1e-3, backend=backend),
+    return Population(ModelConfig(name=model), TrainConfig(optimizer="adam", lr=1e-3, backend=backend, batch_size=batch),
                       EvalConfig(max_samples=eval_samples), data, 0, device)
 
 
@@ -92,9 +93,9 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def plain_train(x, y, batch: int, device="cpu") -> float:
-    """Samples/s of plain PyTorch training one LeNet-5 (nn.Module + torch.optim.Adam)."""
-    model = lenet().to(device)
+def plain_train(x, y, batch: int, device="cpu", model: str = "lenet5") -> float:
+    """Samples/s of plain PyTorch training one LeNet-5 (or `model`; nn.Module + torch.optim.Adam)."""
+    model = lenet(model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for warm in range(2):  # allocator and kernel warm-up
         opt.zero_grad()

@@ -135,6 +135,9 @@ def _validate_learning(cfg: Config, check_files: bool) -> None:
         raise ConfigError(f"model.name: {cfg.model.name!r} needs image data, not data.dataset = {cfg.data.dataset!r}")
     if cfg.model.name == "cnn" and cfg.data.dataset != "cifar10":
         raise ConfigError("model.name: 'cnn' is the CIFAR-10 model; use lenet5 for 28x28 images")
+    if cfg.train.backend == "batched" and cfg.model.name not in ("logreg", "mlp"):
+        raise ConfigError(f"train.backend: 'batched' trains logreg and mlp, not {cfg.model.name!r} "
+                          "(use auto, loop or vmap)")
     if cfg.data.partition == "shards" and cfg.data.dataset == "synthetic" \
             and cfg.data.shards_per_node > cfg.data.synthetic_classes:
         raise ConfigError("data.shards_per_node: more than data.synthetic_classes")

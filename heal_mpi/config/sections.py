@@ -108,8 +108,8 @@ class TrainConfig:
     batch_size: int = opt(32, "mini-batch size", lo=1)
     local_epochs: int = opt(1, "passes over the node's data per round", lo=0)
     local_steps: int = opt(0, "mini-batches per round instead of epochs, when > 0", lo=0)
-    backend: str = opt("auto", "training backend (see learning/population.py for the auto rule)",
-                       choices=("auto", "loop", "vmap"))
+    backend: str = opt("auto", "training backend: auto = batched for logreg and mlp, else vmap on "
+                       "CUDA and loop on CPU (learning/backends.py)", choices=("auto", "loop", "vmap", "batched"))
     on_replace: str = opt("keep", "optimizer state when a protocol replaces a node's model",
                           choices=("keep", "reset"))
 

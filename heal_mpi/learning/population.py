@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from heal_mpi.learning.backends import LoopBackend, VmapBackend, node_plan, resolve_backend
+from heal_mpi.learning.batched import BatchedBackend, linear_layers
 from heal_mpi.learning.evaluation import distinct_groups, eval_nodes, eval_subset, evaluate_row
 from heal_mpi.learning.models import ParamLayout, build_model, init_row
 from heal_mpi.learning.optim import Optimizer
 from heal_mpi.learning.partition import LocalData
-from heal_mpi.rng import hash_keys, stream
+from heal_mpi.rng import hash_keys, streams
 
 
 def torch_generator(seed: int, purpose: str, node: int = 0, incarnation: int = 0, rnd: int = 0,
@@ -35,8 +36,9 @@ class Population:
         rows: float32 [n_local, P] on `device`; row i is node slot_lo + i.
         opt_state: per-node optimizer state, 'step' int64 [n_local] and [n_local, P] buffers.
         n_params: P.
-        backend: "loop" or "vmap", resolved from train.backend; `auto` is vmap on CUDA and
-            loop on CPU (the measurements behind that rule are in `heal_mpi.learning.backends`).
+        backend: "loop", "vmap" or "batched", resolved from train.backend; `auto` is batched
+            for logreg and mlp, else vmap on CUDA and loop on CPU (the measurements behind that
+            rule are in `heal_mpi.learning.backends`).
         model: the architecture (its own parameter values are scratch, never a node's model).
 
     All nodes start at incarnation 0 (the common initial model) on construction.
@@ -54,8 +56,8 @@ class Population:
         self.n_params = self.layout.n_params
         self.n_local = data.n_local
         self.opt = Optimizer.from_config(train_cfg)
-        self.backend = resolve_backend(train_cfg.backend, self.device)
-        impl = LoopBackend if self.backend == "loop" else VmapBackend
+        self.backend = resolve_backend(train_cfg.backend, self.device, linear_layers(self.model) is not None)
+        impl = {"loop": LoopBackend, "vmap": VmapBackend, "batched": BatchedBackend}[self.backend]
         self._trainer = impl(self.model, self.layout, self.opt)
         self.rows = torch.zeros(self.n_local, self.n_params, dtype=torch.float32, device=self.device)
         self.opt_state = self.opt.init(self.n_local, self.n_params, self.device)
@@ -148,9 +150,9 @@ class Population:
         cfg, sizes = self.train_cfg, self.data.train_sizes
         ids = np.flatnonzero(active)
         purpose = f"batch{repeat}" if repeat else "batch"
-        plans = [node_plan(int(sizes[i]), cfg.batch_size, cfg.local_epochs, cfg.local_steps,
-                           stream(self.seed, purpose, int(self.data.slot_lo + i), int(incarnation[i]), rnd))
-                 for i in ids]
+        keyed = streams(self.seed, purpose, self.data.slot_lo + ids, incarnation[ids], rnd)
+        plans = [node_plan(int(sizes[i]), cfg.batch_size, cfg.local_epochs, cfg.local_steps, rng)
+                 for i, rng in zip(ids, keyed)]
         keep = np.array([len(p) > 0 for p in plans], dtype=bool)
         ids, plans = ids[keep], [p for p, k in zip(plans, keep) if k]
         self.last_seen = np.zeros(self.n_local)
