@@ -4,10 +4,8 @@ When models are tiny (logistic regression: 7,850 numbers; the MLP: 50,890) and n
 samples each, one Python step per node costs more than the step's arithmetic: 100,000
 logistic-regression nodes of 10 samples ran at 16k sample-gradients a second, where plain
 PyTorch does 62k at batch 10 and 3.6 million at batch 1,024. Here a step of n nodes is a chain of
-batched matmuls over the node dimension (`torch.baddbmm`, [n, B, in] x [n, in, out]) and one
-autograd pass gives the [n, P] gradient of every node at once: the nodes' parameters are disjoint
-slices of the gathered rows, so the sum of the nodes' losses has each node's own gradient in its
-slice.
+batched matmuls over the node dimension (`torch.baddbmm`, [n, B, in] x [n, in, out]), and the
+backward pass, written out, puts each node's gradient in its row of one [n, P] tensor.
 
 It runs the models that are a `nn.Sequential` of Flatten, Linear and ReLU (logreg, mlp); the
 convolutional models train with `loop` (CPU) or `vmap` (GPU). The plans, the active sets, the
@@ -30,12 +28,13 @@ CHUNK_NUMBERS = 16 * 2**20
 
 
 def linear_layers(model: nn.Module) -> list[tuple[str, bool]] | None:
-    """[(Linear's name, followed by ReLU)] when the model is Flatten / Linear / ReLU only, else None."""
+    """[(Linear's name, followed by ReLU)] when the model is Flatten / Linear (with bias) / ReLU
+    only, else None."""
     if not isinstance(model, nn.Sequential):
         return None
     layers: list[tuple[str, bool]] = []
     for name, mod in model.named_children():
-        if isinstance(mod, nn.Linear):
+        if isinstance(mod, nn.Linear) and mod.bias is not None:
             layers.append((name, False))
         elif isinstance(mod, nn.ReLU) and layers and not layers[-1][1]:
             layers[-1] = (layers[-1][0], True)

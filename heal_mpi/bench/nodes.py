@@ -1,0 +1,113 @@
+"""World size: a HEAL, FedAvg and Gossip round at 1,000, 10,000 and 100,000 nodes on 1 and 2 ranks.
+
+Cross-device nodes: 10 Fashion-MNIST images each (`data.samples_per_node`), batch 10, SGD, the
+batched backend. The MLP up to 10,000 nodes; logistic regression at 100,000, where 100,000 MLP
+rows with Gossip's float64 sums would not fit 24 GiB. Each run is `heal-mpi run` under mpirun,
+every rank wrapped by `python -m heal_mpi.bench.nodes MODULE ARGS` so that it prints its own peak
+resident memory when it exits. The round reported is the second (the first warms up).
+
+The floor beside the peak: the interpreter with torch, MPI and HDF5 loaded (`heal-mpi info`'s
+peak), the rank's rows (parameters, float32; SGD keeps no state), its nodes' samples and the
+test set.
+What the peak holds above it is mostly the mixes' float64 sums.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import resource
+import runpy
+import sys
+import tempfile
+from pathlib import Path
+
+from heal_mpi.bench.table import Row, Scale
+from heal_mpi.bench.workloads import run_mpi, steady_round
+
+MIB = 2**20
+SAMPLE_BYTES = 785 * 4  # a Fashion-MNIST image as float32 and its label
+
+
+def world_config(path: Path, protocol: str, nodes: int, model: str, rounds: int) -> Path:
+    path.write_text(f"""
+[run]
+rounds = {rounds}
+progress = "none"
+threads = 1
+[nodes]
+count = {nodes}
+[overlay]
+cache_size = 20
+hubs = 10
+[protocol]
+kind = "{protocol}"
+[data]
+dataset = "fashion-mnist"
+samples_per_node = 10
+[model]
+name = "{model}"
+[train]
+optimizer = "sgd"
+lr = 0.05
+batch_size = 10
+[eval]
+every = 1000
+max_samples = 1000
+nodes_fraction = {min(1.0, 100 / nodes)}
+""")
+    return path
+
+
+def row_bytes(model: str) -> int:
+    """Float32 bytes of one node's row on Fashion-MNIST."""
+    return 4 * {"logreg": 784 * 10 + 10, "mlp": 784 * 64 + 64 + 64 * 10 + 10}[model]
+
+
+def peak_rss(text: str) -> int:
+    """Bytes: the largest peak that the ranks of a wrapped run printed."""
+    return max(int(k) for k in re.findall(r"peak_rss_kib (\d+)", text)) * 1024
+
+
+def section_nodes(s: Scale) -> list[Row]:
+    rows = []
+    interpreter = peak_rss(run_mpi(1, ["heal_mpi.bench.nodes", "heal_mpi", "info"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        for nodes in s.world_sizes:
+            model = "mlp" if nodes <= 10000 else "logreg"
+            rounds = 3 if nodes <= 10000 else 2
+            for protocol in ("heal", "fedavg", "gossip"):
+                for ranks in (1, 2):
+                    cfg = world_config(Path(tmp) / "w.toml", protocol, nodes, model, rounds)
+                    out = Path(tmp) / "w.h5"
+                    text = run_mpi(ranks, ["heal_mpi.bench.nodes", "heal_mpi", "run", str(cfg), "--out", str(out),
+                                           "--overwrite"], timeout=3600)
+                    peak = peak_rss(text)
+                    r = steady_round(out)
+                    phases = {k[8:]: v for k, v in r.items() if k.startswith("seconds_")}
+                    total = sum(phases.values())
+                    other = 100 * (total - phases["train"] - phases["evaluate"]) / total
+                    per_rank = math.ceil(nodes / ranks)
+                    floor = interpreter + per_rank * (row_bytes(model) + 10 * SAMPLE_BYTES) + 10000 * SAMPLE_BYTES
+                    what = f"{protocol}, {nodes:,} {model} nodes x 10, {ranks} rank(s)"
+                    rows += [Row("nodes", f"{what}: seconds per round (train {phases['train']:.2f}, "
+                                 f"mix {phases['mix']:.2f}, overlay {phases['overlay']:.2f})", total, "s"),
+                             Row("nodes", f"{what}: share outside train and eval", other, "%", goal="< 15 %"),
+                             Row("nodes", f"{what}: peak RSS of the largest rank, against the floor", peak / MIB,
+                                 "MiB", peak / floor, "<= 1.5x")]
+    return rows + [Row("nodes", "the interpreter with torch, MPI and HDF5 (heal-mpi info's peak)", interpreter / MIB,
+                       "MiB")]
+
+
+def main() -> None:
+    """`python -m heal_mpi.bench.nodes MODULE ARGS...`: run MODULE as a script, then print this
+    process's peak resident memory (whatever way it ended)."""
+    module, sys.argv = sys.argv[1], sys.argv[1:]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    finally:
+        print(f"peak_rss_kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
