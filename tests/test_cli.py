@@ -17,7 +17,8 @@ def test_bench_quick_prints_its_table():
     r = subprocess.run([sys.executable, "-m", "heal_mpi", "bench", "limit", "backends", "eval", "--quick"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    for row in ("| limit | plain PyTorch, batch 32", "| backends | loop", "| backends | vmap", "| eval |"):
+    for row in ("| limit | plain PyTorch, batch 32", "| backends | loop", "| backends | vmap", "| backends | batched, logreg",
+                "| eval |"):
         assert row in r.stdout, r.stdout
 
 
@@ -31,3 +32,18 @@ def test_bench_overlay_quick_compares_the_cycle_semantics():
         for order in ("snapshot", "sequential in 200 turns", "sequential in 10 turns"):
             assert f"| overlay | Elevator N=200, {order}, {ranks} rank(s): one cycle" in r.stdout, r.stdout
     assert r.stdout.count("x |") >= 6, r.stdout  # every row has its ratio to the snapshot cycle
+
+
+def test_bench_nodes_quick_reports_every_world():
+    """The nodes section runs HEAL, FedAvg and Gossip on 1 and 2 ranks and reports each rank's peak
+    memory against its floor (no timing or size is asserted)."""
+    r = subprocess.run([sys.executable, "-m", "heal_mpi", "bench", "nodes", "--quick"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for protocol in ("heal", "fedavg", "gossip"):
+        for ranks in (1, 2):
+            what = f"| nodes | {protocol}, 60 mlp nodes x 10, {ranks} rank(s):"
+            assert f"{what} seconds per round (train " in r.stdout, r.stdout
+            assert f"{what} peak RSS of the largest rank, against the floor |" in r.stdout, r.stdout
+    peaks = [line for line in r.stdout.splitlines() if "peak RSS" in line]
+    assert all(float(line.split("|")[3].split()[0].replace(",", "")) > 100 for line in peaks), peaks  # MiB

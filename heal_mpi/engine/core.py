@@ -6,11 +6,10 @@ edge, and the MPI traffic of model rows. Protocols never call MPI, so they canno
 collectives out of step: every Mix, Reply and Exchange is exactly one collective step,
 named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks agree).
 
-Where rows live: a Mix first reduces its edges by destination on the rows' device
-(one partial sum per destination node). Partials for nodes of this rank are added where
-they are; only partials bound for other ranks are staged into contiguous host buffers for
-MPI (routes.route), and what arrives is moved to the device once (`staged_bytes` counts
-what crosses; 0 on one rank). Results hold sums only for the local nodes that received.
+Where rows live: a Mix reduces its edges by destination on the rows' device (one partial sum
+per destination node). Partials bound for other ranks are staged into host buffers for MPI
+(routes.route) and what arrives is moved to the device once (`staged_bytes`: what crosses);
+this rank's own are added into its receivers' sums a bounded chunk at a time, in rank order.
 
 Transient memory of a HEAL round (n_local nodes, P parameters, H local hubs, C local
 clients that get a copy back; the floor is the rows and optimizer state, 12 P bytes a node
@@ -18,7 +17,8 @@ with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge 
 then holds H float64 partial sums; the hub-hub mix H more; the reply holds only the
 distinct answers (at most one per hub), and clients that got the same answers share one
 mean, formed once. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and EL
-mixes hold one float64 sum per receiver: 8 P bytes a node; a Mix with arrival keys every
+mixes hold one float64 sum per receiver, 8 P bytes a node, and, until sent, the partials for
+other ranks; a Mix with arrival keys every
 float64 row that arrived; a Snapshot one float32 row per kept node; rows in flight one each.)
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a
@@ -36,7 +36,7 @@ from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.results import (CHUNK_BYTES, Flights, HeardEdges, HeldRows, Links, MixResult, Sources,
-                                     edge_values, group_sum)
+                                     add_by_chunks, edge_values, group_sum)
 from heal_mpi.engine.routes import Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -49,7 +49,6 @@ class Engine:
     Args:
         comm: the run's Comm (shared with the overlay, so that the ranks' steps are checked
             against each other); a fresh one when None.
-
         clock: a heal_mpi.clock.Clock that times every step in simulated seconds; None: no clock.
 
     Attributes (of the last round): traffic (model messages) and control (Exchange messages),
@@ -96,19 +95,10 @@ class Engine:
             answer = self.execute(step, ctx)
 
     def execute(self, step, ctx: RoundContext):
-        if isinstance(step, Train):
-            return self._train(step, ctx)
-        if isinstance(step, Mix):
-            return self._mix(step, ctx)
-        if isinstance(step, Reply):
-            return self._reply(step, ctx)
-        if isinstance(step, Assign):
-            return self._assign(step)
-        if isinstance(step, Exchange):
-            return self._exchange(step, ctx)
-        if isinstance(step, Snapshot):
-            idx = np.flatnonzero(np.asarray(step.nodes, dtype=bool))
-            return HeldRows(idx, self.pop.rows[torch.as_tensor(idx, device=self.pop.rows.device)].clone())
+        for kind, run in ((Train, self._train), (Mix, self._mix), (Reply, self._reply), (Assign, self._assign),
+                          (Exchange, self._exchange), (Snapshot, self._snapshot)):
+            if isinstance(step, kind):
+                return run(step, ctx)
         raise TypeError(f"{type(self.protocol).__name__} yielded {step!r}, not a step")
 
     def contribute(self, metrics: RoundMetrics, honest: np.ndarray | None = None) -> None:
@@ -231,25 +221,31 @@ class Engine:
         if key is not None or step.rule.robust:
             return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key)
 
-        # rank-local reduction: one partial (dst, weight sum, count, messages, values, row sum) per destination
+        # one partial per destination (dst, weight sum, count, messages, values; row sums for other ranks')
         uniq, inverse = np.unique(dst, return_inverse=True)
-        part = sources.reduce(inverse, w, len(uniq))  # [U, P] on the device
         u = len(uniq)
         head = Header(dst=uniq, weight=np.bincount(inverse, w, u), count=np.bincount(inverse, minlength=u),
                       messages=np.bincount(inverse, real, u), values=group_sum(vals * w[:, None], inverse, u))
         cuts = self._by_owner(uniq)
-        incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])),
-                                                            part[cuts[r]:cuts[r + 1]]) for r in range(size)])
-
+        to_me = (inverse >= cuts[rank]) & (inverse < cuts[rank + 1])
+        n_mine, mine, away = cuts[rank + 1] - cuts[rank], np.flatnonzero(to_me), np.flatnonzero(~to_me)
+        part = sources.subset(away).reduce(inverse[away] - n_mine * (inverse[away] >= cuts[rank]), w[away], u - n_mine)
+        at = [c - n_mine * (r > rank) for r, c in enumerate(cuts)]  # cuts into part; this rank's block is empty
+        incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])), part[at[r]:at[r + 1]])
+                                                      for r in range(size)])
+        del part  # sent
         local_of = [blk.head.ids("dst") - lo for blk in incoming]
         nodes = np.unique(np.concatenate(local_of))  # one block per rank: never an empty list
-        sums = torch.zeros((len(nodes), part.shape[1]), dtype=torch.float64, device=part.device)
+        sums = torch.zeros((len(nodes), self.pop.n_params), dtype=torch.float64, device=self.pop.rows.device)
         n, k = world.n_local, vals.shape[1]
         weights, counts, messages, values = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, k))
-        for blk, rows_of in zip(incoming, local_of):  # canonical: source rank 0, 1, ...
+        for r, (blk, rows_of) in enumerate(zip(incoming, local_of)):  # canonical: source rank 0, 1, ...
             if len(rows_of) == 0:
                 continue
-            sums.index_add_(0, torch.as_tensor(np.searchsorted(nodes, rows_of), device=sums.device), blk.rows)
+            if r == rank:
+                add_by_chunks(sums, np.searchsorted(nodes, rows_of), sources.subset(mine), inverse[mine] - cuts[rank], w[mine])
+            else:
+                sums.index_add_(0, torch.as_tensor(np.searchsorted(nodes, rows_of), device=sums.device), blk.rows)
             np.add.at(weights, rows_of, blk.head["weight"])
             np.add.at(counts, rows_of, blk.head.ids("count"))
             np.add.at(messages, rows_of, blk.head.ids("messages"))
@@ -368,7 +364,11 @@ class Engine:
         self.control.recv(receiver[got], size)
         return HeardEdges(n, receiver, sender, heads["values"])
 
-    def _assign(self, step: Assign) -> None:
+    def _snapshot(self, step: Snapshot, ctx: RoundContext) -> HeldRows:
+        idx = np.flatnonzero(np.asarray(step.nodes, dtype=bool))
+        return HeldRows(idx, self.pop.rows[torch.as_tensor(idx, device=self.pop.rows.device)].clone())
+
+    def _assign(self, step: Assign, ctx: RoundContext | None = None) -> None:
         """New rows for step.nodes, a bounded chunk of rows at a time."""
         nodes = np.asarray(step.nodes, dtype=np.int64)
         res = step.result

@@ -120,10 +120,21 @@ class MixResult:
         return self._means_of(np.arange(len(self.nodes)))
 
     def _means_of(self, at: np.ndarray) -> torch.Tensor:
-        """float32 [len(at), P]: the weighted means of nodes[at]."""
-        sums = self.sums_of(at).double()
-        w = torch.as_tensor(self.weights[self.nodes[at]], dtype=torch.float64, device=sums.device)
-        return (sums / w[:, None]).to(torch.float32)
+        """float32 [len(at), P]: the weighted means of nodes[at], a bounded chunk of float64 sums at a
+        time (HEAL's first round, before Elevator has elected, has thousands of hubs)."""
+        table = self._sums if self._terms is None else self._terms[0]
+        out = torch.empty((len(at), table.shape[1]), dtype=torch.float32, device=table.device)
+        chunk = max(1, CHUNK_BYTES // (8 * max(table.shape[1], 1)))
+        held = torch.empty((min(chunk, len(at)), table.shape[1]), dtype=torch.float64, device=table.device)
+        for a in range(0, len(at), chunk):
+            idx = at[a:a + chunk]
+            if self._terms is None:  # into one reused buffer (a fresh one a chunk costs its page faults)
+                sums = torch.index_select(self._sums, 0, torch.as_tensor(idx, device=table.device), out=held[:len(idx)])
+            else:
+                sums = self.sums_of(idx).double()
+            w = torch.as_tensor(self.weights[self.nodes[idx]], dtype=torch.float64, device=sums.device)
+            out[a:a + chunk] = sums.div_(w[:, None])
+        return out
 
 
 class Sources:
@@ -158,8 +169,13 @@ class Sources:
                 self.forged[torch.as_tensor(self.forged_index[edges[lying]], device=dev)].double()
         return out
 
+    def subset(self, edges: np.ndarray) -> "Sources":
+        """The sources of these edges only, in this order."""
+        return Sources(self.table, self.index[edges], self.forged, self.lying[edges],
+                       None if self.forged_index is None else self.forged_index[edges])
+
     def reduce(self, group: np.ndarray, w: np.ndarray, n_out: int) -> torch.Tensor:
-        """float64 [n_out, P]: sum of w * row per group."""
+        """float64 [n_out, P]: sum of w * row per group, each group's rows added in edge order."""
         honest = ~self.lying
         part = weighted_sum(self.table, self.index[honest], group[honest], w[honest], n_out)
         if self.lying.any():
@@ -170,16 +186,37 @@ class Sources:
 def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
                  n_out: int, dtype=torch.float64) -> torch.Tensor:
     """[n_out, P] of `dtype`: sum of w * table[index] per group, in chunks of edges (so no
-    [edges, P] temporary larger than CHUNK_BYTES exists)."""
+    [edges, P] temporary larger than CHUNK_BYTES exists). The chunk buffers are reused: fresh
+    ones cost more in page faults than the sums themselves."""
     p, dev = table.shape[1], table.device
     out = torch.zeros((n_out, p), dtype=dtype, device=dev)
     chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
+    gathered = torch.empty((min(chunk, len(index)), p), dtype=table.dtype, device=dev)
+    wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
     for a in range(0, len(index), chunk):
-        rows = table[torch.as_tensor(index[a:a + chunk], device=dev)].to(dtype)
+        m = len(index[a:a + chunk])
+        torch.index_select(table, 0, torch.as_tensor(index[a:a + chunk], device=dev), out=gathered[:m])
+        rows = wide[:m]
+        if rows is not gathered:
+            rows.copy_(gathered[:m])
         if w is not None:
             rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
         out.index_add_(0, torch.as_tensor(group[a:a + chunk], device=dev), rows)
     return out
+
+
+def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: np.ndarray, w: np.ndarray) -> None:
+    """sums[at[g]] += the sum of w * row over group g's edges, a bounded chunk of groups at a time:
+    each group's rows are added in edge order, as one whole partial [groups, P] would add them, so
+    the result is the same bit for bit without holding that partial."""
+    order = np.argsort(group, kind="stable")
+    chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
+    bounds = np.searchsorted(group[order], np.arange(0, len(at) + chunk, chunk))
+    for g0, lo, hi in zip(range(0, len(at), chunk), bounds, bounds[1:]):
+        if lo < hi:
+            e = order[lo:hi]
+            part = sources.subset(e).reduce(group[e] - g0, w[e], min(chunk, len(at) - g0))
+            sums.index_add_(0, torch.as_tensor(at[g0:g0 + len(part)], device=sums.device), part)
 
 
 class HeardEdges:

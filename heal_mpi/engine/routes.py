@@ -90,32 +90,28 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
     has_rows = own.rows is not None
     p = own.rows.shape[1] if has_rows else 0
     dtype = _NUMPY[own.rows.dtype] if has_rows else np.float64
-    row_bytes = np.dtype(dtype).itemsize * p
     staged = 0
-    buffers = []
+    heads, rows_out = [], []
     for r, block in enumerate(outgoing):
         if r == rank:
-            buffers.append(np.zeros((0, 8 * width + row_bytes), dtype=np.uint8))
+            heads.append(np.zeros((0, width)))
+            rows_out.append(np.zeros((0, p), dtype=dtype))
             continue
-        m = len(block.head)  # explicit widths: a block may be empty
-        parts = [np.ascontiguousarray(block.head.data, dtype=np.float64).view(np.uint8).reshape(m, 8 * width)]
-        if has_rows:
+        heads.append(np.ascontiguousarray(block.head.data, dtype=np.float64).reshape(len(block.head), width))
+        if has_rows:  # a view of host rows, a copy of device ones: rows are never packed beside their header
             rows = np.ascontiguousarray(block.rows.detach().cpu().numpy(), dtype=dtype)
             staged += rows.nbytes
-            parts.append(rows.view(np.uint8).reshape(m, row_bytes))
-        buffers.append(np.concatenate(parts, axis=1))
-    incoming = comm.exchange(buffers, step)
+            rows_out.append(rows)
+    incoming = comm.exchange(heads, step)
+    incoming_rows = comm.exchange(rows_out, f"{step}/rows") if has_rows else [None] * len(incoming)
     out = []
-    for r, buf in enumerate(incoming):
+    for r, (head, host) in enumerate(zip(incoming, incoming_rows)):
         if r == rank:
             out.append(own)
             continue
-        m = len(buf)
-        head = Header.of(layout, np.ascontiguousarray(buf[:, :8 * width]).view(np.float64).reshape(m, width))
         rows = None
         if has_rows:
-            host = np.ascontiguousarray(buf[:, 8 * width:]).view(dtype).reshape(m, p)
             rows = torch.as_tensor(host, device=own.rows.device)
             staged += host.nbytes
-        out.append(Block(head, rows))
+        out.append(Block(Header.of(layout, head), rows))
     return out, staged
