@@ -118,7 +118,8 @@ class Simulation:
         attrs = run_attributes(world, config_mod.to_toml(cfg), method=method, overlay=cfg.overlay_kind,
                                threads_per_rank=world.comm.allgather(torch.get_num_threads()))
         sizes = {"h": overlay.hub_width, "S": len(range(0, cfg.run.rounds, every)) if every else 0,
-                 "c": overlay.snapshot().shape[1], "K": engine.pop.data.num_classes if engine else 0}
+                 "c": overlay.snapshot().shape[1] if every else 1,  # a star's server views all N - 1
+                 "K": engine.pop.data.num_classes if engine else 0}
         writer = None if out is None else Writer(out, world, cfg.run.rounds, attrs, resume=resume, sizes=sizes)
         if writer is not None and not resume:
             samples, labels = partition_counts(engine, world)
