@@ -202,7 +202,7 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
         rows = wide[:m]
         if rows is not gathered:
             rows.copy_(gathered[:m])
-        if w is not None:
+        if w is not None and (w[a:a + chunk] != 1).any():  # a weight of 1 leaves the rows as they are
             rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
         out.index_add_(0, torch.as_tensor(group[a:a + chunk], device=dev), rows)
     return out

@@ -67,6 +67,8 @@ def node_plan(size: int, batch_size: int, local_epochs: int, local_steps: int,
     if steps == 0 or size == 0:
         return np.zeros((0, batch_size), dtype=np.int64)
     epochs = -(-steps // per_epoch)
+    if epochs == 1 and size == per_epoch * batch_size:  # no padding: the cross-device common case, fast
+        return rng.permutation(size).reshape(per_epoch, batch_size)[:steps]
     plan = np.full((epochs, per_epoch * batch_size), -1, dtype=np.int64)
     for e in range(epochs):
         plan[e, :size] = rng.permutation(size)
