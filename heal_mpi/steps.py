@@ -28,7 +28,8 @@ import numpy as np
 
 
 class Received(_Typing):
-    """What a protocol may read of a mix or reply result (per local node, dense [n_local])."""
+    """What a protocol may read of a mix or reply result (per local node, dense [n_local]). Valid
+    until the round ends: the engine reuses the memory of its rows."""
 
     counts: np.ndarray    # int64: edges that arrived (a node's edge to itself included)
     messages: np.ndarray  # int64: of those, simulated messages (the self-edge excluded)

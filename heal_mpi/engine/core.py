@@ -17,13 +17,12 @@ with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge 
 then holds H float64 partial sums; the hub-hub mix H more; the reply holds only the
 distinct answers (at most one per hub), and clients that got the same answers share one
 mean, formed once. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and EL
-mixes hold one float64 sum per receiver, 8 P bytes a node, and, until sent, the partials for
-other ranks; a Mix with arrival keys every
-float64 row that arrived; a Snapshot one float32 row per kept node; rows in flight one each.)
+mixes hold one float64 sum per receiver, 8 P bytes a node, kept from round to round, and,
+until sent, the partials for other ranks; a Mix with arrival keys every float64 row that
+arrived; a Snapshot one float32 row per kept node; rows in flight one each.)
 
-Sums across ranks run in float64 and add the partial sums in source-rank order, so a
-result does not depend on the rank count up to float64 rounding (exact for float32 rows of
-similar magnitude; the tests compare to 1e-6).
+Sums across ranks run in float64 and add the partial sums in source-rank order, so a result
+does not depend on the rank count up to float64 rounding (the tests compare to 1e-6).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.results import (CHUNK_BYTES, Flights, HeardEdges, HeldRows, Links, MixResult, Sources,
-                                     add_by_chunks, edge_values, group_sum)
+                                     SumBuffers, add_by_chunks, edge_values, group_sum)
 from heal_mpi.engine.routes import Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -64,6 +63,7 @@ class Engine:
         self.model_bytes = model_bytes or int(pop.n_params) * 4  # float32 parameters
         self.before_train: list = []  # hooks (pop, nodes bool [n_local]) called before a Train step: attackers' memory
         self.flights = Flights()  # asynchronous rounds: rows sent that arrive in a later round
+        self.sum_buffers = SumBuffers()
         self._fresh_round()
 
     def _fresh_round(self) -> None:
@@ -71,8 +71,8 @@ class Engine:
         self.traffic, self.control = Traffic(n), Traffic(n)
         self.train_loss = np.full(n, np.nan)
         self.protocol_metrics: dict = {}
-        self.staged_bytes = 0
-        self.train_seconds, self.train_samples = 0.0, 0
+        self.staged_bytes, self.train_seconds, self.train_samples = 0, 0.0, 0
+        self.sum_buffers.new_round()
 
     # ------------------------------------------------------------------ the round
     def round(self, ctx: RoundContext, overlay) -> None:
@@ -236,7 +236,7 @@ class Engine:
         del part  # sent
         local_of = [blk.head.ids("dst") - lo for blk in incoming]
         nodes = np.unique(np.concatenate(local_of))  # one block per rank: never an empty list
-        sums = torch.zeros((len(nodes), self.pop.n_params), dtype=torch.float64, device=self.pop.rows.device)
+        sums = self.sum_buffers.zeros(step.purpose, len(nodes), self.pop.n_params, self.pop.rows.device)
         n, k = world.n_local, vals.shape[1]
         weights, counts, messages, values = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, k))
         for r, (blk, rows_of) in enumerate(zip(incoming, local_of)):  # canonical: source rank 0, 1, ...
