@@ -395,3 +395,26 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
         chunked = start.clone()
         results.add_by_chunks(chunked, at, sources, group, w)
         assert torch.equal(chunked, whole), rows_per_chunk
+
+
+def test_sum_buffers_are_reused_across_rounds_never_within_one():
+    """The receivers' float64 sums keep their memory from round to round (no page faults), but two
+    Mixes of a round never share it, and a buffer far larger than needed is given back."""
+    from heal_mpi.engine.results import CHUNK_BYTES, SumBuffers
+    pool = SumBuffers()
+    first = pool.zeros("gossip", 100, 7, "cpu")
+    first.fill_(3.0)
+    second = pool.zeros("gossip", 100, 7, "cpu")  # a second Mix of the same purpose this round
+    assert second.data_ptr() != first.data_ptr() and (first == 3.0).all() and not second.any()
+    pool.new_round()
+    again = pool.zeros("gossip", 90, 7, "cpu")
+    assert again.data_ptr() == first.data_ptr() and again.shape == (90, 7) and not again.any()
+    pool.new_round()
+    small = pool.zeros("gossip", 1, 7, "cpu")
+    assert small.data_ptr() == first.data_ptr()  # within a chunk of slack: kept
+    pool.new_round()
+    big = (CHUNK_BYTES >> 3) // 7 + 200
+    pool.zeros("gossip", big, 7, "cpu")
+    pool.new_round()
+    pool.zeros("gossip", 1, 7, "cpu")
+    assert pool.held[("gossip", 0)].numel() == 7  # far too large for one row: given back, reallocated small

@@ -245,7 +245,8 @@ class SumBuffers:
         need, buf = rows * p, self.held.get(key)
         if buf is None or buf.numel() < need or buf.numel() > 2 * need + (CHUNK_BYTES >> 3):  # grow, or give back
             self.held.pop(key, None)                         # a big first round (HEAL before Elevator elects)
-            buf = self.held[key] = torch.empty(need, dtype=torch.float64, device=device)
+            room = need + need // 8  # the receivers of a Gossip round vary by a few per cent
+            buf = self.held[key] = torch.empty(room, dtype=torch.float64, device=device)
         return buf[:need].view(rows, p).zero_()
 
 
