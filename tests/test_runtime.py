@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from heal_mpi.rng import hash_keys, stream, uniform
+from heal_mpi.rng import hash_keys, stream, streams, uniform
 from heal_mpi.runtime import block_bounds
 
 
@@ -28,6 +28,17 @@ def test_uniform_is_keyed_not_sequential():
 def test_stream_depends_only_on_key():
     assert stream(1, "init", 3, 0, 0).integers(1 << 30) == stream(1, "init", 3, 0, 0).integers(1 << 30)
     assert hash_keys(1, "a", 1, 2)[0] != hash_keys(1, "a", 2, 1)[0]
+
+
+def test_streams_draw_what_stream_draws_node_by_node():
+    """The batch plans' fast path re-keys one generator per node: the same draws as a fresh
+    `stream` for each, whatever was drawn from the one before."""
+    nodes, inc = np.array([0, 7, 7, 123456, 2**40]), np.array([0, 0, 3, 1, 2])
+    for node, i, rng in zip(nodes, inc, streams(9, "batch", nodes, inc, 4)):
+        ref = stream(9, "batch", int(node), int(i), 4)
+        assert np.array_equal(rng.permutation(37), ref.permutation(37))
+        assert rng.random() == ref.random() and rng.integers(1 << 40) == ref.integers(1 << 40)
+        rng.random(5)  # left part-way through a Philox block: the next node must not notice
 
 
 def test_default_threads_never_oversubscribe():
