@@ -34,6 +34,7 @@ class RoundMetrics:
     _sums: dict = field(default_factory=dict)    # name -> float, summed over ranks
     _means: dict = field(default_factory=dict)   # name -> (sum, count), nan-ignoring
     _stds: dict = field(default_factory=dict)    # name -> (sum, sum of squares, count)
+    _sems: dict = field(default_factory=dict)    # name -> (sum, sum of squares, count, population)
     _same: dict = field(default_factory=dict)    # name -> value identical on every rank
     nodes: dict = field(default_factory=dict)    # name -> [n_local] array
     rows: dict = field(default_factory=dict)     # name -> global row
@@ -55,6 +56,16 @@ class RoundMetrics:
         ok = values[~np.isnan(values)]
         self._stds[name] = (s + float(ok.sum()), q + float((ok ** 2).sum()), n + len(ok))
 
+    def add_sem(self, name: str, values: np.ndarray, population: int) -> None:
+        """The standard error of the mean of values (NaN ignored) as an estimate of the mean over a
+        `population` they were drawn from without replacement (summed over ranks): the sample's
+        standard deviation / sqrt(n), times the finite-population correction sqrt(1 - n / N), so 0
+        when all of it was measured; NaN from fewer than two values of a larger population."""
+        values = np.asarray(values, dtype=np.float64)
+        s, q, n, pop = self._sems.get(name, (0.0, 0.0, 0.0, 0.0))
+        ok = values[~np.isnan(values)]
+        self._sems[name] = (s + float(ok.sum()), q + float((ok ** 2).sum()), n + len(ok), pop + float(population))
+
     def set(self, name: str, value) -> None:
         """A scalar every rank already knows (alive count, hubs): written as is."""
         self._same[name] = value
@@ -71,11 +82,12 @@ class RoundMetrics:
     def reduce(self, comm) -> Record:
         """Sum over ranks and finish the means, in one Allreduce after `comm.end_round` has checked that
         every rank ran the same steps and adds the same names. Collective over `comm` (a heal_mpi.comm.Comm)."""
-        sums, means, stds = sorted(self._sums), sorted(self._means), sorted(self._stds)
-        comm.end_round(sums + ["--"] + means + ["--"] + stds)
+        sums, means, stds, sems = sorted(self._sums), sorted(self._means), sorted(self._stds), sorted(self._sems)
+        comm.end_round(sums + ["--"] + means + ["--"] + stds + ["--"] + sems)
         vec = np.array([self._sums[k] for k in sums]
                        + [x for k in means for x in self._means[k]]
-                       + [x for k in stds for x in self._stds[k]], dtype=np.float64)
+                       + [x for k in stds for x in self._stds[k]]
+                       + [x for k in sems for x in self._sems[k]], dtype=np.float64)
         total = comm.allreduce_sum(vec, "metrics", checked=True, counted=False) if len(vec) else vec
         it = iter(total)
         rounds = dict(self._same)
@@ -86,6 +98,10 @@ class RoundMetrics:
         for k in stds:
             s, q, n = next(it), next(it), next(it)
             rounds[k] = np.sqrt(max(q / n - (s / n) ** 2, 0.0)) if n else np.nan
+        for k in sems:
+            s, q, n, pop = next(it), next(it), next(it), next(it)
+            var = max(q - s * s / n, 0.0) / (n - 1) if n > 1 else np.nan  # the sample's, n - 1
+            rounds[k] = 0.0 if 0 < pop <= n else np.sqrt(var / n * (1 - n / pop)) if n > 1 else np.nan
         return Record(rounds=rounds, nodes=self.nodes, rows=self.rows)
 
 

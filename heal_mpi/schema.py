@@ -36,6 +36,9 @@ DATASETS = [
     Dataset("rounds/acc_mean", "R", F64, "mean test accuracy over the evaluated live honest nodes (NaN when not "
             "evaluated)"),
     Dataset("rounds/acc_std", "R", F64, "their standard deviation"),
+    Dataset("rounds/acc_sem", "R", F64, "the standard error of `acc_mean` as the mean of every live honest node, "
+            "from evaluating a sample of them (`eval.nodes_fraction`; finite-population corrected, 0 when all "
+            "are evaluated); not the error of the test subset (`eval.max_samples`)"),
     Dataset("rounds/loss_mean", "R", F64, "their mean test loss"),
     Dataset("rounds/train_loss_mean", "R", F64, "mean training loss of the honest nodes that trained (NaN when "
             "none did)"),

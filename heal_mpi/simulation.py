@@ -264,6 +264,7 @@ class Simulation:
             self.engine.contribute(metrics, honest)
             metrics.add_mean("acc_mean", np.where(honest, acc, np.nan))  # Byzantine models are not the result
             metrics.add_std("acc_std", np.where(honest, acc, np.nan))
+            metrics.add_sem("acc_sem", np.where(honest, acc, np.nan), int((honest & ctx.alive[local]).sum()))
             metrics.add_mean("loss_mean", np.where(honest, loss, np.nan))
             if self.byzantine is not None:
                 metrics.add_mean("byzantine_acc_mean", np.where(honest, np.nan, acc))

@@ -80,8 +80,26 @@ def check_different_metric_names_raise_before_any_data_is_reduced(comm):
         metrics.reduce(c)
 
 
+def check_sampling_error_of_a_mean_over_ranks(comm):
+    """acc_sem: the standard error of a mean from a sample of a population spread over the ranks,
+    finite-population corrected (0 when all of it was measured, NaN from one value or none)."""
+    c = Comm(make_world(comm, 10))
+    rank, size = comm.Get_rank(), comm.Get_size()
+    drawn = np.array([0.2, 0.5, 0.9, 0.4, 0.7, 0.6])          # the sample, split over the ranks
+    mine = np.array_split(drawn, size)[rank]
+    metrics = RoundMetrics()
+    metrics.add_sem("sampled", np.r_[mine, np.nan], 10 if rank == 0 else 0)  # a population of 10
+    metrics.add_sem("all", mine, len(mine))
+    metrics.add_sem("one", np.array([0.3]) if rank == 0 else np.zeros(0), 4 if rank == 0 else 0)
+    metrics.add_sem("none", np.full(2, np.nan), 5)
+    got = metrics.reduce(c).rounds
+    assert got["sampled"] == pytest.approx(np.std(drawn, ddof=1) / np.sqrt(6) * np.sqrt(1 - 6 / 10), rel=1e-12)
+    assert got["all"] == 0.0 and np.isnan(got["one"]) and np.isnan(got["none"])
+
+
 CHECKS = [check_exchange, check_request, check_another_step_raises_on_every_rank,
-          check_a_rank_that_finished_early_raises_everywhere, check_different_metric_names_raise_before_any_data_is_reduced]
+          check_a_rank_that_finished_early_raises_everywhere, check_different_metric_names_raise_before_any_data_is_reduced,
+          check_sampling_error_of_a_mean_over_ranks]
 
 
 @pytest.mark.parametrize("check", CHECKS)

@@ -7,6 +7,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 from conftest import ROOT, mpi_command, mpi_env, run_mpi
 
@@ -124,3 +125,25 @@ def test_rank0_fallback_writes_the_same_file(small_fedavg, tmp_path):
         assert b.attrs["hdf5_driver"] == "rank0-gather" and b.attrs["rounds_completed"] == 5
         for name in ("nodes/acc", "nodes/msgs_sent", "overlay/cache", "rounds/messages"):
             np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)
+
+
+def test_a_sample_of_evaluated_nodes_reports_its_sampling_error(small_fedavg, tmp_path):
+    """eval.nodes_fraction < 1: /rounds/acc_sem is the standard error of acc_mean over the live nodes
+    (finite-population corrected), recomputed here from /nodes/acc, and the progress line shows it;
+    evaluating every node gives 0."""
+    out = tmp_path / "s.h5"
+    gossip = ("--set", "protocol.kind='gossip'", "--set", "overlay.cache_size=4")  # every node its own model
+    r = run_ok(3, small_fedavg, out, *gossip, "--set", "eval.nodes_fraction=0.5")
+    with h5py.File(out, "r") as f:
+        acc, sem, alive = f["nodes/acc"][:].astype(np.float64), f["rounds/acc_sem"][:], f["nodes/alive"][:]
+    for rnd in range(len(sem)):
+        drawn = acc[rnd][~np.isnan(acc[rnd])]
+        n, pop = len(drawn), int(alive[rnd].sum())
+        assert 1 < n < pop
+        expect = np.std(drawn.astype(np.float32).astype(np.float64), ddof=1) / np.sqrt(n) * np.sqrt(1 - n / pop)
+        assert sem[rnd] == pytest.approx(expect, rel=1e-5) and sem[rnd] > 0
+    assert f"± {sem[-1]:.4f}" in r.stdout
+    full = tmp_path / "full.h5"
+    run_ok(2, small_fedavg, full, *gossip)
+    with h5py.File(full, "r") as f:
+        assert (f["rounds/acc_sem"][:] == 0).all() and (f["rounds/acc_std"][:] > 0).all()

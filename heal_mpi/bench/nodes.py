@@ -6,10 +6,9 @@ rows with Gossip's float64 sums would not fit 24 GiB. Each run is `heal-mpi run`
 every rank wrapped by `python -m heal_mpi.bench.nodes MODULE ARGS` so that it prints its own peak
 resident memory when it exits. The round reported is the second (the first warms up).
 
-The floor beside the peak: the interpreter with torch, MPI and HDF5 loaded (`heal-mpi info`'s
-peak), the rank's rows (parameters, float32; SGD keeps no state), its nodes' samples and the
-test set.
-What the peak holds above it is mostly the mixes' float64 sums.
+The floor beside the peak: the interpreter with torch, MPI and HDF5 loaded (the peak of
+`heal-mpi info`), the rank's rows (parameters, float32; SGD keeps no state), its nodes' samples
+and the test set. What the peak holds above it is mostly the mixes' float64 sums.
 """
 
 from __future__ import annotations
@@ -95,7 +94,7 @@ def section_nodes(s: Scale) -> list[Row]:
                              Row("nodes", f"{what}: share outside train and eval", other, "%", goal="< 15 %"),
                              Row("nodes", f"{what}: peak RSS of the largest rank, against the floor", peak / MIB,
                                  "MiB", peak / floor, "<= 1.5x")]
-    return rows + [Row("nodes", "the interpreter with torch, MPI and HDF5 (heal-mpi info's peak)", interpreter / MIB,
+    return rows + [Row("nodes", "the interpreter with torch, MPI and HDF5 (the peak of `heal-mpi info`)", interpreter / MIB,
                        "MiB")]
 
 
