@@ -100,18 +100,19 @@ class Comm:
         self._handshake(ROUND_END, np.zeros(self.world.size, dtype=np.int64), check)
 
     # ------------------------------------------------------------------ the collectives
-    def exchange(self, outgoing: list[np.ndarray], step: str) -> list[np.ndarray]:
+    def exchange(self, outgoing: list[np.ndarray], step: str, expect: list[int] | None = None) -> list[np.ndarray]:
         """Send outgoing[r] to rank r; return what every rank sent here, in rank order.
 
         Collective: every rank must call, in the same `step`. Arrays share one dtype and one
         trailing shape; any may be empty. The sizes travel in the handshake, then the payloads
-        as non-blocking point-to-point messages.
+        as non-blocking point-to-point messages. `expect` (elements from each rank) skips the
+        handshake: for a second payload of a step whose first one told the sizes.
         """
         size, rank = self.world.size, self.world.rank
         outgoing = [np.ascontiguousarray(a) for a in outgoing]
         trail, dtype = outgoing[rank].shape[1:], outgoing[rank].dtype
         send_counts = np.array([a.size for a in outgoing], dtype=np.int64)
-        recv_counts = self._handshake(step, send_counts)[:, 0]
+        recv_counts = self._handshake(step, send_counts)[:, 0] if expect is None else np.asarray(expect)
 
         width = int(np.prod(trail)) if trail else 1
         incoming = [np.empty((int(n) // width, *trail), dtype=dtype) for n in recv_counts]

@@ -103,7 +103,8 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
             staged += rows.nbytes
             rows_out.append(rows)
     incoming = comm.exchange(heads, step)
-    incoming_rows = comm.exchange(rows_out, f"{step}/rows") if has_rows else [None] * len(incoming)
+    incoming_rows = comm.exchange(rows_out, step, expect=[len(h) * p for h in incoming]) if has_rows \
+        else [None] * len(incoming)
     out = []
     for r, (head, host) in enumerate(zip(incoming, incoming_rows)):
         if r == rank:
