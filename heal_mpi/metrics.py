@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def _moments(values: np.ndarray) -> tuple[float, float, int]:
+    """(sum, sum of squares, count) of the values that are not NaN."""
+    ok = np.asarray(values, dtype=np.float64)
+    ok = ok[~np.isnan(ok)]
+    return float(ok.sum()), float((ok ** 2).sum()), len(ok)
+
 
 @dataclass
 class Record:
@@ -51,20 +57,14 @@ class RoundMetrics:
 
     def add_std(self, name: str, values: np.ndarray) -> None:
         """The standard deviation over every rank's values, NaN ignored."""
-        values = np.asarray(values, dtype=np.float64)
-        s, q, n = self._stds.get(name, (0.0, 0.0, 0.0))
-        ok = values[~np.isnan(values)]
-        self._stds[name] = (s + float(ok.sum()), q + float((ok ** 2).sum()), n + len(ok))
+        self._stds[name] = tuple(np.add(self._stds.get(name, (0.0, 0.0, 0.0)), _moments(values)))
 
     def add_sem(self, name: str, values: np.ndarray, population: int) -> None:
         """The standard error of the mean of values (NaN ignored) as an estimate of the mean over a
         `population` they were drawn from without replacement (summed over ranks): the sample's
         standard deviation / sqrt(n), times the finite-population correction sqrt(1 - n / N), so 0
         when all of it was measured; NaN from fewer than two values of a larger population."""
-        values = np.asarray(values, dtype=np.float64)
-        s, q, n, pop = self._sems.get(name, (0.0, 0.0, 0.0, 0.0))
-        ok = values[~np.isnan(values)]
-        self._sems[name] = (s + float(ok.sum()), q + float((ok ** 2).sum()), n + len(ok), pop + float(population))
+        self._sems[name] = tuple(np.add(self._sems.get(name, (0.0, 0.0, 0.0, 0.0)), _moments(values) + (population,)))
 
     def set(self, name: str, value) -> None:
         """A scalar every rank already knows (alive count, hubs): written as is."""

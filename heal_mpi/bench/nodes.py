@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from heal_mpi.bench.table import Row, Scale
-from heal_mpi.bench.workloads import run_mpi, steady_round
+from heal_mpi.bench.workloads import fmnist_model, run_mpi, steady_round
 
 MIB = 2**20
 SAMPLE_BYTES = 785 * 4  # a Fashion-MNIST image as float32 and its label
@@ -60,7 +60,8 @@ nodes_fraction = {min(1.0, 100 / nodes)}
 
 def row_bytes(model: str) -> int:
     """Float32 bytes of one node's row on Fashion-MNIST."""
-    return 4 * {"logreg": 784 * 10 + 10, "mlp": 784 * 64 + 64 + 64 * 10 + 10}[model]
+    from heal_mpi.learning.models import param_count
+    return 4 * param_count(fmnist_model(model))
 
 
 def peak_rss(text: str) -> int:

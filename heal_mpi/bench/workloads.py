@@ -46,7 +46,8 @@ def lenet_data(n: int, device="cpu"):
         return torch.randn(n, 1, 28, 28, generator=g).to(device), torch.randint(0, 10, (n,), generator=g).to(device)
 
 
-def lenet(name: str = "lenet5"):
+def fmnist_model(name: str = "lenet5"):
+    """The model `name` for 28x28 images of 10 classes (Fashion-MNIST)."""
     from heal_mpi.learning.models import build_model
     return build_model(ModelConfig(name=name), (1, 28, 28), 10)
 
@@ -95,7 +96,7 @@ def sync(device):
 
 def plain_train(x, y, batch: int, device="cpu", model: str = "lenet5") -> float:
     """Samples/s of plain PyTorch training one LeNet-5 (or `model`; nn.Module + torch.optim.Adam)."""
-    model = lenet(model).to(device)
+    model = fmnist_model(model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for warm in range(2):  # allocator and kernel warm-up
         opt.zero_grad()
@@ -114,7 +115,7 @@ def plain_train(x, y, batch: int, device="cpu", model: str = "lenet5") -> float:
 @torch.no_grad()
 def plain_infer(x, batch: int, device="cpu", passes: int = 1) -> float:
     """Samples/s of plain PyTorch inference of one LeNet-5 over x, `passes` times."""
-    model = lenet().to(device).eval()
+    model = fmnist_model().to(device).eval()
     model(x[:batch])
     sync(device)
     t0 = time.perf_counter()

@@ -71,10 +71,11 @@ class MixResult:
         keep = where[group] >= 0
         return table, index[keep], where[group[keep]], None if w is None else w[keep]
 
-    def sums_of(self, at: np.ndarray) -> torch.Tensor:
-        """[len(at), P]: the weighted sums of nodes[at] (a copy; float64 for kept terms)."""
+    def sums_of(self, at: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        """float64 [len(at), P]: the weighted sums of nodes[at] (a copy: into `out` when given and
+        the sums are held, so that a caller going through chunks reuses one buffer)."""
         if self._terms is None:
-            return self._sums[torch.as_tensor(at, device=self._sums.device)]
+            return torch.index_select(self._sums, 0, torch.as_tensor(at, device=self._sums.device), out=out)
         table, index, group, w = self._terms_of(at)
         return weighted_sum(table, index, group, w, len(at))
 
@@ -131,10 +132,7 @@ class MixResult:
         held = torch.empty((min(chunk, len(at)), table.shape[1]), dtype=torch.float64, device=table.device)
         for a in range(0, len(at), chunk):
             idx = at[a:a + chunk]
-            if self._terms is None:  # into one reused buffer (a fresh one a chunk costs its page faults)
-                sums = torch.index_select(self._sums, 0, torch.as_tensor(idx, device=table.device), out=held[:len(idx)])
-            else:
-                sums = self.sums_of(idx).double()
+            sums = self.sums_of(idx, out=held[:len(idx)])  # one reused buffer: a fresh one a chunk costs page faults
             w = torch.as_tensor(self.weights[self.nodes[idx]], dtype=torch.float64, device=sums.device)
             out[a:a + chunk] = sums.div_(w[:, None])
         return out
@@ -197,8 +195,8 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
     gathered = torch.empty((min(chunk, len(index)), p), dtype=table.dtype, device=dev)
     wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
     for a in range(0, len(index), chunk):
-        m = len(index[a:a + chunk])
-        torch.index_select(table, 0, torch.as_tensor(index[a:a + chunk], device=dev), out=gathered[:m])
+        m = min(chunk, len(index) - a)
+        torch.index_select(table, 0, torch.as_tensor(index[a:a + m], device=dev), out=gathered[:m])
         rows = wide[:m]
         if rows is not gathered:
             rows.copy_(gathered[:m])
