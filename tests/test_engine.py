@@ -397,6 +397,41 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
         assert torch.equal(chunked, whole), rows_per_chunk
 
 
+@pytest.mark.parametrize("forgery", [torch.float32, torch.float64])
+def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatch, forgery):
+    """What a rank sends another (engine.results.partials): the float64 partial sum of each
+    destination that several edges reach, and the float32 row itself of one that a single edge
+    reaches, weighted on arrival (add_partials). Added into the receiver's sums, bit for bit what
+    whole float64 partials give, with weights of 1 and others, forged rows, a chunk of any size
+    and blocks cut by owner; a forgery that is not float32 sends every row as a partial."""
+    import heal_mpi.engine.results as results
+    from heal_mpi.engine.routes import Header
+    g = np.random.default_rng(5)
+    table, forged = torch.randn(30, 7, dtype=torch.float32), torch.randn(4, 7, dtype=forgery)
+    e, n_out = 60, 40                                   # 40 destinations for 60 edges: many lone ones
+    index, group = g.integers(0, 30, e), g.integers(0, n_out, e)
+    w = np.where(g.random(e) < 0.5, 1.0, g.random(e))
+    lying = g.random(e) < 0.2
+    sources = results.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
+    count = np.bincount(group, minlength=n_out)
+    lone = (count == 1) & sources.narrow
+    assert lone.any() == (forgery == torch.float32) and (count > 1).any()
+    head = Header(weight=np.bincount(group, w, n_out), lone=lone)
+    at = g.permutation(50)[:n_out]                      # where each destination sits in the sums
+    start = torch.randn(50, 7, dtype=torch.float64)     # what earlier ranks' blocks added
+    whole = start.clone().index_add_(0, torch.as_tensor(at), sources.reduce(group, w, n_out))
+    for rows_per_chunk in (1, 3, 50):
+        monkeypatch.setattr(results, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
+        cuts = [0, 13, 13, n_out]                        # three ranks' blocks, one of them empty
+        blocks = results.partials(sources, group, w, lone, cuts)
+        assert all(p.dtype == torch.float64 and r.dtype == torch.float32 for p, r in blocks)
+        assert sum(len(r) for _, r in blocks) == lone.sum()
+        split = start.clone()
+        for (part, rows), a, b in zip(blocks, cuts, cuts[1:]):
+            results.add_partials(split, at[a:b], head.take(slice(a, b)), part, rows)
+        assert torch.equal(split, whole), rows_per_chunk
+
+
 def test_sum_buffers_are_reused_across_rounds_never_within_one():
     """The receivers' float64 sums keep their memory from round to round (no page faults), but two
     Mixes of a round never share it, and a buffer far larger than needed is given back."""

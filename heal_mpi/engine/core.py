@@ -6,10 +6,11 @@ edge, and the MPI traffic of model rows. Protocols never call MPI, so they canno
 collectives out of step: every Mix, Reply and Exchange is exactly one collective step,
 named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks agree).
 
-Where rows live: a Mix reduces its edges by destination on the rows' device (one partial sum
-per destination node). Partials bound for other ranks are staged into host buffers for MPI
-(routes.route) and what arrives is moved to the device once (`staged_bytes`: what crosses);
-this rank's own are added into its receivers' sums a bounded chunk at a time, in rank order.
+Where rows live: a Mix reduces its edges by destination on the rows' device: a float64 partial
+sum per destination, or the float32 row itself for one that a single edge reaches. What is bound
+for other ranks is staged into host memory for MPI (routes.route) and moved to the device once
+on arrival (`staged_bytes`: what crosses); this rank's own edges are added into its receivers'
+sums a bounded chunk at a time, in rank order.
 
 Transient memory of a HEAL round (n_local nodes, P parameters, H local hubs, C local
 clients that get a copy back; the floor is the rows and optimizer state, 12 P bytes a node
@@ -18,8 +19,9 @@ then holds H float64 partial sums; the hub-hub mix H more; the reply holds only 
 distinct answers (at most one per hub), and clients that got the same answers share one
 mean, formed once. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and EL
 mixes hold one float64 sum per receiver, 8 P bytes a node, kept from round to round, and,
-until sent, the partials for other ranks; a Mix with arrival keys every float64 row that
-arrived; a Snapshot one float32 row per kept node; rows in flight one each.)
+until sent, the rows for other ranks, float32 where one edge reaches the receiver; a Mix
+with arrival keys every float64 row that arrived; a Snapshot one float32 row per kept node;
+rows in flight one each.)
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a result
 does not depend on the rank count up to float64 rounding (the tests compare to 1e-6).
@@ -35,7 +37,8 @@ from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.results import (CHUNK_BYTES, Flights, HeardEdges, HeldRows, Links, MixResult, Sources,
-                                     SumBuffers, add_by_chunks, edge_values, group_sum)
+                                     SumBuffers, add_by_chunks, add_partials, edge_values, group_sum,
+                                     partials)
 from heal_mpi.engine.routes import Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -144,18 +147,7 @@ class Engine:
             if (rows.pos[src] < 0).any():
                 raise ValueError(f"Mix {purpose!r}: a sender has no row in the result it sends from")
             table, index = rows.means(), rows.pos[src]
-        if not self.channel.alterations:
-            return Sources(table, index)
-        lo = self.world.slot_lo
-        lying = self.channel.forging(purpose, src + lo) & (src + lo != dst)
-        if not lying.any():
-            return Sources(table, index)
-        senders, first, forged_at = np.unique(src[lying], return_index=True, return_inverse=True)
-        honest = table[torch.as_tensor(index[lying][first], device=table.device)]
-        forged = self.channel.alter(purpose, senders + lo, honest, rnd)
-        forged_index = np.full(len(index), -1, dtype=np.int64)
-        forged_index[lying] = forged_at
-        return Sources(table, index, forged, lying, forged_index)
+        return Sources.through(self.channel, purpose, table, index, src + self.world.slot_lo, dst, rnd)
 
     def _by_owner(self, dst: np.ndarray) -> np.ndarray:
         """Cuts [size + 1] of `dst` (sorted by owner) into the owners' blocks."""
@@ -206,8 +198,8 @@ class Engine:
         later = np.flatnonzero(ok & ((due > 0) | (due == NEXT)))
         if len(later):
             stale = due[later] == NEXT
-            rows = self._sources(step.purpose, step.rows, src[later], dst[later], ctx.rnd).gather(
-                np.arange(len(later))).to(self.pop.rows.dtype)
+            sources = self._sources(step.purpose, step.rows, src[later], dst[later], ctx.rnd)
+            rows = sources.gather(np.arange(len(later)), self.pop.rows.dtype)
             self.flights.hold(step.purpose, ctx.rnd + np.where(stale, 1, due[later]), src[later], dst[later],
                               w[later] * np.where(stale, self.clock.staleness, 1.0), vals[later], key[later], rows)
         return ok & (due == 0), reached
@@ -221,19 +213,21 @@ class Engine:
         if key is not None or step.rule.robust:
             return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key)
 
-        # one partial per destination (dst, weight sum, count, messages, values; row sums for other ranks')
+        # one partial per destination (dst, weight sum, count, messages, values, lone; row sums for other ranks')
         uniq, inverse = np.unique(dst, return_inverse=True)
-        u = len(uniq)
-        head = Header(dst=uniq, weight=np.bincount(inverse, w, u), count=np.bincount(inverse, minlength=u),
-                      messages=np.bincount(inverse, real, u), values=group_sum(vals * w[:, None], inverse, u))
+        u, count = len(uniq), np.bincount(inverse, minlength=len(uniq))
+        lone = (count == 1) & sources.narrow  # reached by one edge: its row crosses as it is (results.partials)
+        head = Header(dst=uniq, weight=np.bincount(inverse, w, u), count=count, messages=np.bincount(inverse, real, u),
+                      values=group_sum(vals * w[:, None], inverse, u), lone=lone)
         cuts = self._by_owner(uniq)
         to_me = (inverse >= cuts[rank]) & (inverse < cuts[rank + 1])
         n_mine, mine, away = cuts[rank + 1] - cuts[rank], np.flatnonzero(to_me), np.flatnonzero(~to_me)
-        part = sources.subset(away).reduce(inverse[away] - n_mine * (inverse[away] >= cuts[rank]), w[away], u - n_mine)
-        at = [c - n_mine * (r > rank) for r, c in enumerate(cuts)]  # cuts into part; this rank's block is empty
-        incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])), part[at[r]:at[r + 1]])
+        group = inverse[away] - n_mine * (inverse[away] >= cuts[rank])  # the remote destinations, in order
+        at = [c - n_mine * (r > rank) for r, c in enumerate(cuts)]  # their cuts by owner; this rank's block is empty
+        rows = partials(sources.subset(away), group, w[away], np.r_[lone[:cuts[rank]], lone[cuts[rank + 1]:]], at)
+        incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])), *rows[r])
                                                       for r in range(size)])
-        del part  # sent
+        del rows  # sent
         local_of = [blk.head.ids("dst") - lo for blk in incoming]
         nodes = np.unique(np.concatenate(local_of))  # one block per rank: never an empty list
         sums = self.sum_buffers.zeros(step.purpose, len(nodes), self.pop.n_params, self.pop.rows.device)
@@ -245,7 +239,7 @@ class Engine:
             if r == rank:
                 add_by_chunks(sums, np.searchsorted(nodes, rows_of), sources.subset(mine), inverse[mine] - cuts[rank], w[mine])
             else:
-                sums.index_add_(0, torch.as_tensor(np.searchsorted(nodes, rows_of), device=sums.device), blk.rows)
+                add_partials(sums, np.searchsorted(nodes, rows_of), blk.head, blk.rows, blk.lone)
             np.add.at(weights, rows_of, blk.head["weight"])
             np.add.at(counts, rows_of, blk.head.ids("count"))
             np.add.at(messages, rows_of, blk.head.ids("messages"))
@@ -380,21 +374,24 @@ class Engine:
         if step.rule.robust and own_weight is not None:
             raise ValueError(f"Assign: a {step.rule.name} of the copies takes no own weight")
         shared = res.shared_means(at) if own_weight is None and not step.rule.robust else None
-        if shared is not None:  # a few distinct means: each formed once, copied to its nodes
-            means, which = shared
-            for a in range(0, len(nodes), chunk):
-                self.pop.replace(nodes[a:a + chunk], means[torch.as_tensor(which[a:a + chunk], device=means.device)])
-            return
-        for a in range(0, len(nodes), chunk):
+        dev, shape = self.pop.rows.device, (min(chunk, len(nodes)), self.pop.n_params)
+        wide, wide_own, narrow = (torch.empty(shape, dtype=t, device=dev) for t in (torch.double, torch.double, torch.float))
+        for a in range(0, len(nodes), chunk):  # into reused buffers: fresh ones a chunk cost page faults
             idx = nodes[a:a + chunk]
-            if step.rule.robust:
-                self.pop.replace(idx, res.combine(at[a:a + chunk], step.rule))
-                continue
-            rows = res.sums_of(at[a:a + chunk])
-            dev = rows.device
-            w = torch.as_tensor(res.weights[idx], dtype=rows.dtype, device=dev)[:, None]
-            if own_weight is not None:
-                own = torch.as_tensor(own_weight[a:a + chunk], dtype=rows.dtype, device=dev)[:, None]
-                rows.add_(self.pop.rows[torch.as_tensor(idx, device=dev)].to(rows.dtype) * own)
-                w = w + own
-            self.pop.replace(idx, rows.div_(w))
+            m = len(idx)
+            if shared is not None:  # a few distinct means: each formed once, copied to its nodes
+                means, which = shared[0], shared[1][a:a + chunk]
+                rows = means[int(which[0])].expand(m, -1) if (which == which[0]).all() else \
+                    torch.index_select(means, 0, torch.as_tensor(which, device=dev), out=narrow[:m])
+            elif step.rule.robust:
+                rows = res.combine(at[a:a + chunk], step.rule)
+            else:
+                sums = res.sums_of(at[a:a + chunk], out=wide[:m])
+                w = torch.as_tensor(res.weights[idx], dtype=sums.dtype, device=dev)[:, None]
+                if own_weight is not None:
+                    own = torch.as_tensor(own_weight[a:a + chunk], dtype=sums.dtype, device=dev)[:, None]
+                    mine = torch.index_select(self.pop.rows, 0, torch.as_tensor(idx, device=dev), out=narrow[:m])
+                    sums.add_(wide_own[:m].copy_(mine).mul_(own))
+                    w = w + own
+                rows = narrow[:m].copy_(sums.div_(w))
+            self.pop.replace(idx, rows)

@@ -149,6 +149,22 @@ class Sources:
         self.lying = np.zeros(len(index), dtype=bool) if lying is None else lying
         self.forged_index = forged_index
 
+    @classmethod
+    def through(cls, channel, purpose: str, table: torch.Tensor, index: np.ndarray, src: np.ndarray,
+                dst: np.ndarray, rnd: int) -> "Sources":
+        """The rows table[index] sent from `src` to `dst` (global ids) through the channel, which
+        forges on the edges of forging senders (only those rows are copied and altered)."""
+        if not channel.alterations:
+            return cls(table, index)
+        lying = channel.forging(purpose, src) & (src != dst)
+        if not lying.any():
+            return cls(table, index)
+        senders, first, forged_at = np.unique(src[lying], return_index=True, return_inverse=True)
+        honest = table[torch.as_tensor(index[lying][first], device=table.device)]
+        forged_index = np.full(len(index), -1, dtype=np.int64)
+        forged_index[lying] = forged_at
+        return cls(table, index, channel.alter(purpose, senders, honest, rnd), lying, forged_index)
+
     def extended(self, rows: torch.Tensor | None) -> "Sources":
         """These edges, then one edge per row of `rows` that carries it (rows that were in flight)."""
         if rows is None or len(rows) == 0:
@@ -160,14 +176,19 @@ class Sources:
         return Sources(self.table, np.r_[self.index, np.zeros(m, dtype=np.int64)], other,
                        np.r_[self.lying, np.ones(m, dtype=bool)], np.r_[at, first + np.arange(m)])
 
-    def gather(self, edges: np.ndarray) -> torch.Tensor:
-        """float64 [len(edges), P]: the rows the edges carry."""
+    @property
+    def narrow(self) -> bool:
+        """Whether every row is float32 (a forgery of another dtype could not cross as float32 unchanged)."""
+        return self.table.dtype == torch.float32 and (self.forged is None or self.forged.dtype == torch.float32)
+
+    def gather(self, edges: np.ndarray, dtype=torch.float64) -> torch.Tensor:
+        """[len(edges), P] of `dtype`: the rows the edges carry."""
         dev = self.table.device
-        out = self.table[torch.as_tensor(self.index[edges], device=dev)].double()
+        out = self.table[torch.as_tensor(self.index[edges], device=dev)].to(dtype)
         lying = self.lying[edges]
         if lying.any():
             out[torch.as_tensor(np.flatnonzero(lying), device=dev)] = \
-                self.forged[torch.as_tensor(self.forged_index[edges[lying]], device=dev)].double()
+                self.forged[torch.as_tensor(self.forged_index[edges[lying]], device=dev)].to(dtype)
         return out
 
     def subset(self, edges: np.ndarray) -> "Sources":
@@ -195,11 +216,13 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
     gathered = torch.empty((min(chunk, len(index)), p), dtype=table.dtype, device=dev)
     wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
     for a in range(0, len(index), chunk):
-        m = min(chunk, len(index) - a)
-        torch.index_select(table, 0, torch.as_tensor(index[a:a + m], device=dev), out=gathered[:m])
-        rows = wide[:m]
-        if rows is not gathered:
-            rows.copy_(gathered[:m])
+        m, ix, rows = min(chunk, len(index) - a), index[a:a + chunk], wide[:min(chunk, len(index) - a)]
+        if ix[-1] - ix[0] == m - 1 and (np.diff(ix) > 0).all():  # a run of the table's rows: read in place
+            rows.copy_(table[int(ix[0]):int(ix[0]) + m])
+        else:
+            torch.index_select(table, 0, torch.as_tensor(ix, device=dev), out=gathered[:m])
+            if rows is not gathered:
+                rows.copy_(gathered[:m])
         if w is not None and (w[a:a + chunk] != 1).any():  # a weight of 1 leaves the rows as they are
             rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
         out.index_add_(0, torch.as_tensor(group[a:a + chunk], device=dev), rows)
@@ -218,6 +241,40 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
             e = order[lo:hi]
             part = sources.subset(e).reduce(group[e] - g0, w[e], min(chunk, len(at) - g0))
             sums.index_add_(0, torch.as_tensor(at[g0:g0 + len(part)], device=sums.device), part)
+
+
+def partials(sources: Sources, group: np.ndarray, w: np.ndarray, lone: np.ndarray, cuts: list) -> list:
+    """What this rank sends towards len(lone) remote destinations, edge e reaching group[e], per
+    block of destinations cuts[r]:cuts[r + 1]: (the float64 partial sums [m, P] of its destinations
+    not `lone`, each group's rows added in edge order; the float32 rows [k, P] of its lone ones,
+    each reached by one edge, unweighted), both in destination order. A lone row crosses as it
+    is, at half the bytes of its float64 product (most of a Gossip round's rows), and
+    `add_partials` weights it on arrival as `reduce` would have here, so the receivers' sums are
+    the same bit for bit."""
+    by_edge = lone[group]
+    e = np.flatnonzero(~by_edge)
+    part = sources.subset(e).reduce((np.cumsum(~lone) - 1)[group[e]], w[e], int((~lone).sum()))
+    e = np.flatnonzero(by_edge)
+    e = e[np.argsort(group[e])]
+    rows = sources.subset(e).gather(np.arange(len(e)), torch.float32)
+    n_part, n_lone = np.r_[0, np.cumsum(~lone)], np.r_[0, np.cumsum(lone)]
+    return [(part[n_part[a]:n_part[b]], rows[n_lone[a]:n_lone[b]]) for a, b in zip(cuts, cuts[1:])]
+
+
+def add_partials(sums: torch.Tensor, at: np.ndarray, head, part: torch.Tensor, lone_rows: torch.Tensor) -> None:
+    """sums[at] += what one rank sent (`partials`) towards the destinations of `head`, the rows
+    `at` of the sums: its partial sums, and its lone rows weighted by their edge's weight (the
+    header's), as float64, a bounded chunk at a time."""
+    lone, dev = head["lone"] == 1, sums.device
+    sums.index_add_(0, torch.as_tensor(at[~lone], device=dev), part)
+    at, w = at[lone], head["weight"][lone]
+    chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
+    wide = torch.empty((min(chunk, len(at)), sums.shape[1]), dtype=torch.float64, device=dev)
+    for a in range(0, len(at), chunk):
+        rows = wide[:len(at[a:a + chunk])].copy_(lone_rows[a:a + chunk])
+        if (w[a:a + chunk] != 1).any():  # as weighted_sum: a weight of 1 leaves the row as it is
+            rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=torch.float64, device=dev)[:, None])
+        sums.index_add_(0, torch.as_tensor(at[a:a + chunk], device=dev), rows)
 
 
 class SumBuffers:

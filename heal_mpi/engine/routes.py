@@ -2,10 +2,10 @@
 
 Every communicating step of the engine sends, to each rank, a block of messages: a header
 (one row of named float64 columns per message: destination, sender, weight, ...) and, for
-steps that carry models, one model row per message. `route` stages what leaves this rank
-into one contiguous host buffer per destination rank (header and rows side by side, as
-bytes), exchanges the buffers in one collective step, and hands back per source rank the
-header with its columns by name and the rows on the device. The block a rank sends itself
+steps that carry models, one model row per message. `route` sends, in one collective step,
+the headers (whose handshake tells every size), then the rows from where they lie in host
+memory (device rows are staged there), and hands back per source rank the header with its
+columns by name and the rows on the device. The block a rank sends itself
 never leaves the device.
 """
 
@@ -72,10 +72,13 @@ class Header:
 @dataclass
 class Block:
     """The messages of one step from one rank to another: their header, and their model rows
-    ([m, P] on the device, float32 or float64) when the step carries models."""
+    ([m, P] on the device, float32 or float64) when the step carries models. A Mix's partial
+    sums also carry `lone`: float32 rows, one per header row whose column "lone" is 1, and then
+    `rows` has one row per other header row."""
 
     head: Header
     rows: torch.Tensor | None = None
+    lone: torch.Tensor | None = None
 
 
 def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], int]:
@@ -90,29 +93,39 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
     has_rows = own.rows is not None
     p = own.rows.shape[1] if has_rows else 0
     dtype = _NUMPY[own.rows.dtype] if has_rows else np.float64
+    has_lone = own.lone is not None
     staged = 0
-    heads, rows_out = [], []
+    heads, rows_out, lone_out = [], [], []
+
+    def host(rows: torch.Tensor) -> np.ndarray:  # a view of host rows, a copy of device ones
+        nonlocal staged
+        out = np.ascontiguousarray(rows.detach().cpu().numpy(), dtype=_NUMPY[rows.dtype])
+        staged += out.nbytes
+        return out
+
     for r, block in enumerate(outgoing):
         if r == rank:
             heads.append(np.zeros((0, width)))
             rows_out.append(np.zeros((0, p), dtype=dtype))
+            lone_out.append(np.zeros((0, p), dtype=np.float32))
             continue
         heads.append(np.ascontiguousarray(block.head.data, dtype=np.float64).reshape(len(block.head), width))
-        if has_rows:  # a view of host rows, a copy of device ones: rows are never packed beside their header
-            rows = np.ascontiguousarray(block.rows.detach().cpu().numpy(), dtype=dtype)
-            staged += rows.nbytes
-            rows_out.append(rows)
-    incoming = comm.exchange(heads, step)
-    incoming_rows = comm.exchange(rows_out, step, expect=[len(h) * p for h in incoming]) if has_rows \
+        if has_rows:  # rows are never packed beside their header: each payload is sent from where it lies
+            rows_out.append(host(block.rows))
+            lone_out.append(host(block.lone) if has_lone else None)
+    incoming = comm.exchange(heads, step)  # the headers tell the sizes of what follows: no more handshakes
+    n_lone = [int(Header.of(layout, h)["lone"].sum()) if has_lone else 0 for h in incoming]
+    incoming_rows = comm.exchange(rows_out, step, expect=[(len(h) - k) * p for h, k in zip(incoming, n_lone)]) \
+        if has_rows else [None] * len(incoming)
+    incoming_lone = comm.exchange(lone_out, step, expect=[k * p for k in n_lone]) if has_lone \
         else [None] * len(incoming)
     out = []
-    for r, (head, host) in enumerate(zip(incoming, incoming_rows)):
+    for r, (head, rows, lone) in enumerate(zip(incoming, incoming_rows, incoming_lone)):
         if r == rank:
             out.append(own)
             continue
-        rows = None
-        if has_rows:
-            rows = torch.as_tensor(host, device=own.rows.device)
-            staged += host.nbytes
-        out.append(Block(Header.of(layout, head), rows))
+        device = own.rows.device if has_rows else None
+        staged += sum(a.nbytes for a in (rows, lone) if a is not None)
+        out.append(Block(Header.of(layout, head), None if rows is None else torch.as_tensor(rows, device=device),
+                         None if lone is None else torch.as_tensor(lone, device=device)))
     return out, staged
