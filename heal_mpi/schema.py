@@ -142,6 +142,13 @@ def shape(d: Dataset, sizes: dict) -> tuple[int, ...]:
     return tuple(sizes[s.strip()] for s in d.shape.split(","))
 
 
+def per_node(d: Dataset) -> str:
+    """"rounds" for a dataset of one row of nodes per round or snapshot ([R, N, ...], [S, N, ...]),
+    "table" for one of a row per node ([N, ...]), "" for the others."""
+    dims = [s.strip() for s in d.shape.split(",")]
+    return "table" if dims[0] == "N" else "rounds" if dims[1:2] == ["N"] else ""
+
+
 def markdown() -> str:
     """The README's HDF5 layout table and attribute list."""
     lines = ["| path | shape | dtype | meaning |", "|---|---|---|---|"]

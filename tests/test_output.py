@@ -80,7 +80,7 @@ raise SystemExit(main(sys.argv[1:]))
 
 def test_a_real_failed_write_ends_every_rank_with_one_line(tmp_path):
     """Two ranks, the rank-0 writer, a file-size cap: the write fails for real inside HDF5."""
-    cfg = write_config(tmp_path / "c.toml", "[run]\nrounds = 40\nprogress = 'none'\nthreads = 1\ncheckpoint_every = 5\n"
+    cfg = write_config(tmp_path / "c.toml", "[run]\nrounds = 100\nprogress = 'none'\nthreads = 1\ncheckpoint_every = 5\n"
                        "[nodes]\ncount = 50\n[data]\nsynthetic_train = 880\nsynthetic_test = 200\n"
                        "[train]\nlocal_steps = 1\nbatch_size = 16\n")
     script = write_config(tmp_path / "limited.py", LIMITED)
@@ -116,6 +116,10 @@ def test_a_file_holds_exactly_the_documented_datasets_and_attributes(tmp_path):
             assert {k: v for k, v in found.items() if k in schema.BY_PATH} == \
                 {d.path: d.dtype for d in schema.DATASETS}, kind
             assert set(f.attrs) == set(schema.ATTRIBUTES)
+            packed = {name for name in found if f[name].compression == "gzip" and f[name].shuffle}
+            assert packed == {d.path for d in schema.DATASETS  # every rank's nodes; no snapshots here: [0, N, 1]
+                              if d.shape.startswith(("R, N", "S, N", "N")) and f[d.path].size}, packed
+            assert f["nodes/acc"].chunks == (1, 10) and f["partition/labels"].chunks == (10, f["partition/labels"].shape[1])
             if kind == "gossip":  # does not apply: the fill
                 assert (f["rounds/hubs_active"][:] == -1).all() and (f["rounds/byzantine"][:] == -1).all()
             assert f["partition/labels"][()].sum() == cfg.data.synthetic_train
