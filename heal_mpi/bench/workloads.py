@@ -166,10 +166,11 @@ def run_mpi(ranks: int, args: list[str], timeout: float = 900) -> str:
     return r.stdout
 
 
-def steady_round(path: Path) -> dict:
-    """The /rounds scalars of the second round: the first warms up, the last one is always evaluated."""
+def steady_round(path: Path, index: int = 1) -> dict:
+    """The /rounds scalars of round `index` (from 0), by default the second: the first warms up, the
+    last one is always evaluated."""
     with h5py.File(path, "r") as f:
-        return {k: float(f["rounds"][k][1]) for k in f["rounds"]}
+        return {k: float(f["rounds"][k][index]) for k in f["rounds"]}
 
 
 def dataset_available() -> str:
