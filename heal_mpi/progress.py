@@ -31,8 +31,8 @@ class Progress:
         per_round = elapsed / self.done
         eta = per_round * (self.total - rnd - 1)
         acc = rounds.get("acc_mean", np.nan)  # absent in overlay-only runs
-        sem = rounds.get("acc_sem", 0.0)  # from evaluating a sample of the nodes
-        acc_text = "   -  " if np.isnan(acc) else f"{acc:.4f}" + (f" ± {sem:.4f}" if sem > 0 else "")
+        sem = rounds.get("acc_sem", 0.0)  # from evaluating a sample of the nodes; shown where it is not 0.0000
+        acc_text = "   -  " if np.isnan(acc) else f"{acc:.4f}" + (f" ± {sem:.4f}" if sem >= 5e-5 else "")
         text = (f"round {rnd + 1:>{len(str(self.total))}}/{self.total}  alive {int(rounds['alive'])}  "
                 f"acc {acc_text}  {per_round:.2f} s/round  ETA {eta:5.0f} s")
         if self.mode == "bar":

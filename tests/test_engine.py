@@ -378,18 +378,22 @@ def test_epidemic_median_merge_includes_the_own_model(comm):
 def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
     """A rank adds its own edges into its receivers' sums a few groups at a time (engine.results.
     add_by_chunks): bit for bit what one whole [groups, P] partial added in one go gives, forged
-    rows included, whatever the chunk."""
+    rows included, and groups of one edge, added straight in, whatever the chunk."""
     import heal_mpi.engine.results as results
     g = np.random.default_rng(3)
     table, forged = torch.randn(20, 7, dtype=torch.float32), torch.randn(4, 7, dtype=torch.float32)
     e = 300
-    index, group, w = g.integers(0, 20, e), g.integers(0, 11, e), g.random(e)
+    index, group = g.integers(0, 20, e), g.integers(0, 11, e)
+    group[:8] = 11 + np.arange(8)                     # eight groups of one edge, some forged
+    group[8:10] = 19                                  # and one of two: a partial first
+    w = np.where(g.random(e) < 0.3, 1.0, g.random(e))
     lying = g.random(e) < 0.2
     sources = results.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
-    at = g.permutation(16)[:11]                       # where each group's receiver sits in sums
-    start = torch.randn(16, 7, dtype=torch.float64)   # what earlier ranks' blocks added
+    at = g.permutation(24)[:20]                       # where each group's receiver sits in sums
+    start = torch.randn(24, 7, dtype=torch.float64)   # what earlier ranks' blocks added
+    start[at[12]] = 0.0                               # a receiver nothing reached before
     whole = start.clone()
-    whole.index_add_(0, torch.as_tensor(at), sources.reduce(group, w, 11))
+    whole.index_add_(0, torch.as_tensor(at), sources.reduce(group, w, 20))
     for rows_per_chunk in (1, 3, 11, 50):
         monkeypatch.setattr(results, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
         chunked = start.clone()

@@ -147,3 +147,18 @@ def test_a_sample_of_evaluated_nodes_reports_its_sampling_error(small_fedavg, tm
     run_ok(2, small_fedavg, full, *gossip)
     with h5py.File(full, "r") as f:
         assert (f["rounds/acc_sem"][:] == 0).all() and (f["rounds/acc_std"][:] > 0).all()
+
+
+def test_the_progress_line_shows_a_sampling_error_only_where_it_is_not_zero():
+    """± only when the standard error prints as more than 0.0000: a sample of identical models (HEAL
+    after a round) gives 0 up to float noise, which would read as a measured error."""
+    import io
+    from types import SimpleNamespace
+    from heal_mpi.progress import Progress
+    out = io.StringIO()
+    cfg = SimpleNamespace(run=SimpleNamespace(rounds=3, progress="lines"))
+    p = Progress(cfg, SimpleNamespace(is_root=True), stream=out)
+    for rnd, sem in enumerate((0.0128, 2.4e-10, 0.0)):
+        p.update(rnd, {"acc_mean": 0.5, "acc_sem": sem, "alive": 10})
+    lines = out.getvalue().splitlines()
+    assert "acc 0.5000 ± 0.0128 " in lines[0] and "±" not in lines[1] and "±" not in lines[2], lines

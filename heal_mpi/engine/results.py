@@ -232,8 +232,12 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
 def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: np.ndarray, w: np.ndarray) -> None:
     """sums[at[g]] += the sum of w * row over group g's edges, a bounded chunk of groups at a time:
     each group's rows are added in edge order, as one whole partial [groups, P] would add them, so
-    the result is the same bit for bit without holding that partial."""
-    order = np.argsort(group, kind="stable")
+    the result is the same bit for bit without holding that partial. A group of one edge adds its
+    weighted row straight into the sums: s + (0 + v) is s + v for every sum s (never -0.0)."""
+    one = np.bincount(group, minlength=len(at))[group] == 1
+    e = np.flatnonzero(one)
+    add_weighted(sums, at[group[e]], lambda a, b: sources.subset(e[a:b]).gather(np.arange(b - a), torch.float32), w[e])
+    order = np.flatnonzero(~one)[np.argsort(group[~one], kind="stable")]
     chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
     bounds = np.searchsorted(group[order], np.arange(0, len(at) + chunk, chunk))
     for g0, lo, hi in zip(range(0, len(at), chunk), bounds, bounds[1:]):
@@ -241,6 +245,19 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
             e = order[lo:hi]
             part = sources.subset(e).reduce(group[e] - g0, w[e], min(chunk, len(at) - g0))
             sums.index_add_(0, torch.as_tensor(at[g0:g0 + len(part)], device=sums.device), part)
+
+
+def add_weighted(sums: torch.Tensor, at: np.ndarray, rows, w: np.ndarray) -> None:
+    """sums[at[i]] += w[i] * row i, as float64, each `at` once, a bounded chunk at a time; rows(a, b)
+    gives rows a..b-1. The product is weighted_sum's, so the sums are the ones it would give."""
+    chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
+    wide = torch.empty((min(chunk, len(at)), sums.shape[1]), dtype=torch.float64, device=sums.device)
+    for a in range(0, len(at), chunk):
+        b = min(a + chunk, len(at))
+        x = wide[:b - a].copy_(rows(a, b))
+        if (w[a:b] != 1).any():  # as weighted_sum: a weight of 1 leaves the row as it is
+            x.mul_(torch.as_tensor(w[a:b], dtype=torch.float64, device=sums.device)[:, None])
+        sums.index_add_(0, torch.as_tensor(at[a:b], device=sums.device), x)
 
 
 def partials(sources: Sources, group: np.ndarray, w: np.ndarray, lone: np.ndarray, cuts: list) -> list:
@@ -264,17 +281,10 @@ def partials(sources: Sources, group: np.ndarray, w: np.ndarray, lone: np.ndarra
 def add_partials(sums: torch.Tensor, at: np.ndarray, head, part: torch.Tensor, lone_rows: torch.Tensor) -> None:
     """sums[at] += what one rank sent (`partials`) towards the destinations of `head`, the rows
     `at` of the sums: its partial sums, and its lone rows weighted by their edge's weight (the
-    header's), as float64, a bounded chunk at a time."""
-    lone, dev = head["lone"] == 1, sums.device
-    sums.index_add_(0, torch.as_tensor(at[~lone], device=dev), part)
-    at, w = at[lone], head["weight"][lone]
-    chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
-    wide = torch.empty((min(chunk, len(at)), sums.shape[1]), dtype=torch.float64, device=dev)
-    for a in range(0, len(at), chunk):
-        rows = wide[:len(at[a:a + chunk])].copy_(lone_rows[a:a + chunk])
-        if (w[a:a + chunk] != 1).any():  # as weighted_sum: a weight of 1 leaves the row as it is
-            rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=torch.float64, device=dev)[:, None])
-        sums.index_add_(0, torch.as_tensor(at[a:a + chunk], device=dev), rows)
+    header's), as float64."""
+    lone = head["lone"] == 1
+    sums.index_add_(0, torch.as_tensor(at[~lone], device=sums.device), part)
+    add_weighted(sums, at[lone], lambda a, b: lone_rows[a:b], head["weight"][lone])
 
 
 class SumBuffers:
