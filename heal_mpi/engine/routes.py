@@ -5,8 +5,8 @@ Every communicating step of the engine sends, to each rank, a block of messages:
 steps that carry models, one model row per message. `route` sends, in one collective step,
 the headers (whose handshake tells every size), then the rows from where they lie in host
 memory (device rows are staged there), and hands back per source rank the header with its
-columns by name and the rows on the device. The block a rank sends itself
-never leaves the device.
+columns by name and the rows on the device. The block a rank sends itself never leaves the
+device.
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
     staged = 0
     heads, rows_out, lone_out = [], [], []
 
-    def host(rows: torch.Tensor) -> np.ndarray:  # a view of host rows, a copy of device ones
+    def host(rows: torch.Tensor, dtype) -> np.ndarray:  # a view of host rows, a copy of device ones
         nonlocal staged
-        out = np.ascontiguousarray(rows.detach().cpu().numpy(), dtype=_NUMPY[rows.dtype])
+        out = np.ascontiguousarray(rows.detach().cpu().numpy(), dtype=dtype)
         staged += out.nbytes
         return out
 
@@ -111,8 +111,8 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
             continue
         heads.append(np.ascontiguousarray(block.head.data, dtype=np.float64).reshape(len(block.head), width))
         if has_rows:  # rows are never packed beside their header: each payload is sent from where it lies
-            rows_out.append(host(block.rows))
-            lone_out.append(host(block.lone) if has_lone else None)
+            rows_out.append(host(block.rows, dtype))
+            lone_out.append(host(block.lone, np.float32) if has_lone else None)
     incoming = comm.exchange(heads, step)  # the headers tell the sizes of what follows: no more handshakes
     n_lone = [int(Header.of(layout, h)["lone"].sum()) if has_lone else 0 for h in incoming]
     incoming_rows = comm.exchange(rows_out, step, expect=[(len(h) - k) * p for h, k in zip(incoming, n_lone)]) \
