@@ -234,17 +234,20 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
     each group's rows are added in edge order, as one whole partial [groups, P] would add them, so
     the result is the same bit for bit without holding that partial. A group of one edge adds its
     weighted row straight into the sums: s + (0 + v) is s + v for every sum s (never -0.0)."""
-    one = np.bincount(group, minlength=len(at))[group] == 1
-    e = np.flatnonzero(one)
-    add_weighted(sums, at[group[e]], lambda a, b: sources.subset(e[a:b]).gather(np.arange(b - a), torch.float32), w[e])
-    order = np.flatnonzero(~one)[np.argsort(group[~one], kind="stable")]
+    count = np.bincount(group, minlength=len(at))
+    one = np.flatnonzero(count[group] == 1)
+    add_weighted(sums, at[group[one]], lambda a, b: sources.subset(one[a:b]).gather(np.arange(b - a), torch.float32),
+                 w[one])
+    several = np.flatnonzero(count > 1)  # the groups of several edges, renumbered 0, 1, ...
+    renumbered = np.cumsum(count > 1) - 1
+    edges = np.flatnonzero(count[group] > 1)
+    edges = edges[np.argsort(renumbered[group[edges]], kind="stable")]
     chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
-    bounds = np.searchsorted(group[order], np.arange(0, len(at) + chunk, chunk))
-    for g0, lo, hi in zip(range(0, len(at), chunk), bounds, bounds[1:]):
-        if lo < hi:
-            e = order[lo:hi]
-            part = sources.subset(e).reduce(group[e] - g0, w[e], min(chunk, len(at) - g0))
-            sums.index_add_(0, torch.as_tensor(at[g0:g0 + len(part)], device=sums.device), part)
+    bounds = np.searchsorted(renumbered[group[edges]], np.arange(0, len(several) + chunk, chunk))
+    for g0, lo, hi in zip(range(0, len(several), chunk), bounds, bounds[1:]):
+        e = edges[lo:hi]
+        part = sources.subset(e).reduce(renumbered[group[e]] - g0, w[e], min(chunk, len(several) - g0))
+        sums.index_add_(0, torch.as_tensor(at[several[g0:g0 + len(part)]], device=sums.device), part)
 
 
 def add_weighted(sums: torch.Tensor, at: np.ndarray, rows, w: np.ndarray) -> None:
