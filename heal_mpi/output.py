@@ -124,11 +124,12 @@ class Writer:
         if name not in self._handles:
             if name not in self.file:
                 fill = np.nan if np.dtype(dtype).kind == "f" else -1
+                packed = bool(per_node) and 0 not in shape and self.world.n_nodes >= PACK_FROM
                 chunks = None
-                if 0 not in shape and (len(shape) > 1 or per_node):
-                    first = min(shape[0], 1 << 16) if per_node == "table" else 1
-                    chunks = (first,) + tuple(min(s, 1 << 20) for s in shape[1:])
-                packed = per_node and chunks and self.world.n_nodes >= PACK_FROM
+                if per_node == "table" and packed:
+                    chunks = (min(shape[0], 1 << 16),) + tuple(shape[1:])
+                elif per_node != "table" and len(shape) > 1 and 0 not in shape:  # one chunk a row
+                    chunks = (1,) + tuple(min(s, 1 << 20) for s in shape[1:])
                 gzip = dict(compression="gzip", compression_opts=4, shuffle=True) if packed else {}
                 self.file.create_dataset(name, shape=shape, dtype=dtype, fillvalue=fill, chunks=chunks, **gzip)
             self._handles[name] = self.file[name]
