@@ -457,3 +457,17 @@ def test_sum_buffers_are_reused_across_rounds_never_within_one():
     pool.new_round()
     pool.zeros("gossip", 1, 7, "cpu")
     assert pool.held[("gossip", 0)].numel() == 7  # far too large for one row: given back, reallocated small
+
+
+def test_a_block_carrying_float32_rows_sends_them_as_lone_ones_and_widens_them_exactly():
+    """Robust and keyed Mixes ship every row as it is (routes.Block.carrying): float32 rows as the
+    block's `lone` payload, widened to float64 on arrival bit for bit; a float64 row (a forgery
+    of another dtype) in `rows`."""
+    from heal_mpi.engine.routes import Block, Header
+    narrow = torch.randn(5, 7, dtype=torch.float32)
+    blk = Block.carrying(Header(lone=np.ones(5)), narrow)
+    assert blk.rows.shape == (0, 7) and blk.rows.dtype == torch.float64 and blk.lone is narrow
+    assert blk.widened().dtype == torch.float64 and torch.equal(blk.widened(), narrow.double())
+    wide = narrow.double() / 3
+    blk = Block.carrying(Header(lone=np.zeros(5)), wide)
+    assert blk.lone.shape == (0, 7) and blk.lone.dtype == torch.float32 and blk.widened() is wide

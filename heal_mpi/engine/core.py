@@ -262,13 +262,14 @@ class Engine:
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
         order = np.lexsort((src, dst))  # edges by receiver: the owners' blocks are contiguous
         src, dst, w, vals, real, key = src[order], dst[order], w[order], vals[order], real[order], key[order]
-        head = Header(dst=dst, src=src + lo, weight=w, real=real, key=key, values=vals)
-        cuts = self._by_owner(dst)
-        incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])),
-                                                            sources.gather(order[cuts[r]:cuts[r + 1]]))
-                                                      for r in range(size)])
+        narrow = sources.narrow  # then every row crosses as float32 (a `lone` one), widened on arrival
+        head = Header(dst=dst, src=src + lo, weight=w, real=real, key=key, values=vals, lone=np.full(len(dst), narrow))
+        cuts, dtype = self._by_owner(dst), torch.float32 if narrow else torch.float64
+        incoming = self._route(f"mix-{step.purpose}", [
+            Block.carrying(head.take(slice(cuts[r], cuts[r + 1])), sources.gather(order[cuts[r]:cuts[r + 1]], dtype))
+            for r in range(size)])
         heads = Header.of(head.layout, np.concatenate([blk.head.data for blk in incoming]))
-        rows = torch.cat([blk.rows for blk in incoming])
+        rows = torch.cat([blk.widened() for blk in incoming])
         canon = np.lexsort((heads["src"], heads["key"], heads["dst"]))  # (receiver, key, sender)
         heads, rows = heads.take(canon), rows[torch.as_tensor(canon, device=rows.device)]
         local = heads.ids("dst") - lo

@@ -80,6 +80,17 @@ class Block:
     rows: torch.Tensor | None = None
     lone: torch.Tensor | None = None
 
+    @classmethod
+    def carrying(cls, head: Header, rows: torch.Tensor) -> "Block":
+        """Messages that each carry one row as it is: float32 rows travel as `lone` ones (the
+        header's column "lone" then says 1), float64 ones as `rows`."""
+        narrow = rows.dtype == torch.float32
+        return cls(head, rows[:0].double() if narrow else rows, rows if narrow else rows[:0].float())
+
+    def widened(self) -> torch.Tensor:
+        """float64 [m, P]: the rows of a block made by `carrying`, in header order."""
+        return self.lone.double() if len(self.lone) else self.rows
+
 
 def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], int]:
     """Send outgoing[r] to rank r; return (what every rank sent here, in rank order, and the bytes
