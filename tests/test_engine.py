@@ -388,17 +388,19 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
     group[8:10] = 19                                  # and one of two: a partial first
     w = np.where(g.random(e) < 0.3, 1.0, g.random(e))
     lying = g.random(e) < 0.2
-    sources = results.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
     at = g.permutation(24)[:20]                       # where each group's receiver sits in sums
     start = torch.randn(24, 7, dtype=torch.float64)   # what earlier ranks' blocks added
-    start[at[12]] = 0.0                               # a receiver nothing reached before
+    start[at[[12, 11]]] = 0.0                         # receivers nothing reached before; group 11 is
+    index[0], lying[0], table[0, 0] = 0, False, -0.0  # edge 0 alone, whose row holds -0.0: 0 + (-0.0) is +0.0
+    sources = results.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
     whole = start.clone()
     whole.index_add_(0, torch.as_tensor(at), sources.reduce(group, w, 20))
+    assert whole[at[11], 0] == 0 and not torch.signbit(whole[at[11], 0])
     for rows_per_chunk in (1, 3, 11, 50):
         monkeypatch.setattr(results, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
         chunked = start.clone()
         results.add_by_chunks(chunked, at, sources, group, w)
-        assert torch.equal(chunked, whole), rows_per_chunk
+        assert torch.equal(chunked, whole) and not torch.signbit(chunked[at[11], 0]), rows_per_chunk
 
 
 @pytest.mark.parametrize("forgery", [torch.float32, torch.float64])
