@@ -204,14 +204,24 @@ class Sources:
             part += weighted_sum(self.forged, self.forged_index[self.lying], group[self.lying], w[self.lying], n_out)
         return part
 
+    def add_each(self, sums: torch.Tensor, at: np.ndarray, w: np.ndarray) -> None:
+        """sums[at[e]] += w[e] * the row edge e carries, each `at` once: what adding a partial of
+        one edge gives (s + (0 + v) is s + v, a sum never being -0.0), without forming it."""
+        for table, index, edges in ((self.table, self.index, ~self.lying),
+                                    (self.forged, self.forged_index, self.lying)):
+            if edges.any():
+                weighted_sum(table, index[edges], at[edges], w[edges], len(sums), into=sums)
+
 
 def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
-                 n_out: int, dtype=torch.float64) -> torch.Tensor:
+                 n_out: int, dtype=torch.float64, into: torch.Tensor | None = None) -> torch.Tensor:
     """[n_out, P] of `dtype`: sum of w * table[index] per group, in chunks of edges (so no
-    [edges, P] temporary larger than CHUNK_BYTES exists). The chunk buffers are reused: fresh
-    ones cost more in page faults than the sums themselves."""
+    [edges, P] temporary larger than CHUNK_BYTES exists), added into `into` (its rows `group`,
+    its dtype) when given. The chunk buffers are reused: fresh ones cost more in page faults
+    than the sums themselves."""
     p, dev = table.shape[1], table.device
-    out = torch.zeros((n_out, p), dtype=dtype, device=dev)
+    out = torch.zeros((n_out, p), dtype=dtype, device=dev) if into is None else into
+    dtype = out.dtype
     chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
     gathered = torch.empty((min(chunk, len(index)), p), dtype=table.dtype, device=dev)
     wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
@@ -233,11 +243,10 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
     """sums[at[g]] += the sum of w * row over group g's edges, a bounded chunk of groups at a time:
     each group's rows are added in edge order, as one whole partial [groups, P] would add them, so
     the result is the same bit for bit without holding that partial. A group of one edge adds its
-    weighted row straight into the sums: s + (0 + v) is s + v for every sum s (never -0.0)."""
+    weighted row straight into the sums (Sources.add_each)."""
     count = np.bincount(group, minlength=len(at))
     one = np.flatnonzero(count[group] == 1)
-    add_weighted(sums, at[group[one]], lambda a, b: sources.subset(one[a:b]).gather(np.arange(b - a), torch.float32),
-                 w[one])
+    sources.subset(one).add_each(sums, at[group[one]], w[one])
     several = np.flatnonzero(count > 1)  # the groups of several edges, renumbered 0, 1, ...
     renumbered = np.cumsum(count > 1) - 1
     edges = np.flatnonzero(count[group] > 1)
@@ -250,19 +259,6 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
         sums.index_add_(0, torch.as_tensor(at[several[g0:g0 + len(part)]], device=sums.device), part)
 
 
-def add_weighted(sums: torch.Tensor, at: np.ndarray, rows, w: np.ndarray) -> None:
-    """sums[at[i]] += w[i] * row i, as float64, each `at` once, a bounded chunk at a time; rows(a, b)
-    gives rows a..b-1. The product is weighted_sum's, so the sums are the ones it would give."""
-    chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
-    wide = torch.empty((min(chunk, len(at)), sums.shape[1]), dtype=torch.float64, device=sums.device)
-    for a in range(0, len(at), chunk):
-        b = min(a + chunk, len(at))
-        x = wide[:b - a].copy_(rows(a, b))
-        if (w[a:b] != 1).any():  # as weighted_sum: a weight of 1 leaves the row as it is
-            x.mul_(torch.as_tensor(w[a:b], dtype=torch.float64, device=sums.device)[:, None])
-        sums.index_add_(0, torch.as_tensor(at[a:b], device=sums.device), x)
-
-
 def partials(sources: Sources, group: np.ndarray, w: np.ndarray, lone: np.ndarray, cuts: list) -> list:
     """What this rank sends towards len(lone) remote destinations, edge e reaching group[e], per
     block of destinations cuts[r]:cuts[r + 1]: (the float64 partial sums [m, P] of its destinations
@@ -271,13 +267,12 @@ def partials(sources: Sources, group: np.ndarray, w: np.ndarray, lone: np.ndarra
     is, at half the bytes of its float64 product (most of a Gossip round's rows), and
     `add_partials` weights it on arrival as `reduce` would have here, so the receivers' sums are
     the same bit for bit."""
+    n_part, n_lone = np.r_[0, np.cumsum(~lone)], np.r_[0, np.cumsum(lone)]  # each group's place in its kind
     by_edge = lone[group]
     e = np.flatnonzero(~by_edge)
-    part = sources.subset(e).reduce((np.cumsum(~lone) - 1)[group[e]], w[e], int((~lone).sum()))
+    part = sources.subset(e).reduce(n_part[group[e]], w[e], int(n_part[-1]))
     e = np.flatnonzero(by_edge)
-    e = e[np.argsort(group[e])]
-    rows = sources.subset(e).gather(np.arange(len(e)), torch.float32)
-    n_part, n_lone = np.r_[0, np.cumsum(~lone)], np.r_[0, np.cumsum(lone)]
+    rows = sources.subset(e[np.argsort(group[e])]).gather(np.arange(len(e)), torch.float32)
     return [(part[n_part[a]:n_part[b]], rows[n_lone[a]:n_lone[b]]) for a, b in zip(cuts, cuts[1:])]
 
 
@@ -287,7 +282,7 @@ def add_partials(sums: torch.Tensor, at: np.ndarray, head, part: torch.Tensor, l
     header's), as float64."""
     lone = head["lone"] == 1
     sums.index_add_(0, torch.as_tensor(at[~lone], device=sums.device), part)
-    add_weighted(sums, at[lone], lambda a, b: lone_rows[a:b], head["weight"][lone])
+    weighted_sum(lone_rows, np.arange(len(lone_rows)), at[lone], head["weight"][lone], len(sums), into=sums)
 
 
 class SumBuffers:
