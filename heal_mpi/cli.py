@@ -8,7 +8,6 @@ user reads one line on stderr; HEAL_MPI_DEBUG=1 adds the traceback of a failure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
