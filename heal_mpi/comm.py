@@ -151,6 +151,17 @@ class Comm:
             self.mpi_bytes += values.nbytes
         return out
 
+    def all_flags(self, local: np.ndarray, step: str, what: str) -> np.ndarray:
+        """bool [N]: every rank's flags of its own nodes (`what`, bool [n_local]) side by side,
+        after the handshake of `step`."""
+        local = np.asarray(local)
+        if local.shape != (self.world.n_local,) or local.dtype != bool:
+            raise ValueError(f"{what} must be bool [{self.world.n_local}] (one per local node), "
+                             f"not {local.dtype} {list(local.shape)}")
+        flags = np.zeros(self.world.n_nodes, dtype=np.uint8)
+        flags[self.world.slot_lo:self.world.slot_hi] = local
+        return self.allreduce_max(flags, step).astype(bool)
+
     def split_by_owner(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stable order grouping `targets` by owner rank, and the group boundaries [size + 1]."""
         owners = self.world.owner(targets)

@@ -136,6 +136,10 @@ class Mix:
         deadline: the receivers are aggregators: under `[time]` they stop waiting at its deadline or
             quorum and drop the rows done later. Their senders still count as reached (a Reply
             to this result answers them).
+        keep: bool [n_local], the receivers that take the rows sent to them, or None for all.
+            The rows sent to the others are dropped unsent (a model sent to a node that is no
+            hub); their edges still arrive and count (counts, weights, messages, values, and a
+            Reply answers along them), but the result holds no mean for those nodes.
     """
 
     purpose: str
@@ -147,6 +151,7 @@ class Mix:
     rule: Rule = MEAN
     order: np.ndarray | None = None
     deadline: bool = False
+    keep: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,45 @@ def check_exchange_hands_every_edge_to_its_receiver_with_its_sender(comm):
     assert engine.traffic.msgs_sent.sum() == 0  # no model moved
 
 
-CHECKS = [check_mix_matches_dense, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters,
+def check_a_mix_drops_the_rows_of_receivers_that_keep_none(comm):
+    """Mix.keep: rows sent to a node that does not keep them are never summed nor shipped, by the
+    mean, a robust rule and a keyed Mix alike; their edges still arrive and count."""
+    n = 13
+    src, dst, wt = random_edges(n, 60, seed=8)
+    keeps = np.arange(n) % 3 != 0
+
+    def body(ctx, seen):
+        mine = (src >= world.slot_lo) & (src < world.slot_hi)
+        keep = keeps[world.slot_lo:world.slot_hi]
+        for kind in ({}, {"rule": Rule("median")}, {"order": wt[mine]}):
+            seen.append((yield Mix("keep", src[mine] - world.slot_lo, dst[mine], weight=wt[mine], keep=keep, **kind)))
+        before = engine.staged_bytes
+        seen.append((yield Mix("none", src[mine] - world.slot_lo, dst[mine], keep=np.zeros(world.n_local, bool))))
+        seen.append(engine.staged_bytes - before)
+
+    world, full, proto, engine = setup(comm, n, body)
+    engine.round(context(n), None)
+    *results, dropped, staged = proto.seen
+    local = slice(world.slot_lo, world.slot_hi)
+    x = full.double().numpy()
+    for got in results:
+        assert (got.nodes == np.flatnonzero(np.bincount(dst, minlength=n)[local] * keeps[local])).all()
+        assert (got.counts == np.bincount(dst, minlength=n)[local]).all()  # the dropped edges still arrive
+        np.testing.assert_allclose(got.weights, np.bincount(dst, wt, n)[local], rtol=1e-12)
+    for k, node in enumerate(results[0].nodes):
+        d = node + world.slot_lo
+        np.testing.assert_allclose(results[0].means()[k].double().numpy(),
+                                   (wt[dst == d] @ x[src[dst == d]]) / wt[dst == d].sum(), rtol=1e-5)
+        np.testing.assert_allclose(results[1].means()[k].double().numpy(),
+                                   np.median(x[src[dst == d]], axis=0), rtol=1e-5, atol=1e-6)
+    assert len(dropped.nodes) == 0 and (dropped.counts == np.bincount(dst, minlength=n)[local]).all()
+    assert staged == 0  # no row left its rank
+    assert comm.allreduce(engine.traffic.msgs_recv.sum()) == 4 * (src != dst).sum()
+    with pytest.raises(ValueError, match="a node takes a mean of a result it received nothing in"):
+        engine._assign(Assign(dropped, np.flatnonzero(dropped.counts > 0)[:1]))
+
+
+CHECKS = [check_mix_matches_dense, check_a_mix_drops_the_rows_of_receivers_that_keep_none, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters,
           check_robust_mix_is_the_median_of_what_arrived, check_exchange_hands_every_edge_to_its_receiver_with_its_sender]
 
 
@@ -406,12 +444,13 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
 @pytest.mark.parametrize("forgery", [torch.float32, torch.float64])
 def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatch, forgery):
     """What a rank sends another (engine.results.partials): the float64 partial sum of each
-    destination that several edges reach, and the float32 row itself of one that a single edge
-    reaches, weighted on arrival (add_partials). Added into the receiver's sums, bit for bit what
-    whole float64 partials give, with weights of 1 and others, forged rows, a chunk of any size
-    and blocks cut by owner; a forgery that is not float32 sends every row as a partial."""
+    destination that several edges reach, the float32 row itself of one that a single edge
+    reaches, weighted on arrival (add_partials), and nothing for one that drops rows (Mix.keep).
+    Added into the receiver's sums, bit for bit what whole float64 partials of the kept
+    destinations give, with weights of 1 and others, forged rows, a chunk of any size and
+    blocks cut by owner; a forgery that is not float32 sends every row as a partial."""
     import heal_mpi.engine.results as results
-    from heal_mpi.engine.routes import Header
+    from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Header
     g = np.random.default_rng(5)
     table, forged = torch.randn(30, 7, dtype=torch.float32), torch.randn(4, 7, dtype=forgery)
     e, n_out = 60, 40                                   # 40 destinations for 60 edges: many lone ones
@@ -421,17 +460,23 @@ def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatc
     sources = results.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
     count = np.bincount(group, minlength=n_out)
     lone = (count == 1) & sources.narrow
+    dropped = g.random(n_out) < 0.25
+    carry = np.where(dropped, NO_ROW, np.where(lone, NARROW, WIDE))
     assert lone.any() == (forgery == torch.float32) and (count > 1).any()
-    head = Header(weight=np.bincount(group, w, n_out), lone=lone)
+    assert (dropped & lone).any() == (forgery == torch.float32) and (dropped & (count > 1)).any()
+    head = Header(weight=np.bincount(group, w, n_out), carry=carry)
     at = g.permutation(50)[:n_out]                      # where each destination sits in the sums
     start = torch.randn(50, 7, dtype=torch.float64)     # what earlier ranks' blocks added
-    whole = start.clone().index_add_(0, torch.as_tensor(at), sources.reduce(group, w, n_out))
+    kept = ~dropped[group]
+    whole = start.clone().index_add_(0, torch.as_tensor(at), sources.subset(np.flatnonzero(kept)).reduce(
+        group[kept], w[kept], n_out))
     for rows_per_chunk in (1, 3, 50):
         monkeypatch.setattr(results, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
         cuts = [0, 13, 13, n_out]                        # three ranks' blocks, one of them empty
-        blocks = results.partials(sources, group, w, lone, cuts)
+        blocks = results.partials(sources, group, w, carry, cuts)
         assert all(p.dtype == torch.float64 and r.dtype == torch.float32 for p, r in blocks)
-        assert sum(len(r) for _, r in blocks) == lone.sum()
+        assert sum(len(r) for _, r in blocks) == (carry == NARROW).sum()
+        assert sum(len(p) for p, _ in blocks) == (carry == WIDE).sum()
         split = start.clone()
         for (part, rows), a, b in zip(blocks, cuts, cuts[1:]):
             results.add_partials(split, at[a:b], head.take(slice(a, b)), part, rows)
@@ -465,11 +510,11 @@ def test_a_block_carrying_float32_rows_sends_them_as_lone_ones_and_widens_them_e
     """Robust and keyed Mixes ship every row as it is (routes.Block.carrying): float32 rows as the
     block's `lone` payload, widened to float64 on arrival bit for bit; a float64 row (a forgery
     of another dtype) in `rows`."""
-    from heal_mpi.engine.routes import Block, Header
+    from heal_mpi.engine.routes import NARROW, WIDE, Block, Header
     narrow = torch.randn(5, 7, dtype=torch.float32)
-    blk = Block.carrying(Header(lone=np.ones(5)), narrow)
+    blk = Block.carrying(Header(carry=np.full(5, NARROW)), narrow)
     assert blk.rows.shape == (0, 7) and blk.rows.dtype == torch.float64 and blk.lone is narrow
     assert blk.widened().dtype == torch.float64 and torch.equal(blk.widened(), narrow.double())
     wide = narrow.double() / 3
-    blk = Block.carrying(Header(lone=np.zeros(5)), wide)
+    blk = Block.carrying(Header(carry=np.full(5, WIDE)), wide)
     assert blk.lone.shape == (0, 7) and blk.lone.dtype == torch.float32 and blk.widened() is wide

@@ -7,21 +7,19 @@ collectives out of step: every Mix, Reply and Exchange is exactly one collective
 named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks agree).
 
 Where rows live: a Mix reduces its edges by destination on the rows' device: a float64 partial
-sum per destination, or the float32 row itself for one that a single edge reaches. What is bound
-for other ranks is staged into host memory for MPI (routes.route) and moved to the device once
-on arrival (`staged_bytes`: what crosses); this rank's own edges are added into its receivers'
-sums a bounded chunk at a time, in rank order.
+sum per destination, or the float32 row itself for one that a single edge reaches, or nothing
+for one that does not keep rows (Mix.keep). What is bound for other ranks is staged into host
+memory for MPI (routes.route) and moved to the device once on arrival (`staged_bytes`); this
+rank's own edges are added into its receivers' sums a bounded chunk at a time, in rank order.
 
-Transient memory of a HEAL round (n_local nodes, P parameters, H local hubs, C local
-clients that get a copy back; the floor is the rows and optimizer state, 12 P bytes a node
-with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge rows,
-then holds H float64 partial sums; the hub-hub mix H more; the reply holds only the
-distinct answers (at most one per hub), and clients that got the same answers share one
-mean, formed once. Peak above the floor: a few CHUNK_BYTES, whatever C. (Gossip and EL
-mixes hold one float64 sum per receiver, 8 P bytes a node, kept from round to round, and,
-until sent, the rows for other ranks, float32 where one edge reaches the receiver; a Mix
-with arrival keys every float64 row that arrived; a Snapshot one float32 row per kept node;
-rows in flight one each.)
+Transient memory of a HEAL round (P parameters; the floor is the rows and optimizer state, 12 P
+bytes a node with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge
+rows into one float64 sum per local hub (a client's row sent to a node that is no hub, most of
+them before Elevator elects, is dropped unsent), the hub-hub mix as many; the reply holds the
+distinct answers, and clients that got the same answers share one mean. Peak above the floor:
+a few CHUNK_BYTES. (Gossip and EL hold one float64 sum per receiver, 8 P bytes a node, and
+until sent the rows for other ranks; a Mix with arrival keys every row that arrived, a Snapshot
+one float32 row per kept node, rows in flight one each.)
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a result
 does not depend on the rank count up to float64 rounding (the tests compare to 1e-6).
@@ -35,11 +33,13 @@ import torch
 from heal_mpi.clock import NEXT
 from heal_mpi.comm import Comm
 from heal_mpi.context import RoundContext
+from heal_mpi.engine.aggregation import aggregate
 from heal_mpi.engine.channel import Channel
-from heal_mpi.engine.results import (CHUNK_BYTES, Flights, HeardEdges, HeldRows, Links, MixResult, Sources,
+from heal_mpi.engine.flights import Flights
+from heal_mpi.engine.results import (CHUNK_BYTES, HeardEdges, HeldRows, Links, MixResult, Sources,
                                      SumBuffers, add_by_chunks, add_partials, edge_values, group_sum,
-                                     partials)
-from heal_mpi.engine.routes import Block, Header, route
+                                     partials, tally)
+from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
 from heal_mpi.steps import Assign, Exchange, Mix, Reply, Snapshot, Train
@@ -149,6 +149,12 @@ class Engine:
             table, index = rows.means(), rows.pos[src]
         return Sources.through(self.channel, purpose, table, index, src + self.world.slot_lo, dst, rnd)
 
+    def _keeping(self, step: Mix) -> np.ndarray:
+        """bool [N]: whether each node takes the rows a Mix sends it (Mix.keep, from every rank)."""
+        if step.keep is None:
+            return np.ones(self.world.n_nodes, dtype=bool)
+        return self.comm.all_flags(step.keep, f"keep-{step.purpose}", f"Mix {step.purpose!r}: keep")
+
     def _by_owner(self, dst: np.ndarray) -> np.ndarray:
         """Cuts [size + 1] of `dst` (sorted by owner) into the owners' blocks."""
         return np.searchsorted(self.world.owner(dst), np.arange(self.world.size + 1))
@@ -160,8 +166,7 @@ class Engine:
 
     def _mix(self, step: Mix, ctx: RoundContext) -> MixResult:
         lo = self.world.slot_lo
-        src = np.asarray(step.src, dtype=np.int64)
-        dst = np.asarray(step.dst, dtype=np.int64)
+        src, dst = np.asarray(step.src, dtype=np.int64), np.asarray(step.dst, dtype=np.int64)
         w = np.ones(len(dst)) if step.weight is None else np.asarray(step.weight, dtype=np.float64)
         vals = edge_values(step.values, len(dst))
         real = src + lo != dst  # a node's edge to itself is no message
@@ -210,81 +215,78 @@ class Engine:
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
         fresh = len(src) - (0 if landed is None else len(landed))
         sources = self._sources(step.purpose, step.rows, src[:fresh], dst[:fresh], ctx.rnd).extended(landed)
+        keeps = self._keeping(step)
         if key is not None or step.rule.robust:
-            return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key)
-
-        # one partial per destination (dst, weight sum, count, messages, values, lone; row sums for other ranks')
+            return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key, keeps)
+        # per destination a header (dst, weight sum, count, messages, values) and what it carries: a partial
+        # sum, the row itself when one edge reaches it (results.partials), nothing if it keeps no rows
         uniq, inverse = np.unique(dst, return_inverse=True)
         u, count = len(uniq), np.bincount(inverse, minlength=len(uniq))
-        lone = (count == 1) & sources.narrow  # reached by one edge: its row crosses as it is (results.partials)
+        carry = np.where((count == 1) & sources.narrow, NARROW, WIDE)
+        carry[~keeps[uniq]] = NO_ROW
         head = Header(dst=uniq, weight=np.bincount(inverse, w, u), count=count, messages=np.bincount(inverse, real, u),
-                      values=group_sum(vals * w[:, None], inverse, u), lone=lone)
+                      values=group_sum(vals * w[:, None], inverse, u), carry=carry)
         cuts = self._by_owner(uniq)
         to_me = (inverse >= cuts[rank]) & (inverse < cuts[rank + 1])
-        n_mine, mine, away = cuts[rank + 1] - cuts[rank], np.flatnonzero(to_me), np.flatnonzero(~to_me)
+        n_mine, away = cuts[rank + 1] - cuts[rank], np.flatnonzero(~to_me)
+        mine = np.flatnonzero(to_me & (carry[inverse] != NO_ROW))
         group = inverse[away] - n_mine * (inverse[away] >= cuts[rank])  # the remote destinations, in order
         at = [c - n_mine * (r > rank) for r, c in enumerate(cuts)]  # their cuts by owner; this rank's block is empty
-        rows = partials(sources.subset(away), group, w[away], np.r_[lone[:cuts[rank]], lone[cuts[rank + 1]:]], at)
+        rows = partials(sources.subset(away), group, w[away], np.r_[carry[:cuts[rank]], carry[cuts[rank + 1]:]], at)
         incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])), *rows[r])
                                                       for r in range(size)])
         del rows  # sent
         local_of = [blk.head.ids("dst") - lo for blk in incoming]
         nodes = np.unique(np.concatenate(local_of))  # one block per rank: never an empty list
+        nodes = nodes[keeps[nodes + lo]]
         sums = self.sum_buffers.zeros(step.purpose, len(nodes), self.pop.n_params, self.pop.rows.device)
-        n, k = world.n_local, vals.shape[1]
-        weights, counts, messages, values = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, k))
         for r, (blk, rows_of) in enumerate(zip(incoming, local_of)):  # canonical: source rank 0, 1, ...
-            if len(rows_of) == 0:
-                continue
             if r == rank:
                 add_by_chunks(sums, np.searchsorted(nodes, rows_of), sources.subset(mine), inverse[mine] - cuts[rank], w[mine])
-            else:
+            elif len(rows_of):
                 add_partials(sums, np.searchsorted(nodes, rows_of), blk.head, blk.rows, blk.lone)
-            np.add.at(weights, rows_of, blk.head["weight"])
-            np.add.at(counts, rows_of, blk.head.ids("count"))
-            np.add.at(messages, rows_of, blk.head.ids("messages"))
-            np.add.at(values, rows_of, blk.head["values"])
+        heads = Header.of(head.layout, np.concatenate([blk.head.data for blk in incoming]))
+        weights, counts, messages, values = tally(world.n_local, heads.ids("dst") - lo, heads["weight"],
+                                                  heads.ids("count"), heads.ids("messages"), heads["values"])
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
         links = self._links(src, dst, uniq, [rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
-        return MixResult(n, nodes, counts, messages, weights, values, sums=sums, links=links)
+        return MixResult(world.n_local, nodes, counts, messages, weights, values, sums=sums, links=links)
 
     def _route(self, step: str, outgoing: list[Block]) -> list[Block]:
         incoming, staged = route(self.comm, step, outgoing)
         self.staged_bytes += staged
         return incoming
 
-    def _mix_rows(self, step: Mix, src, dst, w, vals, real, sources: Sources, key: np.ndarray) -> MixResult:
+    def _mix_rows(self, step: Mix, src, dst, w, vals, real, sources: Sources, key: np.ndarray,
+                  keeps: np.ndarray) -> MixResult:
         """A Mix under a robust rule, or one with arrival keys: every delivered row travels to its
         receiver's rank (no partial sums), where each receiver combines its rows by the rule or
         keeps them one by one. Rows are put in (receiver, key, sender) order first, so the
         result does not depend on the rank count."""
-        from heal_mpi.engine.aggregation import aggregate
-        world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
+        world, rank, lo = self.world, self.world.rank, self.world.slot_lo
         order = np.lexsort((src, dst))  # edges by receiver: the owners' blocks are contiguous
         src, dst, w, vals, real, key = src[order], dst[order], w[order], vals[order], real[order], key[order]
-        narrow = sources.narrow  # then every row crosses as float32 (a `lone` one), widened on arrival
-        head = Header(dst=dst, src=src + lo, weight=w, real=real, key=key, values=vals, lone=np.full(len(dst), narrow))
+        narrow, kept = sources.narrow, keeps[dst]  # then every row crosses as float32, widened on arrival
+        head = Header(dst=dst, src=src + lo, weight=w, real=real, key=key, values=vals,
+                      carry=np.where(kept, NARROW if narrow else WIDE, NO_ROW))
         cuts, dtype = self._by_owner(dst), torch.float32 if narrow else torch.float64
-        incoming = self._route(f"mix-{step.purpose}", [
-            Block.carrying(head.take(slice(cuts[r], cuts[r + 1])), sources.gather(order[cuts[r]:cuts[r + 1]], dtype))
-            for r in range(size)])
+        incoming = self._route(f"mix-{step.purpose}", [Block.carrying(head.take(slice(a, b)), sources.gather(
+            order[a:b][kept[a:b]], dtype)) for a, b in zip(cuts, cuts[1:])])
         heads = Header.of(head.layout, np.concatenate([blk.head.data for blk in incoming]))
-        rows = torch.cat([blk.widened() for blk in incoming])
         canon = np.lexsort((heads["src"], heads["key"], heads["dst"]))  # (receiver, key, sender)
-        heads, rows = heads.take(canon), rows[torch.as_tensor(canon, device=rows.device)]
-        local = heads.ids("dst") - lo
-        nodes, group = np.unique(local, return_inverse=True)
-        n, k = world.n_local, vals.shape[1]
+        has = heads["carry"][canon] != NO_ROW  # the edges whose rows arrived, the rows in header order
+        rows = torch.cat([blk.widened() for blk in incoming])[torch.as_tensor(
+            (np.cumsum(heads["carry"] != NO_ROW) - 1)[canon][has], device=self.pop.rows.device)]
+        heads = heads.take(canon)
+        local, n = heads.ids("dst") - lo, world.n_local
         edge_w, edge_real, edge_values = heads["weight"], heads.ids("real"), heads["values"] * heads["weight"][:, None]
-        weights = np.bincount(local, edge_w, n)
-        counts = np.bincount(local, minlength=n).astype(np.int64)
-        messages = np.bincount(local, edge_real, n).astype(np.int64)
-        values = np.zeros((n, k))
-        np.add.at(values, local, edge_values)
+        weights, counts, messages, values = tally(n, local, edge_w, 1, edge_real, edge_values)
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
         sender_rank = world.owner(heads.ids("src"))
         links = self._links(src, dst, np.unique(dst), [np.unique(local[sender_rank == r]) if r != rank else None
-                                                       for r in range(size)])
+                                                       for r in range(world.size)])
+        local, edge_w, edge_real, edge_values = local[has], edge_w[has], edge_real[has], edge_values[has]
+        nodes, group = np.unique(local, return_inverse=True)
         if step.order is not None:  # kept one by one; place = index among the receiver's edges
             place = np.arange(len(local)) - np.searchsorted(local, local)
             return MixResult(n, nodes, counts, messages, weights, values, links=links,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from heal_mpi.engine.routes import NARROW, WIDE
 from heal_mpi.steps import Rule
 
 # Bound on the float64 [edges, P] temporary of one reduction chunk. Below glibc's 32 MiB mmap
@@ -259,30 +260,30 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
         sums.index_add_(0, torch.as_tensor(at[several[g0:g0 + len(part)]], device=sums.device), part)
 
 
-def partials(sources: Sources, group: np.ndarray, w: np.ndarray, lone: np.ndarray, cuts: list) -> list:
-    """What this rank sends towards len(lone) remote destinations, edge e reaching group[e], per
+def partials(sources: Sources, group: np.ndarray, w: np.ndarray, carry: np.ndarray, cuts: list) -> list:
+    """What this rank sends towards len(carry) remote destinations, edge e reaching group[e], per
     block of destinations cuts[r]:cuts[r + 1]: (the float64 partial sums [m, P] of its destinations
-    not `lone`, each group's rows added in edge order; the float32 rows [k, P] of its lone ones,
-    each reached by one edge, unweighted), both in destination order. A lone row crosses as it
-    is, at half the bytes of its float64 product (most of a Gossip round's rows), and
-    `add_partials` weights it on arrival as `reduce` would have here, so the receivers' sums are
-    the same bit for bit."""
-    n_part, n_lone = np.r_[0, np.cumsum(~lone)], np.r_[0, np.cumsum(lone)]  # each group's place in its kind
-    by_edge = lone[group]
-    e = np.flatnonzero(~by_edge)
+    that carry WIDE, each group's rows added in edge order; the float32 rows [k, P] of those that
+    carry NARROW, each reached by one edge, unweighted), both in destination order. A NARROW row
+    crosses as it is, at half the bytes of its float64 product (most of a Gossip round's rows),
+    and `add_partials` weights it on arrival as `reduce` would have here, so the receivers' sums
+    are the same bit for bit. The edges to NO_ROW destinations carry nothing."""
+    n_part, n_lone = np.r_[0, np.cumsum(carry == WIDE)], np.r_[0, np.cumsum(carry == NARROW)]  # places by kind
+    e = np.flatnonzero(carry[group] == WIDE)
     part = sources.subset(e).reduce(n_part[group[e]], w[e], int(n_part[-1]))
-    e = np.flatnonzero(by_edge)
+    e = np.flatnonzero(carry[group] == NARROW)
     rows = sources.subset(e[np.argsort(group[e])]).gather(np.arange(len(e)), torch.float32)
     return [(part[n_part[a]:n_part[b]], rows[n_lone[a]:n_lone[b]]) for a, b in zip(cuts, cuts[1:])]
 
 
 def add_partials(sums: torch.Tensor, at: np.ndarray, head, part: torch.Tensor, lone_rows: torch.Tensor) -> None:
     """sums[at] += what one rank sent (`partials`) towards the destinations of `head`, the rows
-    `at` of the sums: its partial sums, and its lone rows weighted by their edge's weight (the
-    header's), as float64."""
-    lone = head["lone"] == 1
-    sums.index_add_(0, torch.as_tensor(at[~lone], device=sums.device), part)
-    weighted_sum(lone_rows, np.arange(len(lone_rows)), at[lone], head["weight"][lone], len(sums), into=sums)
+    `at` of the sums (unread where the header says NO_ROW): its partial sums, and its NARROW rows
+    weighted by their edge's weight (the header's), as float64."""
+    carry = head["carry"]
+    sums.index_add_(0, torch.as_tensor(at[carry == WIDE], device=sums.device), part)
+    narrow = carry == NARROW
+    weighted_sum(lone_rows, np.arange(len(lone_rows)), at[narrow], head["weight"][narrow], len(sums), into=sums)
 
 
 class SumBuffers:
@@ -337,53 +338,21 @@ class HeldRows:
         return self.rows[torch.as_tensor(at, device=self.rows.device)]
 
 
-class Flights:
-    """Rows of Mix edges that arrive in a later round (asynchronous rounds, heal_mpi/timers.py),
-    held on their senders' rank as they were sent, per purpose."""
-
-    FIELDS = ("due", "src", "dst", "weight", "values", "key")
-
-    def __init__(self):
-        self.held: dict[str, dict] = {}
-
-    def hold(self, purpose: str, due, src, dst, weight, values, key, rows: torch.Tensor) -> None:
-        """Edges (src local rows, dst global ids) arriving in round `due` [E], with what they carry."""
-        new = dict(zip(self.FIELDS, (due, src, dst, weight, values, key)), rows=rows)
-        old = self.held.get(purpose)
-        self.held[purpose] = new if old is None else {
-            k: torch.cat([old[k], v]) if k == "rows" else np.concatenate([old[k], v]) for k, v in new.items()}
-
-    def land(self, purpose: str, rnd: int) -> dict | None:
-        """The edges of `purpose` arriving in round `rnd` (removed from the queue), or None."""
-        held = self.held.get(purpose)
-        if held is None:
-            return None
-        now = held["due"] == rnd
-        if not now.any():
-            return None
-        rest = np.flatnonzero(~now)
-        take = {k: v[torch.as_tensor(np.flatnonzero(now), device=v.device)] if k == "rows" else v[now]
-                for k, v in held.items()}
-        self.held[purpose] = {k: v[torch.as_tensor(rest, device=v.device)] if k == "rows" else v[rest]
-                              for k, v in held.items()}
-        return take
-
-    def count(self) -> int:
-        return sum(len(h["due"]) for h in self.held.values())
-
-    def state_dict(self) -> dict:
-        return {p: {k: v.cpu() if k == "rows" else v for k, v in h.items()} for p, h in self.held.items()}
-
-    def load_state_dict(self, state: dict, device) -> None:
-        self.held = {p: {k: v.to(device) if k == "rows" else v for k, v in h.items()} for p, h in state.items()}
-
-
 def edge_values(values, n_edges: int) -> np.ndarray:
     """float64 [E, k]: a step's per-edge values ([E] or [E, k]; None is k = 0), also when E is 0."""
     if values is None:
         return np.zeros((n_edges, 0))
     values = np.asarray(values, np.float64)
     return values.reshape(n_edges, values.shape[1] if values.ndim == 2 else 1)
+
+
+def tally(n: int, local: np.ndarray, weight, count, messages, values: np.ndarray) -> tuple:
+    """(weights float64 [n], counts int64 [n], messages int64 [n], values float64 [n, k]): what
+    messages add up to at their receivers, local[i] the receiver of message i, added in order."""
+    out = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, values.shape[1]))
+    for acc, x in zip(out, (weight, count, messages, values)):
+        np.add.at(acc, local, x)
+    return out
 
 
 def group_sum(x: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:

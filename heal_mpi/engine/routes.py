@@ -20,6 +20,10 @@ from heal_mpi.comm import Comm
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
+# What a message of a Mix carries (its header's column "carry"): a float64 row (a partial sum),
+# a float32 row as it is (its receiver weights it), or no row (its receiver drops rows: Mix.keep).
+WIDE, NARROW, NO_ROW = 0, 1, 2
+
 
 class Header:
     """Named float64 columns of a block of messages, one row per message (ids are exact below 2**53).
@@ -72,9 +76,9 @@ class Header:
 @dataclass
 class Block:
     """The messages of one step from one rank to another: their header, and their model rows
-    ([m, P] on the device, float32 or float64) when the step carries models. A Mix's partial
-    sums also carry `lone`: float32 rows, one per header row whose column "lone" is 1, and then
-    `rows` has one row per other header row."""
+    ([m, P] on the device, float32 or float64) when the step carries models. A Mix's blocks
+    have a header column "carry": `rows` holds one row per header row that says WIDE, `lone`
+    one float32 row per header row that says NARROW, in header order."""
 
     head: Header
     rows: torch.Tensor | None = None
@@ -82,13 +86,13 @@ class Block:
 
     @classmethod
     def carrying(cls, head: Header, rows: torch.Tensor) -> "Block":
-        """Messages that each carry one row as it is: float32 rows travel as `lone` ones (the
-        header's column "lone" then says 1), float64 ones as `rows`."""
+        """Messages that each carry one row as it is (those whose "carry" is not NO_ROW): float32
+        rows travel as `lone` ones (the header says NARROW), float64 ones as `rows` (WIDE)."""
         narrow = rows.dtype == torch.float32
         return cls(head, rows[:0].double() if narrow else rows, rows if narrow else rows[:0].float())
 
     def widened(self) -> torch.Tensor:
-        """float64 [m, P]: the rows of a block made by `carrying`, in header order."""
+        """float64 [k, P]: the rows of a block made by `carrying`, in header order."""
         return self.lone.double() if len(self.lone) else self.rows
 
 
@@ -125,10 +129,10 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
             rows_out.append(host(block.rows, dtype))
             lone_out.append(host(block.lone, np.float32) if has_lone else None)
     incoming = comm.exchange(heads, step)  # the headers tell the sizes of what follows: no more handshakes
-    n_lone = [int(Header.of(layout, h)["lone"].sum()) if has_lone else 0 for h in incoming]
-    incoming_rows = comm.exchange(rows_out, step, expect=[(len(h) - k) * p for h, k in zip(incoming, n_lone)]) \
+    carry = [Header.of(layout, h)["carry"] if has_lone else np.full(len(h), WIDE) for h in incoming]
+    incoming_rows = comm.exchange(rows_out, step, expect=[int((c == WIDE).sum()) * p for c in carry]) \
         if has_rows else [None] * len(incoming)
-    incoming_lone = comm.exchange(lone_out, step, expect=[k * p for k in n_lone]) if has_lone \
+    incoming_lone = comm.exchange(lone_out, step, expect=[int((c == NARROW).sum()) * p for c in carry]) if has_lone \
         else [None] * len(incoming)
     out = []
     for r, (head, rows, lone) in enumerate(zip(incoming, incoming_rows, incoming_lone)):

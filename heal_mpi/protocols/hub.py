@@ -72,12 +72,13 @@ class HubProtocol(Protocol):
         yield Train(clients)  # 1.
         targets = pick_from_lists(overlay.hub_lists(), clients, self.fanout, ctx, "hub-target",
                                   self.local)  # [n_local, s], -1 = none
-        up = yield Mix("up", *edges_of(targets), rule=self.rule, deadline=True)  # 2.-3.
+        up = yield Mix("up", *edges_of(targets), rule=self.rule, deadline=True, keep=hubs)  # 2.-3.
         served = hubs & (up.counts > 0)  # hubs that take part in this round
 
         src, dst = edges_of(np.where(served[:, None], overlay.hub_lists(), -1))
         weight = up.counts[src].astype(np.float64) if self.hub_weights == "clients" else None
-        between = yield Mix("hub-hub", src, dst, weight=weight, rows=up, rule=self.hub_rule, deadline=True)  # 4.
+        between = yield Mix("hub-hub", src, dst, weight=weight, rows=up, rule=self.hub_rule, deadline=True,
+                            keep=served)  # 4.
         ready = served & (between.counts > 0)
 
         back = yield Reply("down", to=up, rows=between, answering=ready)  # 5.
