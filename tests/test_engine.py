@@ -416,7 +416,9 @@ def test_epidemic_median_merge_includes_the_own_model(comm):
 def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
     """A rank adds its own edges into its receivers' sums a few groups at a time (engine.results.
     add_by_chunks): bit for bit what one whole [groups, P] partial added in one go gives, forged
-    rows included, and groups of one edge, added straight in, whatever the chunk."""
+    rows included, and groups of one edge, added straight in, whatever the chunk. OwnEdges forms
+    that whole partial early when it fits one chunk, else adds by chunks: the same sums, and a
+    group that no edge reaches (a receiver that keeps no rows) is never touched."""
     import heal_mpi.engine.results as results
     g = np.random.default_rng(3)
     table, forged = torch.randn(20, 7, dtype=torch.float32), torch.randn(4, 7, dtype=torch.float32)
@@ -439,6 +441,11 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
         chunked = start.clone()
         results.add_by_chunks(chunked, at, sources, group, w)
         assert torch.equal(chunked, whole) and not torch.signbit(chunked[at[11], 0]), rows_per_chunk
+        own = results.OwnEdges(sources, group, w, 21)     # group 20: no edge, its place out of range
+        assert (own.part is None) == (rows_per_chunk < 20)
+        early = start.clone()
+        own.add(early, np.r_[at, 99])
+        assert torch.equal(early, whole), rows_per_chunk
 
 
 @pytest.mark.parametrize("forgery", [torch.float32, torch.float64])

@@ -7,10 +7,9 @@ collectives out of step: every Mix, Reply and Exchange is exactly one collective
 named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks agree).
 
 Where rows live: a Mix reduces its edges by destination on the rows' device: a float64 partial
-sum per destination, or the float32 row itself for one that a single edge reaches, or nothing
-for one that does not keep rows (Mix.keep). What is bound for other ranks is staged into host
-memory for MPI (routes.route) and moved to the device once on arrival (`staged_bytes`); this
-rank's own edges are added into its receivers' sums a bounded chunk at a time, in rank order.
+sum per destination, the float32 row itself for one that a single edge reaches, nothing for one
+that keeps no rows (Mix.keep). What is bound for other ranks is staged into host memory for MPI
+(routes.route), moved to the device on arrival (`staged_bytes`); own edges: results.OwnEdges.
 
 Transient memory of a HEAL round (P parameters; the floor is the rows and optimizer state, 12 P
 bytes a node with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge
@@ -37,7 +36,7 @@ from heal_mpi.engine.aggregation import aggregate
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.flights import Flights
 from heal_mpi.engine.results import (CHUNK_BYTES, HeardEdges, HeldRows, Links, MixResult, Sources,
-                                     SumBuffers, add_by_chunks, add_partials, edge_values, group_sum,
+                                     OwnEdges, SumBuffers, add_partials, edge_values, group_sum,
                                      partials, tally)
 from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, route
 from heal_mpi.metrics import RoundMetrics, Traffic
@@ -233,6 +232,7 @@ class Engine:
         group = inverse[away] - n_mine * (inverse[away] >= cuts[rank])  # the remote destinations, in order
         at = [c - n_mine * (r > rank) for r, c in enumerate(cuts)]  # their cuts by owner; this rank's block is empty
         rows = partials(sources.subset(away), group, w[away], np.r_[carry[:cuts[rank]], carry[cuts[rank + 1]:]], at)
+        own = OwnEdges(sources.subset(mine), inverse[mine] - cuts[rank], w[mine], n_mine)
         incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])), *rows[r])
                                                       for r in range(size)])
         del rows  # sent
@@ -242,7 +242,7 @@ class Engine:
         sums = self.sum_buffers.zeros(step.purpose, len(nodes), self.pop.n_params, self.pop.rows.device)
         for r, (blk, rows_of) in enumerate(zip(incoming, local_of)):  # canonical: source rank 0, 1, ...
             if r == rank:
-                add_by_chunks(sums, np.searchsorted(nodes, rows_of), sources.subset(mine), inverse[mine] - cuts[rank], w[mine])
+                own.add(sums, np.searchsorted(nodes, rows_of))
             elif len(rows_of):
                 add_partials(sums, np.searchsorted(nodes, rows_of), blk.head, blk.rows, blk.lone)
         heads = Header.of(head.layout, np.concatenate([blk.head.data for blk in incoming]))
@@ -366,7 +366,8 @@ class Engine:
         return HeldRows(idx, self.pop.rows[torch.as_tensor(idx, device=self.pop.rows.device)].clone())
 
     def _assign(self, step: Assign, ctx: RoundContext | None = None) -> None:
-        """New rows for step.nodes, a bounded chunk of rows at a time."""
+        """New rows for step.nodes, a bounded chunk of rows at a time, in float64 until the quotient (an own
+        weight of 1, Gossip's and EL's, is added unmultiplied: x * 1 is x)."""
         nodes = np.asarray(step.nodes, dtype=np.int64)
         res = step.result
         at = res.pos[nodes]
@@ -377,16 +378,15 @@ class Engine:
         if step.rule.robust and own_weight is not None:
             raise ValueError(f"Assign: a {step.rule.name} of the copies takes no own weight")
         shared = res.shared_means(at) if own_weight is None and not step.rule.robust else None
+        if shared is not None:  # a few distinct means (HEAL's, FedAvg's clients): each formed once, written to its nodes
+            for u in np.unique(shared[1]):
+                self.pop.replace(nodes[shared[1] == u], shared[0][u].expand(int((shared[1] == u).sum()), -1))
+            return
         dev, shape = self.pop.rows.device, (min(chunk, len(nodes)), self.pop.n_params)
         wide, wide_own, narrow = (torch.empty(shape, dtype=t, device=dev) for t in (torch.double, torch.double, torch.float))
         for a in range(0, len(nodes), chunk):  # into reused buffers: fresh ones a chunk cost page faults
-            idx = nodes[a:a + chunk]
-            m = len(idx)
-            if shared is not None:  # a few distinct means: each formed once, copied to its nodes
-                means, which = shared[0], shared[1][a:a + chunk]
-                rows = means[int(which[0])].expand(m, -1) if (which == which[0]).all() else \
-                    torch.index_select(means, 0, torch.as_tensor(which, device=dev), out=narrow[:m])
-            elif step.rule.robust:
+            idx, m = nodes[a:a + chunk], len(nodes[a:a + chunk])
+            if step.rule.robust:
                 rows = res.combine(at[a:a + chunk], step.rule)
             else:
                 sums = res.sums_of(at[a:a + chunk], out=wide[:m])
@@ -394,7 +394,7 @@ class Engine:
                 if own_weight is not None:
                     own = torch.as_tensor(own_weight[a:a + chunk], dtype=sums.dtype, device=dev)[:, None]
                     mine = torch.index_select(self.pop.rows, 0, torch.as_tensor(idx, device=dev), out=narrow[:m])
-                    sums.add_(wide_own[:m].copy_(mine).mul_(own))
+                    sums.add_(mine if (own_weight[a:a + chunk] == 1).all() else wide_own[:m].copy_(mine).mul_(own))
                     w = w + own
-                rows = narrow[:m].copy_(sums.div_(w))
+                rows = torch.div(sums, w, out=narrow[:m])  # the float64 quotient, rounded to float32 once
             self.pop.replace(idx, rows)

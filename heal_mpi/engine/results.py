@@ -251,13 +251,34 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
     several = np.flatnonzero(count > 1)  # the groups of several edges, renumbered 0, 1, ...
     renumbered = np.cumsum(count > 1) - 1
     edges = np.flatnonzero(count[group] > 1)
-    edges = edges[np.argsort(renumbered[group[edges]], kind="stable")]
+    of = renumbered[group[edges]]
     chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
-    bounds = np.searchsorted(renumbered[group[edges]], np.arange(0, len(several) + chunk, chunk))
-    for g0, lo, hi in zip(range(0, len(several), chunk), bounds, bounds[1:]):
-        e = edges[lo:hi]
+    for g0 in range(0, len(several), chunk):
+        # in edge order: rows that follow each other are read in place (HEAL's clients of a rank)
+        e = edges if len(several) <= chunk else edges[(of >= g0) & (of < g0 + chunk)]
         part = sources.subset(e).reduce(renumbered[group[e]] - g0, w[e], min(chunk, len(several) - g0))
         sums.index_add_(0, torch.as_tensor(at[several[g0:g0 + len(part)]], device=sums.device), part)
+
+
+class OwnEdges:
+    """This rank's edges to its own receivers (edge e reaching group[e] of n), to be added into the
+    receivers' sums at this rank's place in the rank order. When their float64 sums fit one chunk
+    (HEAL's and FedAvg's few hubs) they are formed at once, before the route, while the other
+    ranks form their partials; otherwise (Gossip's many receivers) a bounded chunk at a time, on
+    arrival (add_by_chunks). The same sums either way: each group's rows in edge order."""
+
+    def __init__(self, sources: Sources, group: np.ndarray, w: np.ndarray, n: int):
+        self.sources, self.group, self.w, self.part = sources, group, w, None
+        self.has = np.flatnonzero(np.bincount(group, minlength=n))  # the groups that edges reach
+        if 8 * len(self.has) * sources.table.shape[1] <= CHUNK_BYTES:
+            self.part = sources.reduce(np.searchsorted(self.has, group), w, len(self.has))
+
+    def add(self, sums: torch.Tensor, at: np.ndarray) -> None:
+        """sums[at[g]] += group g's weighted sum."""
+        if self.part is None:
+            add_by_chunks(sums, at, self.sources, self.group, self.w)
+        else:
+            sums.index_add_(0, torch.as_tensor(at[self.has], device=sums.device), self.part)
 
 
 def partials(sources: Sources, group: np.ndarray, w: np.ndarray, carry: np.ndarray, cuts: list) -> list:
