@@ -42,8 +42,14 @@ def test_bench_nodes_quick_reports_every_world():
     assert r.returncode == 0, r.stderr
     for protocol in ("heal", "fedavg", "gossip"):
         for ranks in (1, 2):
-            what = f"| nodes | {protocol}, 60 mlp nodes x 10, {ranks} rank(s):"
+            what = f"| nodes | {protocol}, 60 mlp nodes x 10, sgd, {ranks} rank(s):"
             assert f"{what} seconds per round (train " in r.stdout, r.stdout
             assert f"{what} peak RSS of the largest rank, against the floor |" in r.stdout, r.stdout
     peaks = [line for line in r.stdout.splitlines() if "peak RSS" in line]
     assert all(float(line.split("|")[3].split()[0].replace(",", "")) > 100 for line in peaks), peaks  # MiB
+
+
+def test_bench_nodes_runs_adam_beside_sgd_at_ten_thousand_nodes_and_logreg_at_a_hundred_thousand():
+    from heal_mpi.bench.nodes import worlds
+    assert worlds((1000, 10000, 100000)) == [(1000, "mlp", "sgd"), (10000, "mlp", "sgd"), (10000, "mlp", "adam"),
+                                             (100000, "logreg", "sgd")]
