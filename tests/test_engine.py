@@ -267,6 +267,29 @@ def test_assign_needs_a_received_row():
         engine.round(context(4), None)
 
 
+def test_assign_reads_the_held_sums_in_place_and_leaves_them_as_they_were():
+    """An Assign with an own weight reads a run of held sums without copying them (sums_of with
+    read_only) and never writes them: the result stays valid for the rest of the round."""
+    n = 9
+    src, dst = np.arange(n), (np.arange(n) + 1) % n       # a ring: every node receives one row
+
+    def body(ctx, seen):
+        got = yield Mix("ring", src, dst)
+        before = got.sums_of(np.arange(n)).clone()
+        assert got.sums_of(np.arange(2, 6), read_only=True).data_ptr() == got._sums[2].data_ptr()
+        assert torch.equal(got.sums_of(np.array([5, 2]), read_only=True), before[[5, 2]])  # no run: a copy
+        yield Assign(got, np.arange(n), own_weight=np.r_[np.ones(n - 2), 0.5, 2.0])
+        seen.append(torch.equal(got.sums_of(np.arange(n)), before))
+
+    world, full, proto, engine = setup(MPI.COMM_SELF, n, body)
+    engine.round(context(n), None)
+    assert proto.seen == [True]
+    x = full.double()
+    own = torch.tensor(np.r_[np.ones(n - 2), 0.5, 2.0])[:, None]
+    expect = ((x[np.roll(np.arange(n), 1)] + own * x) / (1 + own)).float()
+    assert torch.equal(engine.pop.rows, expect)
+
+
 # -- the protocols' rules, on a fake overlay, on one rank and across ranks ------------------------
 
 def no_hubs(n):

@@ -368,8 +368,7 @@ class Engine:
     def _assign(self, step: Assign, ctx: RoundContext | None = None) -> None:
         """New rows for step.nodes, a bounded chunk of rows at a time, in float64 until the quotient (an own
         weight of 1, Gossip's and EL's, is added unmultiplied: x * 1 is x)."""
-        nodes = np.asarray(step.nodes, dtype=np.int64)
-        res = step.result
+        nodes, res = np.asarray(step.nodes, dtype=np.int64), step.result
         at = res.pos[nodes]
         if (at < 0).any():
             raise ValueError("Assign: a node takes a mean of a result it received nothing in")
@@ -389,12 +388,13 @@ class Engine:
             if step.rule.robust:
                 rows = res.combine(at[a:a + chunk], step.rule)
             else:
-                sums = res.sums_of(at[a:a + chunk], out=wide[:m])
+                sums = res.sums_of(at[a:a + chunk], out=wide[:m], read_only=True)
                 w = torch.as_tensor(res.weights[idx], dtype=sums.dtype, device=dev)[:, None]
                 if own_weight is not None:
                     own = torch.as_tensor(own_weight[a:a + chunk], dtype=sums.dtype, device=dev)[:, None]
                     mine = torch.index_select(self.pop.rows, 0, torch.as_tensor(idx, device=dev), out=narrow[:m])
-                    sums.add_(mine if (own_weight[a:a + chunk] == 1).all() else wide_own[:m].copy_(mine).mul_(own))
+                    sums = torch.add(sums, mine if (own_weight[a:a + chunk] == 1).all() else
+                                     wide_own[:m].copy_(mine).mul_(own), out=wide[:m])
                     w = w + own
                 rows = torch.div(sums, w, out=narrow[:m])  # the float64 quotient, rounded to float32 once
             self.pop.replace(idx, rows)

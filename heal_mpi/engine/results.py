@@ -72,10 +72,13 @@ class MixResult:
         keep = where[group] >= 0
         return table, index[keep], where[group[keep]], None if w is None else w[keep]
 
-    def sums_of(self, at: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+    def sums_of(self, at: np.ndarray, out: torch.Tensor | None = None, read_only: bool = False) -> torch.Tensor:
         """float64 [len(at), P]: the weighted sums of nodes[at] (a copy: into `out` when given and
-        the sums are held, so that a caller going through chunks reuses one buffer)."""
+        the sums are held, so that a caller going through chunks reuses one buffer; `read_only`:
+        a view of the held sums where `at` is a run of them, which the caller must not write)."""
         if self._terms is None:
+            if read_only and len(at) and at[-1] - at[0] == len(at) - 1 and (np.diff(at) > 0).all():
+                return self._sums[int(at[0]):int(at[0]) + len(at)]
             return torch.index_select(self._sums, 0, torch.as_tensor(at, device=self._sums.device), out=out)
         table, index, group, w = self._terms_of(at)
         return weighted_sum(table, index, group, w, len(at))
