@@ -77,7 +77,7 @@ class MixResult:
         the sums are held, so that a caller going through chunks reuses one buffer; `read_only`:
         a view of the held sums where `at` is a run of them, which the caller must not write)."""
         if self._terms is None:
-            if read_only and len(at) and at[-1] - at[0] == len(at) - 1 and (np.diff(at) > 0).all():
+            if read_only and is_run(at):
                 return self._sums[int(at[0]):int(at[0]) + len(at)]
             return torch.index_select(self._sums, 0, torch.as_tensor(at, device=self._sums.device), out=out)
         table, index, group, w = self._terms_of(at)
@@ -217,6 +217,11 @@ class Sources:
                 weighted_sum(table, index[edges], at[edges], w[edges], len(sums), into=sums)
 
 
+def is_run(ix: np.ndarray) -> bool:
+    """Whether ix holds consecutive rows k, k + 1, ..., k + len - 1 (not empty): a slice, no gather."""
+    return len(ix) > 0 and ix[-1] - ix[0] == len(ix) - 1 and bool((np.diff(ix) > 0).all())
+
+
 def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
                  n_out: int, dtype=torch.float64, into: torch.Tensor | None = None) -> torch.Tensor:
     """[n_out, P] of `dtype`: sum of w * table[index] per group, in chunks of edges (so no
@@ -231,7 +236,7 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
     wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
     for a in range(0, len(index), chunk):
         m, ix, rows = min(chunk, len(index) - a), index[a:a + chunk], wide[:min(chunk, len(index) - a)]
-        if ix[-1] - ix[0] == m - 1 and (np.diff(ix) > 0).all():  # a run of the table's rows: read in place
+        if is_run(ix):  # a run of the table's rows: read in place
             rows.copy_(table[int(ix[0]):int(ix[0]) + m])
         else:
             torch.index_select(table, 0, torch.as_tensor(ix, device=dev), out=gathered[:m])
@@ -258,8 +263,9 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
     chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
     for g0 in range(0, len(several), chunk):
         # in edge order: rows that follow each other are read in place (HEAL's clients of a rank)
-        e = edges if len(several) <= chunk else edges[(of >= g0) & (of < g0 + chunk)]
-        part = sources.subset(e).reduce(renumbered[group[e]] - g0, w[e], min(chunk, len(several) - g0))
+        sel = slice(None) if len(several) <= chunk else (of >= g0) & (of < g0 + chunk)
+        e = edges[sel]
+        part = sources.subset(e).reduce(of[sel] - g0, w[e], min(chunk, len(several) - g0))
         sums.index_add_(0, torch.as_tensor(at[several[g0:g0 + len(part)]], device=sums.device), part)
 
 
