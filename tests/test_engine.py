@@ -200,8 +200,39 @@ def check_a_mix_drops_the_rows_of_receivers_that_keep_none(comm):
         engine._assign(Assign(dropped, np.flatnonzero(dropped.counts > 0)[:1]))
 
 
+def check_a_mix_sent_in_pieces_sums_as_one_route(comm):
+    """A Mix whose rows would fill memory travels in pieces of receivers (routes.Pieces), one
+    after the other: the same sums bit for bit as one route, the same counts and staged bytes."""
+    from unittest import mock
+    import heal_mpi.engine.routes as routes
+    n = 17
+    src, dst, wt = random_edges(n, 50, seed=11)
+    wt[::3] = 1.0
+    keeps = np.arange(n) % 5 != 2
+
+    def run(piece_bytes):
+        def body(ctx, seen):
+            mine = (src >= world.slot_lo) & (src < world.slot_hi)
+            before = engine.staged_bytes
+            seen.append((yield Mix("bulk", src[mine] - world.slot_lo, dst[mine], weight=wt[mine],
+                                   keep=keeps[world.slot_lo:world.slot_hi])))
+            seen.append(engine.staged_bytes - before)
+
+        with mock.patch.object(routes, "PIECE_BYTES", piece_bytes):
+            world, _, proto, engine = setup(comm, n, body)
+            engine.round(context(n), None)
+            return proto.seen + [routes.Pieces(keeps, world.bounds, 8 * P).count]
+
+    (whole, staged, one), (cut, staged_cut, many) = run(1 << 30), run(8 * P * 2)  # a piece per 2 receivers
+    assert one == 1 and many > 2
+    assert (cut.nodes == whole.nodes).all() and (cut.counts == whole.counts).all() and staged_cut == staged
+    assert torch.equal(cut.sums_of(np.arange(len(cut.nodes))), whole.sums_of(np.arange(len(whole.nodes))))
+    np.testing.assert_array_equal(cut.weights, whole.weights)
+
+
 CHECKS = [check_mix_matches_dense, check_a_mix_drops_the_rows_of_receivers_that_keep_none, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters,
-          check_robust_mix_is_the_median_of_what_arrived, check_exchange_hands_every_edge_to_its_receiver_with_its_sender]
+          check_robust_mix_is_the_median_of_what_arrived, check_exchange_hands_every_edge_to_its_receiver_with_its_sender,
+          check_a_mix_sent_in_pieces_sums_as_one_route]
 
 
 @pytest.mark.parametrize("check", CHECKS)
@@ -443,6 +474,7 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
     that whole partial early when it fits one chunk, else adds by chunks: the same sums, and a
     group that no edge reaches (a receiver that keeps no rows) is never touched."""
     import heal_mpi.engine.results as results
+    from heal_mpi.engine.routes import WIDE
     g = np.random.default_rng(3)
     table, forged = torch.randn(20, 7, dtype=torch.float32), torch.randn(4, 7, dtype=torch.float32)
     e = 300
@@ -464,11 +496,16 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
         chunked = start.clone()
         results.add_by_chunks(chunked, at, sources, group, w)
         assert torch.equal(chunked, whole) and not torch.signbit(chunked[at[11], 0]), rows_per_chunk
-        own = results.OwnEdges(sources, group, w, 21)     # group 20: no edge, its place out of range
+        carry = np.full(21, WIDE)                         # group 20: no edge, its place out of range
+        own = results.OwnEdges(sources, group, w, carry, slice(0, 21), 0)
         assert (own.part is None) == (rows_per_chunk < 20)
         early = start.clone()
         own.add(early, np.r_[at, 99])
         assert torch.equal(early, whole), rows_per_chunk
+        pieces = start.clone()                            # in two pieces of receivers, counted from 5
+        for mine in (slice(5, 13), slice(13, 26)):
+            results.OwnEdges(sources, group + 5, w, np.r_[carry, carry[:5]], mine, 5).add(pieces, np.r_[at, 99])
+        assert torch.equal(pieces, whole), rows_per_chunk
 
 
 @pytest.mark.parametrize("forgery", [torch.float32, torch.float64])
@@ -503,7 +540,7 @@ def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatc
     for rows_per_chunk in (1, 3, 50):
         monkeypatch.setattr(results, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
         cuts = [0, 13, 13, n_out]                        # three ranks' blocks, one of them empty
-        blocks = results.partials(sources, group, w, carry, cuts)
+        blocks = results.partials(sources, group, w, carry, [slice(a, b) for a, b in zip(cuts, cuts[1:])])
         assert all(p.dtype == torch.float64 and r.dtype == torch.float32 for p, r in blocks)
         assert sum(len(r) for _, r in blocks) == (carry == NARROW).sum()
         assert sum(len(p) for p, _ in blocks) == (carry == WIDE).sum()
@@ -511,6 +548,29 @@ def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatc
         for (part, rows), a, b in zip(blocks, cuts, cuts[1:]):
             results.add_partials(split, at[a:b], head.take(slice(a, b)), part, rows)
         assert torch.equal(split, whole), rows_per_chunk
+        pieces = start.clone()                           # the same destinations in two pieces of each block
+        for to in ([slice(0, 6), slice(13, 13), slice(13, 30)], [slice(6, 13), slice(13, 13), slice(30, n_out)]):
+            for (part, rows), s in zip(results.partials(sources, group, w, carry, to), to):
+                results.add_partials(pieces, at[s], head.take(s), part, rows)
+        assert torch.equal(pieces, whole), rows_per_chunk
+
+
+def test_pieces_cut_every_ranks_keeping_nodes_into_equal_runs():
+    """routes.Pieces: each rank's nodes that keep rows cut into `count` runs of equal size (to one
+    node), in node order, the count from the largest rank's kept rows and PIECE_BYTES."""
+    from heal_mpi.engine.routes import PIECE_BYTES, Pieces
+    keeps = np.random.default_rng(2).random(100) < 0.7
+    bounds = np.array([0, 34, 67, 100])
+    pieces = Pieces(keeps, bounds, PIECE_BYTES // 7)
+    most = max(keeps[a:b].sum() for a, b in zip(bounds, bounds[1:]))
+    assert pieces.count == -(-most // 7) > 1
+    for a, b in zip(bounds, bounds[1:]):
+        of = pieces.of[a:b][keeps[a:b]]
+        assert (np.diff(pieces.of[a:b]) >= 0).all() and set(of) == set(range(pieces.count))
+        sizes = np.bincount(of, minlength=pieces.count)
+        assert sizes.max() - sizes.min() <= 1
+        assert (pieces.cuts(np.arange(a, b)) == np.searchsorted(pieces.of[a:b], np.arange(pieces.count + 1))).all()
+    assert Pieces(keeps, bounds, PIECE_BYTES // most).count == 1
 
 
 def test_sum_buffers_are_reused_across_rounds_never_within_one():

@@ -38,7 +38,7 @@ from heal_mpi.engine.flights import Flights
 from heal_mpi.engine.results import (CHUNK_BYTES, HeardEdges, HeldRows, Links, MixResult, Sources,
                                      OwnEdges, SumBuffers, add_partials, edge_values, group_sum,
                                      partials, tally)
-from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, route
+from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, Pieces, route, route_heads, route_rows
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
 from heal_mpi.steps import Assign, Exchange, Mix, Reply, Snapshot, Train
@@ -225,27 +225,30 @@ class Engine:
         carry[~keeps[uniq]] = NO_ROW
         head = Header(dst=uniq, weight=np.bincount(inverse, w, u), count=count, messages=np.bincount(inverse, real, u),
                       values=group_sum(vals * w[:, None], inverse, u), carry=carry)
-        cuts = self._by_owner(uniq)
-        to_me = (inverse >= cuts[rank]) & (inverse < cuts[rank + 1])
-        n_mine, away = cuts[rank + 1] - cuts[rank], np.flatnonzero(~to_me)
-        mine = np.flatnonzero(to_me & (carry[inverse] != NO_ROW))
-        group = inverse[away] - n_mine * (inverse[away] >= cuts[rank])  # the remote destinations, in order
-        at = [c - n_mine * (r > rank) for r, c in enumerate(cuts)]  # their cuts by owner; this rank's block is empty
-        rows = partials(sources.subset(away), group, w[away], np.r_[carry[:cuts[rank]], carry[cuts[rank + 1]:]], at)
-        own = OwnEdges(sources.subset(mine), inverse[mine] - cuts[rank], w[mine], n_mine)
-        incoming = self._route(f"mix-{step.purpose}", [Block(head.take(slice(cuts[r], cuts[r + 1])), *rows[r])
-                                                      for r in range(size)])
-        del rows  # sent
-        local_of = [blk.head.ids("dst") - lo for blk in incoming]
-        nodes = np.unique(np.concatenate(local_of))  # one block per rank: never an empty list
+        cuts, name = self._by_owner(uniq), f"mix-{step.purpose}"
+        incoming = route_heads(self.comm, name, [head.take(slice(cuts[r], cuts[r + 1])) for r in range(size)])
+        local_of = [h.ids("dst") - lo for h in incoming]
+        nodes = np.unique(np.concatenate(local_of))  # one header per rank: never an empty list
         nodes = nodes[keeps[nodes + lo]]
         sums = self.sum_buffers.zeros(step.purpose, len(nodes), self.pop.n_params, self.pop.rows.device)
-        for r, (blk, rows_of) in enumerate(zip(incoming, local_of)):  # canonical: source rank 0, 1, ...
-            if r == rank:
-                own.add(sums, np.searchsorted(nodes, rows_of))
-            elif len(rows_of):
-                add_partials(sums, np.searchsorted(nodes, rows_of), blk.head, blk.rows, blk.lone)
-        heads = Header.of(head.layout, np.concatenate([blk.head.data for blk in incoming]))
+        pieces = Pieces(keeps, world.bounds, 8 * self.pop.n_params)
+        sent = [cuts[r] + pieces.cuts(uniq[cuts[r]:cuts[r + 1]]) for r in range(size)]
+        heard = [pieces.cuts(ids + lo) for ids in local_of]
+        for k in range(pieces.count):  # one piece of receivers' rows at a time, each added in rank order
+            out = [slice(sent[r][k], sent[r][k + 1]) for r in range(size)]
+            got = [slice(heard[r][k], heard[r][k + 1]) for r in range(size)]
+            rows = partials(sources, inverse, w, carry, [slice(0, 0) if r == rank else s for r, s in enumerate(out)])
+            own = OwnEdges(sources, inverse, w, carry, out[rank], cuts[rank])
+            blocks, staged = route_rows(self.comm, name, [Block(head.take(s), *x) for s, x in zip(out, rows)],
+                                        [h.take(g) for h, g in zip(incoming, got)])
+            self.staged_bytes += staged
+            del rows  # sent
+            for r, (blk, g) in enumerate(zip(blocks, got)):  # canonical: source rank 0, 1, ...
+                if r == rank:
+                    own.add(sums, np.searchsorted(nodes, local_of[r]))
+                elif g.stop > g.start:
+                    add_partials(sums, np.searchsorted(nodes, local_of[r][g]), blk.head, blk.rows, blk.lone)
+        heads = Header.of(head.layout, np.concatenate([h.data for h in incoming]))
         weights, counts, messages, values = tally(world.n_local, heads.ids("dst") - lo, heads["weight"],
                                                   heads.ids("count"), heads.ids("messages"), heads["values"])
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from heal_mpi.engine.routes import NARROW, WIDE
+from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE
 from heal_mpi.steps import Rule
 
 # Bound on the float64 [edges, P] temporary of one reduction chunk. Below glibc's 32 MiB mmap
@@ -270,39 +270,48 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
 
 
 class OwnEdges:
-    """This rank's edges to its own receivers (edge e reaching group[e] of n), to be added into the
-    receivers' sums at this rank's place in the rank order. When their float64 sums fit one chunk
-    (HEAL's and FedAvg's few hubs) they are formed at once, before the route, while the other
+    """This rank's edges (edge e reaching the Mix's destination inverse[e]) to its own receivers
+    `mine` (a slice of the destinations, from `first`, the first of this rank's), to be added into
+    the receivers' sums at this rank's place in the rank order. When their float64 sums fit one
+    chunk (HEAL's and FedAvg's few hubs) they are formed at once, before the route, while the other
     ranks form their partials; otherwise (Gossip's many receivers) a bounded chunk at a time, on
-    arrival (add_by_chunks). The same sums either way: each group's rows in edge order."""
+    arrival (add_by_chunks). The same sums either way: each group's rows in edge order. The edges
+    to destinations that keep no rows (NO_ROW) add nothing."""
 
-    def __init__(self, sources: Sources, group: np.ndarray, w: np.ndarray, n: int):
-        self.sources, self.group, self.w, self.part = sources, group, w, None
-        self.has = np.flatnonzero(np.bincount(group, minlength=n))  # the groups that edges reach
+    def __init__(self, sources: Sources, inverse: np.ndarray, w: np.ndarray, carry: np.ndarray, mine: slice,
+                 first: int):
+        e = np.flatnonzero((inverse >= mine.start) & (inverse < mine.stop) & (carry[inverse] != NO_ROW))
+        self.sources, self.group, self.w, self.part = sources.subset(e), inverse[e] - first, w[e], None
+        self.has = np.unique(self.group)  # the groups that edges reach
         if 8 * len(self.has) * sources.table.shape[1] <= CHUNK_BYTES:
-            self.part = sources.reduce(np.searchsorted(self.has, group), w, len(self.has))
+            self.part = self.sources.reduce(np.searchsorted(self.has, self.group), self.w, len(self.has))
 
     def add(self, sums: torch.Tensor, at: np.ndarray) -> None:
-        """sums[at[g]] += group g's weighted sum."""
+        """sums[at[g]] += group g's weighted sum (g counted from `first`)."""
         if self.part is None:
             add_by_chunks(sums, at, self.sources, self.group, self.w)
         else:
             sums.index_add_(0, torch.as_tensor(at[self.has], device=sums.device), self.part)
 
 
-def partials(sources: Sources, group: np.ndarray, w: np.ndarray, carry: np.ndarray, cuts: list) -> list:
-    """What this rank sends towards len(carry) remote destinations, edge e reaching group[e], per
-    block of destinations cuts[r]:cuts[r + 1]: (the float64 partial sums [m, P] of its destinations
-    that carry WIDE, each group's rows added in edge order; the float32 rows [k, P] of those that
-    carry NARROW, each reached by one edge, unweighted), both in destination order. A NARROW row
-    crosses as it is, at half the bytes of its float64 product (most of a Gossip round's rows),
-    and `add_partials` weights it on arrival as `reduce` would have here, so the receivers' sums
-    are the same bit for bit. The edges to NO_ROW destinations carry nothing."""
+def partials(sources: Sources, inverse: np.ndarray, w: np.ndarray, carry: np.ndarray, to: list) -> list:
+    """What this rank sends towards its remote destinations to[r] (a slice of the Mix's sorted
+    destinations on rank r, empty for this rank), edge e reaching destination inverse[e]: per rank
+    (the float64 partial sums [m, P] of its destinations that carry WIDE, each group's rows added in
+    edge order; the float32 rows [k, P] of those that carry NARROW, each reached by one edge,
+    unweighted), both in destination order. A NARROW row crosses as it is, at half the bytes of its
+    float64 product (most of a Gossip round's rows), and `add_partials` weights it on arrival as
+    `reduce` would have here, so the receivers' sums are the same bit for bit. The edges to NO_ROW
+    destinations carry nothing."""
+    dest = np.concatenate([np.arange(s.start, s.stop) for s in to])
+    cuts, place = np.r_[0, np.cumsum([s.stop - s.start for s in to])], np.full(len(carry), -1)
+    place[dest] = np.arange(len(dest))
+    group, carry = place[inverse], carry[dest]
     n_part, n_lone = np.r_[0, np.cumsum(carry == WIDE)], np.r_[0, np.cumsum(carry == NARROW)]  # places by kind
-    e = np.flatnonzero(carry[group] == WIDE)
-    part = sources.subset(e).reduce(n_part[group[e]], w[e], int(n_part[-1]))
-    e = np.flatnonzero(carry[group] == NARROW)
-    rows = sources.subset(e[np.argsort(group[e])]).gather(np.arange(len(e)), torch.float32)
+    e = np.flatnonzero(group >= 0)
+    wide, lone = e[carry[group[e]] == WIDE], e[carry[group[e]] == NARROW]
+    part = sources.subset(wide).reduce(n_part[group[wide]], w[wide], int(n_part[-1]))
+    rows = sources.subset(lone[np.argsort(group[lone])]).gather(np.arange(len(lone)), torch.float32)
     return [(part[n_part[a]:n_part[b]], rows[n_lone[a]:n_lone[b]]) for a, b in zip(cuts, cuts[1:])]
 
 

@@ -103,14 +103,30 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
     Collective: every rank must call in the same `step`, with the same header layout and row
     width and dtype (the block a rank sends itself fixes them, even when empty).
     """
+    return route_rows(comm, step, outgoing, route_heads(comm, step, [block.head for block in outgoing]))
+
+
+def route_heads(comm: Comm, step: str, heads: list[Header]) -> list[Header]:
+    """Send heads[r] to rank r; return what every rank sent here, in rank order (collective, as `route`)."""
+    rank = comm.world.rank
+    layout, width = heads[rank].layout, heads[rank].width
+    incoming = comm.exchange([np.zeros((0, width)) if r == rank else
+                              np.ascontiguousarray(h.data, dtype=np.float64).reshape(len(h), width)
+                              for r, h in enumerate(heads)], step)
+    return [heads[rank] if r == rank else Header.of(layout, h) for r, h in enumerate(incoming)]
+
+
+def route_rows(comm: Comm, step: str, outgoing: list[Block], heads: list[Header]) -> tuple[list[Block], int]:
+    """`route` of blocks whose headers have already travelled: heads[r] is what rank r sent here
+    (its column "carry" tells how many rows follow), outgoing[r].head what this rank sent to r.
+    A Mix sends its headers at once and its rows in pieces of receivers (engine.core)."""
     rank, own = comm.world.rank, outgoing[comm.world.rank]
-    layout, width = own.head.layout, own.head.width
     has_rows = own.rows is not None
     p = own.rows.shape[1] if has_rows else 0
     dtype = _NUMPY[own.rows.dtype] if has_rows else np.float64
     has_lone = own.lone is not None
     staged = 0
-    heads, rows_out, lone_out = [], [], []
+    rows_out, lone_out = [], []
 
     def host(rows: torch.Tensor, dtype) -> np.ndarray:  # a view of host rows, a copy of device ones
         nonlocal staged
@@ -119,28 +135,53 @@ def route(comm: Comm, step: str, outgoing: list[Block]) -> tuple[list[Block], in
         return out
 
     for r, block in enumerate(outgoing):
+        if not has_rows:
+            break
         if r == rank:
-            heads.append(np.zeros((0, width)))
             rows_out.append(np.zeros((0, p), dtype=dtype))
             lone_out.append(np.zeros((0, p), dtype=np.float32))
-            continue
-        heads.append(np.ascontiguousarray(block.head.data, dtype=np.float64).reshape(len(block.head), width))
-        if has_rows:  # rows are never packed beside their header: each payload is sent from where it lies
+        else:  # rows are never packed beside their header: each payload is sent from where it lies
             rows_out.append(host(block.rows, dtype))
             lone_out.append(host(block.lone, np.float32) if has_lone else None)
-    incoming = comm.exchange(heads, step)  # the headers tell the sizes of what follows: no more handshakes
-    carry = [Header.of(layout, h)["carry"] if has_lone else np.full(len(h), WIDE) for h in incoming]
+    carry = [h["carry"] if has_lone else np.full(len(h), WIDE) for h in heads]
     incoming_rows = comm.exchange(rows_out, step, expect=[int((c == WIDE).sum()) * p for c in carry]) \
-        if has_rows else [None] * len(incoming)
+        if has_rows else [None] * len(heads)
     incoming_lone = comm.exchange(lone_out, step, expect=[int((c == NARROW).sum()) * p for c in carry]) if has_lone \
-        else [None] * len(incoming)
+        else [None] * len(heads)
     out = []
-    for r, (head, rows, lone) in enumerate(zip(incoming, incoming_rows, incoming_lone)):
+    for r, (head, rows, lone) in enumerate(zip(heads, incoming_rows, incoming_lone)):
         if r == rank:
             out.append(own)
             continue
         device = own.rows.device if has_rows else None
         staged += sum(a.nbytes for a in (rows, lone) if a is not None)
-        out.append(Block(Header.of(layout, head), None if rows is None else torch.as_tensor(rows, device=device),
+        out.append(Block(head, None if rows is None else torch.as_tensor(rows, device=device),
                          None if lone is None else torch.as_tensor(lone, device=device)))
     return out, staged
+
+
+# Bound on the rows of a Mix in flight at once (sent and received by a rank, at 8 bytes a number):
+# a Gossip round sends most of its rows to other ranks, 1 GB of a rank's 10,000 MLP nodes.
+PIECE_BYTES = 128 << 20
+
+
+class Pieces:
+    """The receivers of a Mix cut into pieces whose rows travel one piece after the other, so that
+    a rank holds one piece's rows in flight, not every one. Every rank computes the same cut from
+    the receivers that keep rows (Mix.keep): piece k holds, on each rank, the k-th of `count`
+    equal runs of its keeping nodes, so that a receiver's rows from every rank arrive in one piece
+    and are added in rank order, as in one route."""
+
+    def __init__(self, keeps: np.ndarray, bounds: np.ndarray, row_bytes: int):
+        kept = np.r_[0, np.cumsum(keeps)]
+        per_rank = np.diff(kept[bounds])
+        self.count = max(1, -(-int(per_rank.max(initial=0)) * row_bytes // PIECE_BYTES))
+        self.of = np.zeros(len(keeps), dtype=np.int64)
+        if self.count > 1:
+            owner = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+            before = kept[:-1] - kept[bounds[owner]]  # keeping nodes before each node on its rank
+            self.of = np.minimum(before * self.count // np.maximum(per_rank[owner], 1), self.count - 1)
+
+    def cuts(self, ids: np.ndarray) -> np.ndarray:
+        """int [count + 1]: where each piece starts in `ids`, sorted global ids of one rank's nodes."""
+        return np.searchsorted(self.of[ids], np.arange(self.count + 1))
