@@ -468,12 +468,12 @@ def test_epidemic_median_merge_includes_the_own_model(comm):
 
 
 def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
-    """A rank adds its own edges into its receivers' sums a few groups at a time (engine.results.
+    """A rank adds its own edges into its receivers' sums a few groups at a time (engine.summing.
     add_by_chunks): bit for bit what one whole [groups, P] partial added in one go gives, forged
     rows included, and groups of one edge, added straight in, whatever the chunk. OwnEdges forms
     that whole partial early when it fits one chunk, else adds by chunks: the same sums, and a
     group that no edge reaches (a receiver that keeps no rows) is never touched."""
-    import heal_mpi.engine.results as results
+    import heal_mpi.engine.summing as summing
     from heal_mpi.engine.routes import WIDE
     g = np.random.default_rng(3)
     table, forged = torch.randn(20, 7, dtype=torch.float32), torch.randn(4, 7, dtype=torch.float32)
@@ -487,36 +487,36 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
     start = torch.randn(24, 7, dtype=torch.float64)   # what earlier ranks' blocks added
     start[at[[12, 11]]] = 0.0                         # receivers nothing reached before; group 11 is
     index[0], lying[0], table[0, 0] = 0, False, -0.0  # edge 0 alone, whose row holds -0.0: 0 + (-0.0) is +0.0
-    sources = results.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
+    sources = summing.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
     whole = start.clone()
     whole.index_add_(0, torch.as_tensor(at), sources.reduce(group, w, 20))
     assert whole[at[11], 0] == 0 and not torch.signbit(whole[at[11], 0])
     for rows_per_chunk in (1, 3, 11, 50):
-        monkeypatch.setattr(results, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
+        monkeypatch.setattr(summing, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
         chunked = start.clone()
-        results.add_by_chunks(chunked, at, sources, group, w)
+        summing.add_by_chunks(chunked, at, sources, group, w)
         assert torch.equal(chunked, whole) and not torch.signbit(chunked[at[11], 0]), rows_per_chunk
         carry = np.full(21, WIDE)                         # group 20: no edge, its place out of range
-        own = results.OwnEdges(sources, group, w, carry, slice(0, 21), 0)
+        own = summing.OwnEdges(sources, group, w, carry, slice(0, 21), 0)
         assert (own.part is None) == (rows_per_chunk < 20)
         early = start.clone()
         own.add(early, np.r_[at, 99])
         assert torch.equal(early, whole), rows_per_chunk
         pieces = start.clone()                            # in two pieces of receivers, counted from 5
         for mine in (slice(5, 13), slice(13, 26)):
-            results.OwnEdges(sources, group + 5, w, np.r_[carry, carry[:5]], mine, 5).add(pieces, np.r_[at, 99])
+            summing.OwnEdges(sources, group + 5, w, np.r_[carry, carry[:5]], mine, 5).add(pieces, np.r_[at, 99])
         assert torch.equal(pieces, whole), rows_per_chunk
 
 
 @pytest.mark.parametrize("forgery", [torch.float32, torch.float64])
 def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatch, forgery):
-    """What a rank sends another (engine.results.partials): the float64 partial sum of each
+    """What a rank sends another (engine.summing.partials): the float64 partial sum of each
     destination that several edges reach, the float32 row itself of one that a single edge
     reaches, weighted on arrival (add_partials), and nothing for one that drops rows (Mix.keep).
     Added into the receiver's sums, bit for bit what whole float64 partials of the kept
     destinations give, with weights of 1 and others, forged rows, a chunk of any size and
     blocks cut by owner; a forgery that is not float32 sends every row as a partial."""
-    import heal_mpi.engine.results as results
+    import heal_mpi.engine.summing as summing
     from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Header
     g = np.random.default_rng(5)
     table, forged = torch.randn(30, 7, dtype=torch.float32), torch.randn(4, 7, dtype=forgery)
@@ -524,7 +524,7 @@ def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatc
     index, group = g.integers(0, 30, e), g.integers(0, n_out, e)
     w = np.where(g.random(e) < 0.5, 1.0, g.random(e))
     lying = g.random(e) < 0.2
-    sources = results.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
+    sources = summing.Sources(table, index, forged, lying, np.where(lying, g.integers(0, 4, e), -1))
     count = np.bincount(group, minlength=n_out)
     lone = (count == 1) & sources.narrow
     dropped = g.random(n_out) < 0.25
@@ -538,20 +538,20 @@ def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatc
     whole = start.clone().index_add_(0, torch.as_tensor(at), sources.subset(np.flatnonzero(kept)).reduce(
         group[kept], w[kept], n_out))
     for rows_per_chunk in (1, 3, 50):
-        monkeypatch.setattr(results, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
+        monkeypatch.setattr(summing, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
         cuts = [0, 13, 13, n_out]                        # three ranks' blocks, one of them empty
-        blocks = results.partials(sources, group, w, carry, [slice(a, b) for a, b in zip(cuts, cuts[1:])])
+        blocks = summing.partials(sources, group, w, carry, [slice(a, b) for a, b in zip(cuts, cuts[1:])])
         assert all(p.dtype == torch.float64 and r.dtype == torch.float32 for p, r in blocks)
         assert sum(len(r) for _, r in blocks) == (carry == NARROW).sum()
         assert sum(len(p) for p, _ in blocks) == (carry == WIDE).sum()
         split = start.clone()
         for (part, rows), a, b in zip(blocks, cuts, cuts[1:]):
-            results.add_partials(split, at[a:b], head.take(slice(a, b)), part, rows)
+            summing.add_partials(split, at[a:b], head.take(slice(a, b)), part, rows)
         assert torch.equal(split, whole), rows_per_chunk
         pieces = start.clone()                           # the same destinations in two pieces of each block
         for to in ([slice(0, 6), slice(13, 13), slice(13, 30)], [slice(6, 13), slice(13, 13), slice(30, n_out)]):
-            for (part, rows), s in zip(results.partials(sources, group, w, carry, to), to):
-                results.add_partials(pieces, at[s], head.take(s), part, rows)
+            for (part, rows), s in zip(summing.partials(sources, group, w, carry, to), to):
+                summing.add_partials(pieces, at[s], head.take(s), part, rows)
         assert torch.equal(pieces, whole), rows_per_chunk
 
 
@@ -576,7 +576,7 @@ def test_pieces_cut_every_ranks_keeping_nodes_into_equal_runs():
 def test_sum_buffers_are_reused_across_rounds_never_within_one():
     """The receivers' float64 sums keep their memory from round to round (no page faults), but two
     Mixes of a round never share it, and a buffer far larger than needed is given back."""
-    from heal_mpi.engine.results import CHUNK_BYTES, SumBuffers
+    from heal_mpi.engine.summing import CHUNK_BYTES, SumBuffers
     pool = SumBuffers()
     first = pool.zeros("gossip", 100, 7, "cpu")
     first.fill_(3.0)

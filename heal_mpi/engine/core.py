@@ -9,7 +9,7 @@ named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks a
 Where rows live: a Mix reduces its edges by destination on the rows' device: a float64 partial
 sum per destination, the float32 row itself for one that a single edge reaches, nothing for one
 that keeps no rows (Mix.keep). What is bound for other ranks is staged into host memory for MPI
-(routes.route), moved to the device on arrival (`staged_bytes`); own edges: results.OwnEdges.
+(routes.route), moved to the device on arrival (`staged_bytes`); own edges: summing.OwnEdges.
 
 Transient memory of a HEAL round (P parameters; the floor is the rows and optimizer state, 12 P
 bytes a node with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge
@@ -35,9 +35,8 @@ from heal_mpi.context import RoundContext
 from heal_mpi.engine.aggregation import aggregate
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.flights import Flights
-from heal_mpi.engine.results import (CHUNK_BYTES, HeardEdges, HeldRows, Links, MixResult, Sources,
-                                     OwnEdges, SumBuffers, add_partials, edge_values, group_sum,
-                                     partials, tally)
+from heal_mpi.engine.results import HeardEdges, HeldRows, Links, MixResult, edge_values, group_sum, tally
+from heal_mpi.engine.summing import CHUNK_BYTES, OwnEdges, Sources, SumBuffers, add_partials, partials
 from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, Pieces, route, route_heads, route_rows
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -218,7 +217,7 @@ class Engine:
         if key is not None or step.rule.robust:
             return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key, keeps)
         # per destination a header (dst, weight sum, count, messages, values) and what it carries: a partial
-        # sum, the row itself when one edge reaches it (results.partials), nothing if it keeps no rows
+        # sum, the row itself when one edge reaches it (summing.partials), nothing if it keeps no rows
         uniq, inverse = np.unique(dst, return_inverse=True)
         u, count = len(uniq), np.bincount(inverse, minlength=len(uniq))
         carry = np.where((count == 1) & sources.narrow, NARROW, WIDE)

@@ -1,9 +1,8 @@
-"""What the engine's steps hand back, and how the rows an edge carries are gathered and summed.
+"""What the engine's steps hand back.
 
 `MixResult` is what reached this rank's nodes in a Mix or a Reply (steps.Received), `HeardEdges`
 what reached them in an Exchange (steps.Heard), `HeldRows` what a Snapshot kept (steps.Held).
-`Sources` says which row each edge of a Mix carries (the sender's, or a forgery), and
-`weighted_sum` sums rows by group in bounded chunks.
+How the rows an edge carries are gathered and summed: engine/summing.py.
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE
+from heal_mpi.engine import summing
+from heal_mpi.engine.summing import is_run, weighted_sum
 from heal_mpi.steps import Rule
 
-# Bound on the float64 [edges, P] temporary of one reduction chunk. Below glibc's 32 MiB mmap
-# ceiling, so a freed chunk is reused, not faulted in afresh: at 64 MiB, page faults cost a
-# 10,000-node Gossip round 2.5 s.
-CHUNK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -132,7 +128,7 @@ class MixResult:
         time (HEAL's first round, before Elevator has elected, has thousands of hubs)."""
         table = self._sums if self._terms is None else self._terms[0]
         out = torch.empty((len(at), table.shape[1]), dtype=torch.float32, device=table.device)
-        chunk = max(1, CHUNK_BYTES // (8 * max(table.shape[1], 1)))
+        chunk = max(1, summing.CHUNK_BYTES // (8 * max(table.shape[1], 1)))
         held = torch.empty((min(chunk, len(at)), table.shape[1]), dtype=torch.float64, device=table.device)
         for a in range(0, len(at), chunk):
             idx = at[a:a + chunk]
@@ -140,217 +136,6 @@ class MixResult:
             w = torch.as_tensor(self.weights[self.nodes[idx]], dtype=torch.float64, device=sums.device)
             out[a:a + chunk] = sums.div_(w[:, None])
         return out
-
-
-class Sources:
-    """The row each edge of a Mix carries: the sender's honest row (table[index]), except on
-    the edges whose sender the channel says forges (`lying`), which carry `forged[forged_index]`,
-    and the edges appended by `extended`, which carry rows sent in an earlier round.
-    A node's edge to itself is never a message, so it is never forged."""
-
-    def __init__(self, table: torch.Tensor, index: np.ndarray, forged=None, lying=None, forged_index=None):
-        self.table, self.index, self.forged = table, index, forged
-        self.lying = np.zeros(len(index), dtype=bool) if lying is None else lying
-        self.forged_index = forged_index
-
-    @classmethod
-    def through(cls, channel, purpose: str, table: torch.Tensor, index: np.ndarray, src: np.ndarray,
-                dst: np.ndarray, rnd: int) -> "Sources":
-        """The rows table[index] sent from `src` to `dst` (global ids) through the channel, which
-        forges on the edges of forging senders (only those rows are copied and altered)."""
-        if not channel.alterations:
-            return cls(table, index)
-        lying = channel.forging(purpose, src) & (src != dst)
-        if not lying.any():
-            return cls(table, index)
-        senders, first, forged_at = np.unique(src[lying], return_index=True, return_inverse=True)
-        honest = table[torch.as_tensor(index[lying][first], device=table.device)]
-        forged_index = np.full(len(index), -1, dtype=np.int64)
-        forged_index[lying] = forged_at
-        return cls(table, index, channel.alter(purpose, senders, honest, rnd), lying, forged_index)
-
-    def extended(self, rows: torch.Tensor | None) -> "Sources":
-        """These edges, then one edge per row of `rows` that carries it (rows that were in flight)."""
-        if rows is None or len(rows) == 0:
-            return self
-        n, m = len(self.index), len(rows)
-        first = 0 if self.forged is None else len(self.forged)
-        other = rows if self.forged is None else torch.cat([self.forged, rows.to(self.forged.dtype)])
-        at = np.full(n, -1, dtype=np.int64) if self.forged_index is None else self.forged_index
-        return Sources(self.table, np.r_[self.index, np.zeros(m, dtype=np.int64)], other,
-                       np.r_[self.lying, np.ones(m, dtype=bool)], np.r_[at, first + np.arange(m)])
-
-    @property
-    def narrow(self) -> bool:
-        """Whether every row is float32 (a forgery of another dtype could not cross as float32 unchanged)."""
-        return self.table.dtype == torch.float32 and (self.forged is None or self.forged.dtype == torch.float32)
-
-    def gather(self, edges: np.ndarray, dtype=torch.float64) -> torch.Tensor:
-        """[len(edges), P] of `dtype`: the rows the edges carry."""
-        dev = self.table.device
-        out = self.table[torch.as_tensor(self.index[edges], device=dev)].to(dtype)
-        lying = self.lying[edges]
-        if lying.any():
-            out[torch.as_tensor(np.flatnonzero(lying), device=dev)] = \
-                self.forged[torch.as_tensor(self.forged_index[edges[lying]], device=dev)].to(dtype)
-        return out
-
-    def subset(self, edges: np.ndarray) -> "Sources":
-        """The sources of these edges only, in this order."""
-        return Sources(self.table, self.index[edges], self.forged, self.lying[edges],
-                       None if self.forged_index is None else self.forged_index[edges])
-
-    def reduce(self, group: np.ndarray, w: np.ndarray, n_out: int) -> torch.Tensor:
-        """float64 [n_out, P]: sum of w * row per group, each group's rows added in edge order."""
-        honest = ~self.lying
-        part = weighted_sum(self.table, self.index[honest], group[honest], w[honest], n_out)
-        if self.lying.any():
-            part += weighted_sum(self.forged, self.forged_index[self.lying], group[self.lying], w[self.lying], n_out)
-        return part
-
-    def add_each(self, sums: torch.Tensor, at: np.ndarray, w: np.ndarray) -> None:
-        """sums[at[e]] += w[e] * the row edge e carries, each `at` once: what adding a partial of
-        one edge gives (s + (0 + v) is s + v, a sum never being -0.0), without forming it."""
-        for table, index, edges in ((self.table, self.index, ~self.lying),
-                                    (self.forged, self.forged_index, self.lying)):
-            if edges.any():
-                weighted_sum(table, index[edges], at[edges], w[edges], len(sums), into=sums)
-
-
-def is_run(ix: np.ndarray) -> bool:
-    """Whether ix holds consecutive rows k, k + 1, ..., k + len - 1 (not empty): a slice, no gather."""
-    return len(ix) > 0 and ix[-1] - ix[0] == len(ix) - 1 and bool((np.diff(ix) > 0).all())
-
-
-def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
-                 n_out: int, dtype=torch.float64, into: torch.Tensor | None = None) -> torch.Tensor:
-    """[n_out, P] of `dtype`: sum of w * table[index] per group, in chunks of edges (so no
-    [edges, P] temporary larger than CHUNK_BYTES exists), added into `into` (its rows `group`,
-    its dtype) when given. The chunk buffers are reused: fresh ones cost more in page faults
-    than the sums themselves."""
-    p, dev = table.shape[1], table.device
-    out = torch.zeros((n_out, p), dtype=dtype, device=dev) if into is None else into
-    dtype = out.dtype
-    chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
-    gathered = torch.empty((min(chunk, len(index)), p), dtype=table.dtype, device=dev)
-    wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
-    for a in range(0, len(index), chunk):
-        m, ix, rows = min(chunk, len(index) - a), index[a:a + chunk], wide[:min(chunk, len(index) - a)]
-        if is_run(ix):  # a run of the table's rows: read in place
-            rows.copy_(table[int(ix[0]):int(ix[0]) + m])
-        else:
-            torch.index_select(table, 0, torch.as_tensor(ix, device=dev), out=gathered[:m])
-            if rows is not gathered:
-                rows.copy_(gathered[:m])
-        if w is not None and (w[a:a + chunk] != 1).any():  # a weight of 1 leaves the rows as they are
-            rows.mul_(torch.as_tensor(w[a:a + chunk], dtype=dtype, device=dev)[:, None])
-        out.index_add_(0, torch.as_tensor(group[a:a + chunk], device=dev), rows)
-    return out
-
-
-def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: np.ndarray, w: np.ndarray) -> None:
-    """sums[at[g]] += the sum of w * row over group g's edges, a bounded chunk of groups at a time:
-    each group's rows are added in edge order, as one whole partial [groups, P] would add them, so
-    the result is the same bit for bit without holding that partial. A group of one edge adds its
-    weighted row straight into the sums (Sources.add_each)."""
-    count = np.bincount(group, minlength=len(at))
-    one = np.flatnonzero(count[group] == 1)
-    sources.subset(one).add_each(sums, at[group[one]], w[one])
-    several = np.flatnonzero(count > 1)  # the groups of several edges, renumbered 0, 1, ...
-    renumbered = np.cumsum(count > 1) - 1
-    edges = np.flatnonzero(count[group] > 1)
-    of = renumbered[group[edges]]
-    chunk = max(1, CHUNK_BYTES // (8 * max(sums.shape[1], 1)))
-    for g0 in range(0, len(several), chunk):
-        # in edge order: rows that follow each other are read in place (HEAL's clients of a rank)
-        sel = slice(None) if len(several) <= chunk else (of >= g0) & (of < g0 + chunk)
-        e = edges[sel]
-        part = sources.subset(e).reduce(of[sel] - g0, w[e], min(chunk, len(several) - g0))
-        sums.index_add_(0, torch.as_tensor(at[several[g0:g0 + len(part)]], device=sums.device), part)
-
-
-class OwnEdges:
-    """This rank's edges (edge e reaching the Mix's destination inverse[e]) to its own receivers
-    `mine` (a slice of the destinations, from `first`, the first of this rank's), to be added into
-    the receivers' sums at this rank's place in the rank order. When their float64 sums fit one
-    chunk (HEAL's and FedAvg's few hubs) they are formed at once, before the route, while the other
-    ranks form their partials; otherwise (Gossip's many receivers) a bounded chunk at a time, on
-    arrival (add_by_chunks). The same sums either way: each group's rows in edge order. The edges
-    to destinations that keep no rows (NO_ROW) add nothing."""
-
-    def __init__(self, sources: Sources, inverse: np.ndarray, w: np.ndarray, carry: np.ndarray, mine: slice,
-                 first: int):
-        e = np.flatnonzero((inverse >= mine.start) & (inverse < mine.stop) & (carry[inverse] != NO_ROW))
-        self.sources, self.group, self.w, self.part = sources.subset(e), inverse[e] - first, w[e], None
-        self.has = np.unique(self.group)  # the groups that edges reach
-        if 8 * len(self.has) * sources.table.shape[1] <= CHUNK_BYTES:
-            self.part = self.sources.reduce(np.searchsorted(self.has, self.group), self.w, len(self.has))
-
-    def add(self, sums: torch.Tensor, at: np.ndarray) -> None:
-        """sums[at[g]] += group g's weighted sum (g counted from `first`)."""
-        if self.part is None:
-            add_by_chunks(sums, at, self.sources, self.group, self.w)
-        else:
-            sums.index_add_(0, torch.as_tensor(at[self.has], device=sums.device), self.part)
-
-
-def partials(sources: Sources, inverse: np.ndarray, w: np.ndarray, carry: np.ndarray, to: list) -> list:
-    """What this rank sends towards its remote destinations to[r] (a slice of the Mix's sorted
-    destinations on rank r, empty for this rank), edge e reaching destination inverse[e]: per rank
-    (the float64 partial sums [m, P] of its destinations that carry WIDE, each group's rows added in
-    edge order; the float32 rows [k, P] of those that carry NARROW, each reached by one edge,
-    unweighted), both in destination order. A NARROW row crosses as it is, at half the bytes of its
-    float64 product (most of a Gossip round's rows), and `add_partials` weights it on arrival as
-    `reduce` would have here, so the receivers' sums are the same bit for bit. The edges to NO_ROW
-    destinations carry nothing."""
-    dest = np.concatenate([np.arange(s.start, s.stop) for s in to])
-    cuts, place = np.r_[0, np.cumsum([s.stop - s.start for s in to])], np.full(len(carry), -1)
-    place[dest] = np.arange(len(dest))
-    group, carry = place[inverse], carry[dest]
-    n_part, n_lone = np.r_[0, np.cumsum(carry == WIDE)], np.r_[0, np.cumsum(carry == NARROW)]  # places by kind
-    e = np.flatnonzero(group >= 0)
-    wide, lone = e[carry[group[e]] == WIDE], e[carry[group[e]] == NARROW]
-    part = sources.subset(wide).reduce(n_part[group[wide]], w[wide], int(n_part[-1]))
-    rows = sources.subset(lone[np.argsort(group[lone])]).gather(np.arange(len(lone)), torch.float32)
-    return [(part[n_part[a]:n_part[b]], rows[n_lone[a]:n_lone[b]]) for a, b in zip(cuts, cuts[1:])]
-
-
-def add_partials(sums: torch.Tensor, at: np.ndarray, head, part: torch.Tensor, lone_rows: torch.Tensor) -> None:
-    """sums[at] += what one rank sent (`partials`) towards the destinations of `head`, the rows
-    `at` of the sums (unread where the header says NO_ROW): its partial sums, and its NARROW rows
-    weighted by their edge's weight (the header's), as float64."""
-    carry = head["carry"]
-    sums.index_add_(0, torch.as_tensor(at[carry == WIDE], device=sums.device), part)
-    narrow = carry == NARROW
-    weighted_sum(lone_rows, np.arange(len(lone_rows)), at[narrow], head["weight"][narrow], len(sums), into=sums)
-
-
-class SumBuffers:
-    """The float64 memory of the Mixes' receiver sums, kept from round to round.
-
-    A Mix's sums are as large as its receivers times P (4 GB for 63,000 Gossip receivers of
-    logistic regression); allocated afresh, every page of them is faulted in again each round,
-    which on the development VM took 7 s, twice the reduction itself. A buffer belongs to the
-    k-th Mix of a purpose in a round, so a result is valid until the round ends.
-    """
-
-    def __init__(self):
-        self.held: dict[tuple[str, int], torch.Tensor] = {}
-        self.seen: dict[str, int] = {}
-
-    def new_round(self) -> None:
-        self.seen = {}
-
-    def zeros(self, purpose: str, rows: int, p: int, device) -> torch.Tensor:
-        """float64 [rows, p] of zeros, in the memory this purpose's Mix used last round."""
-        key = (purpose, self.seen.get(purpose, 0))
-        self.seen[purpose] = key[1] + 1
-        need, buf = rows * p, self.held.get(key)
-        if buf is None or buf.numel() < need or buf.numel() > 2 * need + (CHUNK_BYTES >> 3):  # grow, or give back
-            self.held.pop(key, None)                         # a big first round (HEAL before Elevator elects)
-            room = need + need // 8  # the receivers of a Gossip round vary by a few per cent
-            buf = self.held[key] = torch.empty(room, dtype=torch.float64, device=device)
-        return buf[:need].view(rows, p).zero_()
 
 
 class HeardEdges:
