@@ -20,6 +20,12 @@ def all_sums(result):
     return result.sums_of(np.arange(len(result.nodes))).numpy()
 
 
+def all_wide(sums):
+    """summing.Held of these float64 sums, local row i's sum being sums[i]."""
+    from heal_mpi.engine.summing import Held
+    return Held(sums, sums[:0].float(), np.arange(100))
+
+
 def random_edges(n, e, seed=1):
     g = np.random.default_rng(seed)
     return g.integers(0, n, e), g.integers(0, n, e), g.random(e)
@@ -230,9 +236,57 @@ def check_a_mix_sent_in_pieces_sums_as_one_route(comm):
     np.testing.assert_array_equal(cut.weights, whole.weights)
 
 
+def check_a_receiver_of_one_row_keeps_it_as_float32(comm):
+    """A receiver that a single float32 row reaches holds that row, not a float64 sum (summing.Held,
+    half the bytes): its sum reads as 0 + w * row, bit for bit what a float64 sum gave (a -0.0 in
+    the row reads +0.0), from a copy that the Assign writing the sender's row leaves alone."""
+    n = 10
+    src = np.r_[np.arange(n), [0, 3, 7]]
+    dst = np.r_[(np.arange(n) + 3) % n, [4, 1, 1]]      # 4 and 1 get more than one row; the rest one
+    wt = np.r_[np.linspace(0.5, 2.0, n), [1.0, 0.25, 3.0]]
+
+    def body(ctx, seen):
+        mine = (src >= world.slot_lo) & (src < world.slot_hi)
+        if world.slot_lo <= 3 < world.slot_hi:
+            engine.pop.rows[3 - world.slot_lo, 0] = -0.0
+        got = yield Mix("one", src[mine] - world.slot_lo, dst[mine], weight=wt[mine])
+        seen.append((got, got.sums_of(np.arange(len(got.nodes))).clone()))
+        yield Assign(got, got.nodes)
+        seen.append(got.sums_of(np.arange(len(got.nodes))))
+        w = torch.as_tensor(got.weights[got.nodes])[:, None]
+        bits = engine.pop.rows[torch.as_tensor(got.nodes)].view(torch.int32)  # bit for bit: -0.0 is not +0.0
+        seen.append(torch.equal(bits, (seen[0][1] / w).float().view(torch.int32)))
+
+    from unittest import mock
+    import heal_mpi.engine.core as core
+    world, full, proto, engine = setup(comm, n, body)
+    full[3, 0] = -0.0
+    with mock.patch.object(core, "CHUNK_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
+        engine.round(context(n), None)
+    (got, before), after, assigned = proto.seen
+    assert assigned                                      # each mean: the float64 sum over the weight, rounded once
+    local = np.arange(world.slot_lo, world.slot_hi)
+    lone = np.bincount(dst, minlength=n)[local][got.nodes] == 1
+    assert len(got._held.lone) == lone.sum() > 0 and len(got._held.wide) == (~lone).sum()
+    assert got._held.lone.dtype == torch.float32 and torch.equal(after, before)
+    x = full.double()
+    for k, node in enumerate(got.nodes + world.slot_lo):
+        e = np.flatnonzero(dst == node)
+        expect = torch.zeros(P, dtype=torch.float64)
+        for j in e:                                      # from a float64 zero
+            expect += wt[j] * x[src[j]]
+        if len(e) == 1:
+            assert torch.equal(before[k], expect), node
+        else:                                            # partials of several ranks: added in rank order
+            torch.testing.assert_close(before[k], expect, rtol=1e-12, atol=1e-12)
+    k = np.flatnonzero(got.nodes + world.slot_lo == 6)   # the receiver of node 3's row, -0.0 in it
+    if len(k):
+        assert before[k[0], 0] == 0 and not torch.signbit(before[k[0], 0])
+
+
 CHECKS = [check_mix_matches_dense, check_a_mix_drops_the_rows_of_receivers_that_keep_none, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters,
           check_robust_mix_is_the_median_of_what_arrived, check_exchange_hands_every_edge_to_its_receiver_with_its_sender,
-          check_a_mix_sent_in_pieces_sums_as_one_route]
+          check_a_mix_sent_in_pieces_sums_as_one_route, check_a_receiver_of_one_row_keeps_it_as_float32]
 
 
 @pytest.mark.parametrize("check", CHECKS)
@@ -302,12 +356,12 @@ def test_assign_reads_the_held_sums_in_place_and_leaves_them_as_they_were():
     """An Assign with an own weight reads a run of held sums without copying them (sums_of with
     read_only) and never writes them: the result stays valid for the rest of the round."""
     n = 9
-    src, dst = np.arange(n), (np.arange(n) + 1) % n       # a ring: every node receives one row
+    src, dst = np.r_[np.arange(n), np.arange(n)], np.r_[(np.arange(n) + 1) % n, (np.arange(n) + 2) % n]  # two rows each
 
     def body(ctx, seen):
         got = yield Mix("ring", src, dst)
         before = got.sums_of(np.arange(n)).clone()
-        assert got.sums_of(np.arange(2, 6), read_only=True).data_ptr() == got._sums[2].data_ptr()
+        assert got.sums_of(np.arange(2, 6), read_only=True).data_ptr() == got._held.wide[2].data_ptr()
         assert torch.equal(got.sums_of(np.array([5, 2]), read_only=True), before[[5, 2]])  # no run: a copy
         yield Assign(got, np.arange(n), own_weight=np.r_[np.ones(n - 2), 0.5, 2.0])
         seen.append(torch.equal(got.sums_of(np.arange(n)), before))
@@ -317,7 +371,7 @@ def test_assign_reads_the_held_sums_in_place_and_leaves_them_as_they_were():
     assert proto.seen == [True]
     x = full.double()
     own = torch.tensor(np.r_[np.ones(n - 2), 0.5, 2.0])[:, None]
-    expect = ((x[np.roll(np.arange(n), 1)] + own * x) / (1 + own)).float()
+    expect = ((x[np.roll(np.arange(n), 1)] + x[np.roll(np.arange(n), 2)] + own * x) / (2 + own)).float()
     assert torch.equal(engine.pop.rows, expect)
 
 
@@ -500,11 +554,11 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
         own = summing.OwnEdges(sources, group, w, carry, slice(0, 21), 0)
         assert (own.part is None) == (rows_per_chunk < 20)
         early = start.clone()
-        own.add(early, np.r_[at, 99])
+        own.add(all_wide(early), np.r_[at, 99])
         assert torch.equal(early, whole), rows_per_chunk
         pieces = start.clone()                            # in two pieces of receivers, counted from 5
         for mine in (slice(5, 13), slice(13, 26)):
-            summing.OwnEdges(sources, group + 5, w, np.r_[carry, carry[:5]], mine, 5).add(pieces, np.r_[at, 99])
+            summing.OwnEdges(sources, group + 5, w, np.r_[carry, carry[:5]], mine, 5).add(all_wide(pieces), np.r_[at, 99])
         assert torch.equal(pieces, whole), rows_per_chunk
 
 
@@ -546,13 +600,25 @@ def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatc
         assert sum(len(p) for p, _ in blocks) == (carry == WIDE).sum()
         split = start.clone()
         for (part, rows), a, b in zip(blocks, cuts, cuts[1:]):
-            summing.add_partials(split, at[a:b], head.take(slice(a, b)), part, rows)
+            summing.add_partials(all_wide(split), at[a:b], head.take(slice(a, b)), part, rows)
         assert torch.equal(split, whole), rows_per_chunk
         pieces = start.clone()                           # the same destinations in two pieces of each block
         for to in ([slice(0, 6), slice(13, 13), slice(13, 30)], [slice(6, 13), slice(13, 13), slice(30, n_out)]):
             for (part, rows), s in zip(summing.partials(sources, group, w, carry, to), to):
-                summing.add_partials(pieces, at[s], head.take(s), part, rows)
+                summing.add_partials(all_wide(pieces), at[s], head.take(s), part, rows)
         assert torch.equal(pieces, whole), rows_per_chunk
+    # a receiver that only this lone row reaches keeps the float32 row: its sum reads the same
+    alone = np.zeros(50, bool)
+    alone[at[carry == NARROW]] = True
+    held = summing.SumBuffers().take("m", np.arange(50), np.where(alone, NARROW, WIDE), 50, 7, "cpu")
+    weights = np.zeros(50)
+    weights[at] = head["weight"]
+    for (part, rows), a, b in zip(blocks, cuts, cuts[1:]):
+        summing.add_partials(held, at[a:b], head.take(slice(a, b)), part, rows)
+    zero = torch.zeros(50, 7, dtype=torch.float64)
+    from_zero = zero.index_add_(0, torch.as_tensor(at), sources.subset(np.flatnonzero(kept)).reduce(group[kept], w[kept], n_out))
+    assert len(held.lone) == alone.sum() and alone.any() == (forgery == torch.float32)
+    assert torch.equal(held.sums_of(np.arange(50), weights), from_zero)
 
 
 def test_pieces_cut_every_ranks_keeping_nodes_into_equal_runs():
@@ -574,26 +640,43 @@ def test_pieces_cut_every_ranks_keeping_nodes_into_equal_runs():
 
 
 def test_sum_buffers_are_reused_across_rounds_never_within_one():
-    """The receivers' float64 sums keep their memory from round to round (no page faults), but two
-    Mixes of a round never share it, and a buffer far larger than needed is given back."""
+    """The receivers' sums keep their memory from round to round (no page faults), but two
+    Mixes of a round never share it, and a buffer far larger than needed is given back. A
+    receiver of one float32 row and nothing else keeps the row (lone), the others a float64 sum."""
+    from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE
     from heal_mpi.engine.summing import CHUNK_BYTES, SumBuffers
     pool = SumBuffers()
-    first = pool.zeros("gossip", 100, 7, "cpu")
+
+    def take(n, carry, at=None):  # one message to each of the first n of 100 rows, or to `at`
+        return pool.take("gossip", np.arange(n) if at is None else at, np.broadcast_to(carry, (n,)), 100, 7, "cpu")
+
+    first = take(100, WIDE).wide
     first.fill_(3.0)
-    second = pool.zeros("gossip", 100, 7, "cpu")  # a second Mix of the same purpose this round
+    second = take(100, WIDE).wide  # a second Mix of the same purpose this round
     assert second.data_ptr() != first.data_ptr() and (first == 3.0).all() and not second.any()
     pool.new_round()
-    again = pool.zeros("gossip", 90, 7, "cpu")
-    assert again.data_ptr() == first.data_ptr() and again.shape == (90, 7) and not again.any()
+    again = take(90, WIDE)
+    assert again.wide.data_ptr() == first.data_ptr() and again.wide.shape == (90, 7) and not again.wide.any()
+    assert again.place[89] == 89 and again.lone.shape == (0, 7) and (again.nodes == np.arange(90)).all()
     pool.new_round()
-    small = pool.zeros("gossip", 1, 7, "cpu")
+    carry = np.where(np.arange(100) % 3 == 0, NARROW, WIDE)
+    carry[:3] = NO_ROW                                         # rows 0-2 receive no row: no receivers
+    at = np.r_[np.arange(100), [4, 5, 5]]                      # 4 gets a second row, 5 two more
+    split = take(103, np.r_[carry, [NARROW, WIDE, NARROW]], at)
+    lone = (np.arange(100) % 3 == 0) & (np.arange(100) > 2)
+    assert split.lone.shape == (lone.sum(), 7) and split.lone.dtype == torch.float32
+    assert (split.place[lone] == -1 - np.arange(lone.sum())).all() and (split.nodes == np.arange(3, 100)).all()
+    assert (split.place[split.nodes[~lone[3:]]] == np.arange(97 - lone.sum())).all()
+    assert split.wide.data_ptr() == first.data_ptr()
+    pool.new_round()
+    small = take(1, WIDE).wide
     assert small.data_ptr() == first.data_ptr()  # within a chunk of slack: kept
     pool.new_round()
     big = (CHUNK_BYTES >> 3) // 7 + 200
-    pool.zeros("gossip", big, 7, "cpu")
+    pool.take("gossip", np.arange(big), np.full(big, WIDE), big, 7, "cpu")
     pool.new_round()
-    pool.zeros("gossip", 1, 7, "cpu")
-    assert pool.held[("gossip", 0)].numel() == 7  # far too large for one row: given back, reallocated small
+    pool.take("gossip", np.arange(1), np.full(1, WIDE), big, 7, "cpu")
+    assert pool.held[("gossip", 0, "wide")].numel() == 7  # far too large for one row: given back, reallocated small
 
 
 def test_a_block_carrying_float32_rows_sends_them_as_lone_ones_and_widens_them_exactly():

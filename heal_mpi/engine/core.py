@@ -6,19 +6,16 @@ edge, and the MPI traffic of model rows. Protocols never call MPI, so they canno
 collectives out of step: every Mix, Reply and Exchange is exactly one collective step,
 named after its purpose, on every rank (heal_mpi/comm.py checks that the ranks agree).
 
-Where rows live: a Mix reduces its edges by destination on the rows' device: a float64 partial
-sum per destination, the float32 row itself for one that a single edge reaches, nothing for one
-that keeps no rows (Mix.keep). What is bound for other ranks is staged into host memory for MPI
-(routes.route), moved to the device on arrival (`staged_bytes`); own edges: summing.OwnEdges.
+Where rows live: a Mix reduces its edges by destination on the rows' device (engine/summing.py):
+a float64 partial sum per destination, the float32 row itself for one that a single edge reaches,
+nothing for one that keeps no rows (Mix.keep). What is bound for other ranks is staged into host
+memory for MPI (routes.route; a Mix's rows in pieces of receivers), moved to the device on arrival.
 
-Transient memory of a HEAL round (P parameters; the floor is the rows and optimizer state, 12 P
-bytes a node with Adam): the up-mix reduces in chunks of at most CHUNK_BYTES of float64 edge
-rows into one float64 sum per local hub (a client's row sent to a node that is no hub, most of
-them before Elevator elects, is dropped unsent), the hub-hub mix as many; the reply holds the
-distinct answers, and clients that got the same answers share one mean. Peak above the floor:
-a few CHUNK_BYTES. (Gossip and EL hold one float64 sum per receiver, 8 P bytes a node, and
-until sent the rows for other ranks; a Mix with arrival keys every row that arrived, a Snapshot
-one float32 row per kept node, rows in flight one each.)
+Transient memory of a HEAL round above the floor (the rows and optimizer state): a few CHUNK_BYTES
+(reductions in bounded chunks, one float64 sum per local hub, the reply's few distinct answers).
+Gossip and EL hold a float64 sum per receiver of several rows and the float32 row of one that a
+single row reaches, and a piece of rows in flight; a Mix with arrival keys every row that arrived,
+a Snapshot one float32 row per kept node, rows in flight one each.
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a result
 does not depend on the rank count up to float64 rounding (the tests compare to 1e-6).
@@ -36,7 +33,7 @@ from heal_mpi.engine.aggregation import aggregate
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.flights import Flights
 from heal_mpi.engine.results import HeardEdges, HeldRows, Links, MixResult, edge_values, group_sum, tally
-from heal_mpi.engine.summing import CHUNK_BYTES, OwnEdges, Sources, SumBuffers, add_partials, partials
+from heal_mpi.engine.summing import CHUNK_BYTES, Held, OwnEdges, Sources, SumBuffers, add_partials, partials
 from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, Pieces, route, route_heads, route_rows
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -216,8 +213,7 @@ class Engine:
         keeps = self._keeping(step)
         if key is not None or step.rule.robust:
             return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key, keeps)
-        # per destination a header (dst, weight sum, count, messages, values) and what it carries: a partial
-        # sum, the row itself when one edge reaches it (summing.partials), nothing if it keeps no rows
+        # per destination a header (dst, weight sum, count, messages, values) and what it carries (summing.partials)
         uniq, inverse = np.unique(dst, return_inverse=True)
         u, count = len(uniq), np.bincount(inverse, minlength=len(uniq))
         carry = np.where((count == 1) & sources.narrow, NARROW, WIDE)
@@ -227,9 +223,9 @@ class Engine:
         cuts, name = self._by_owner(uniq), f"mix-{step.purpose}"
         incoming = route_heads(self.comm, name, [head.take(slice(cuts[r], cuts[r + 1])) for r in range(size)])
         local_of = [h.ids("dst") - lo for h in incoming]
-        nodes = np.unique(np.concatenate(local_of))  # one header per rank: never an empty list
-        nodes = nodes[keeps[nodes + lo]]
-        sums = self.sum_buffers.zeros(step.purpose, len(nodes), self.pop.n_params, self.pop.rows.device)
+        heads = Header.of(head.layout, np.concatenate([h.data for h in incoming]))
+        held = self.sum_buffers.take(step.purpose, heads.ids("dst") - lo, heads["carry"], world.n_local,
+                                     self.pop.n_params, self.pop.rows.device)
         pieces = Pieces(keeps, world.bounds, 8 * self.pop.n_params)
         sent = [cuts[r] + pieces.cuts(uniq[cuts[r]:cuts[r + 1]]) for r in range(size)]
         heard = [pieces.cuts(ids + lo) for ids in local_of]
@@ -244,15 +240,14 @@ class Engine:
             del rows  # sent
             for r, (blk, g) in enumerate(zip(blocks, got)):  # canonical: source rank 0, 1, ...
                 if r == rank:
-                    own.add(sums, np.searchsorted(nodes, local_of[r]))
+                    own.add(held, local_of[r])
                 elif g.stop > g.start:
-                    add_partials(sums, np.searchsorted(nodes, local_of[r][g]), blk.head, blk.rows, blk.lone)
-        heads = Header.of(head.layout, np.concatenate([h.data for h in incoming]))
+                    add_partials(held, local_of[r][g], blk.head, blk.rows, blk.lone)
         weights, counts, messages, values = tally(world.n_local, heads.ids("dst") - lo, heads["weight"],
                                                   heads.ids("count"), heads.ids("messages"), heads["values"])
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
         links = self._links(src, dst, uniq, [rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
-        return MixResult(world.n_local, nodes, counts, messages, weights, values, sums=sums, links=links)
+        return MixResult(world.n_local, held.nodes, counts, messages, weights, values, held=held, links=links)
 
     def _route(self, step: str, outgoing: list[Block]) -> list[Block]:
         incoming, staged = route(self.comm, step, outgoing)
@@ -296,7 +291,7 @@ class Engine:
                              arrivals=(place, local, edge_real, edge_values))
         combined = aggregate(step.rule.name, rows, group, len(nodes), beta=step.rule.beta, clip_tau=step.rule.clip_tau)
         sums = combined * torch.as_tensor(weights[nodes], dtype=combined.dtype, device=combined.device)[:, None]
-        return MixResult(n, nodes, counts, messages, weights, values, sums=sums, links=links)
+        return MixResult(n, nodes, counts, messages, weights, values, held=Held.of(sums, nodes, n), links=links)
 
     def _reply(self, step: Reply, ctx: RoundContext) -> MixResult:
         """Answer along `step.to`'s delivered edges: one collective step, each answering row sent once per rank."""
@@ -383,6 +378,9 @@ class Engine:
             for u in np.unique(shared[1]):
                 self.pop.replace(nodes[shared[1] == u], shared[0][u].expand(int((shared[1] == u).sum()), -1))
             return
+        order = np.argsort(res.lone(at), kind="stable")  # the held sums, then the lone rows: chunks of one kind
+        nodes, at = nodes[order], at[order]
+        own_weight = None if own_weight is None else own_weight[order]
         dev, shape = self.pop.rows.device, (min(chunk, len(nodes)), self.pop.n_params)
         wide, wide_own, narrow = (torch.empty(shape, dtype=t, device=dev) for t in (torch.double, torch.double, torch.float))
         for a in range(0, len(nodes), chunk):  # into reused buffers: fresh ones a chunk cost page faults

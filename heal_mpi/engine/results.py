@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from heal_mpi.engine import summing
-from heal_mpi.engine.summing import is_run, weighted_sum
+from heal_mpi.engine.summing import Held, weighted_sum
 from heal_mpi.steps import Rule
 
 
@@ -43,8 +43,8 @@ class MixResult:
         pos: int64 [n_local], each local row's index in `nodes`, -1 if it received nothing.
         links: the Links of the delivered edges (what a Reply answers along).
 
-    The weighted sums ([m, P] on the rows' device) are either held (`sums`, a Mix: a few
-    rows per receiver at most) or kept as terms (sums[k] = sum of w[e] * table[index[e]]
+    The weighted sums ([m, P] on the rows' device) are either held (`held`, a Mix: a float64
+    sum per receiver, or the one float32 row that reached it: summing.Held) or kept as terms (sums[k] = sum of w[e] * table[index[e]]
     over the edges e with group[e] == k, w None for 1). A Reply's table holds the few
     distinct answers, so a reply to every client costs the answers, not one row per client,
     until `sums_of` reads it; a Mix with `order` keeps every row that arrived, with each
@@ -52,8 +52,8 @@ class MixResult:
     """
 
     def __init__(self, n_local: int, nodes: np.ndarray, counts, messages, weights, values=None, *,
-                 sums: torch.Tensor | None = None, terms=None, arrivals=None, links: Links | None = None):
-        self.nodes, self._sums, self._terms, self._arrivals = nodes, sums, terms, arrivals
+                 held: Held | None = None, terms=None, arrivals=None, links: Links | None = None):
+        self.nodes, self._held, self._terms, self._arrivals = nodes, held, terms, arrivals
         self.counts, self.messages, self.weights = counts, messages, weights
         self.values = np.zeros((n_local, 0)) if values is None else values
         self.pos = np.full(n_local, -1, dtype=np.int64)
@@ -73,11 +73,13 @@ class MixResult:
         the sums are held, so that a caller going through chunks reuses one buffer; `read_only`:
         a view of the held sums where `at` is a run of them, which the caller must not write)."""
         if self._terms is None:
-            if read_only and is_run(at):
-                return self._sums[int(at[0]):int(at[0]) + len(at)]
-            return torch.index_select(self._sums, 0, torch.as_tensor(at, device=self._sums.device), out=out)
+            return self._held.sums_of(self.nodes[at], self.weights, out, read_only)
         table, index, group, w = self._terms_of(at)
         return weighted_sum(table, index, group, w, len(at))
+
+    def lone(self, at: np.ndarray) -> np.ndarray:
+        """bool [len(at)]: which of nodes[at] hold the one row that reached them, not a sum (summing.Held)."""
+        return np.zeros(len(at), dtype=bool) if self._held is None else self._held.lone_of(self.nodes[at])
 
     def shared_means(self, at: np.ndarray, most: int = 64) -> tuple[torch.Tensor, np.ndarray] | None:
         """(means float32 [u, P], which int64 [len(at)]): nodes[at]'s means when they received the same
@@ -126,7 +128,7 @@ class MixResult:
     def _means_of(self, at: np.ndarray) -> torch.Tensor:
         """float32 [len(at), P]: the weighted means of nodes[at], a bounded chunk of float64 sums at a
         time (HEAL's first round, before Elevator has elected, has thousands of hubs)."""
-        table = self._sums if self._terms is None else self._terms[0]
+        table = self._held.wide if self._terms is None else self._terms[0]
         out = torch.empty((len(at), table.shape[1]), dtype=torch.float32, device=table.device)
         chunk = max(1, summing.CHUNK_BYTES // (8 * max(table.shape[1], 1)))
         held = torch.empty((min(chunk, len(at)), table.shape[1]), dtype=torch.float64, device=table.device)

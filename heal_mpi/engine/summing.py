@@ -146,6 +146,62 @@ def add_by_chunks(sums: torch.Tensor, at: np.ndarray, sources: Sources, group: n
         sums.index_add_(0, torch.as_tensor(at[several[g0:g0 + len(part)]], device=sums.device), part)
 
 
+class Held:
+    """Where a Mix forms its receivers' sums on this rank: a float64 sum [P] per receiver (`wide`),
+    except that a receiver reached by a single float32 row keeps that row (`lone`, half the bytes;
+    its edge's weight is applied when read). In a Gossip round most receivers get one row.
+
+    Attributes:
+        wide: float64 [m, P]; lone: float32 [k, P].
+        place: int64 [n_local]: local row i's sum is wide[place[i]], or its row lone[-1 - place[i]]
+            (meaningless for nodes that receive nothing).
+        nodes: int64, the local rows that received, sorted.
+    """
+
+    def __init__(self, wide: torch.Tensor, lone: torch.Tensor, place: np.ndarray):
+        self.wide, self.lone, self.place = wide, lone, place
+        self.nodes = np.flatnonzero(place >= 0)  # the receivers, sorted (SumBuffers.take sets them)
+
+    @classmethod
+    def of(cls, sums: torch.Tensor, nodes: np.ndarray, n_local: int) -> "Held":
+        """Sums [len(nodes), P] of these local rows, every one wide."""
+        place = np.zeros(n_local, dtype=np.int64)
+        place[nodes] = np.arange(len(nodes))
+        return cls(sums, sums[:0].float(), place)
+
+    def lone_of(self, local: np.ndarray) -> np.ndarray:
+        """bool [len(local)]: which of these receivers keep a lone row."""
+        return self.place[local] < 0
+
+    def put(self, at: np.ndarray, rows: torch.Tensor) -> None:
+        """The single rows of the lone receivers at `at` (places < 0)."""
+        self.lone.index_copy_(0, torch.as_tensor(-1 - at, device=self.lone.device), rows)
+
+    def sums_of(self, local: np.ndarray, weights: np.ndarray, out: torch.Tensor | None = None,
+                read_only: bool = False) -> torch.Tensor:
+        """float64 [len(local), P]: the sums of these local rows (a copy, into `out` when given;
+        `read_only`: a view where they are a run of wide sums, which the caller must not write).
+        A lone row's sum is 0 + w * row, exactly what adding it into a zero sum gave: never -0.0."""
+        at, dev = self.place[local], self.wide.device
+        if (at >= 0).all():
+            if read_only and is_run(at):
+                return self.wide[int(at[0]):int(at[0]) + len(at)]
+            return torch.index_select(self.wide, 0, torch.as_tensor(at, device=dev), out=out)
+        out = torch.empty((len(at), self.wide.shape[1]), dtype=torch.float64, device=dev) if out is None else out
+        if (at < 0).all():  # lone rows only (an Assign takes them apart from the wide sums): no scatter
+            w = torch.as_tensor(weights[local], dtype=torch.float64, device=dev)[:, None]
+            k = -1 - at
+            rows = self.lone[int(k[0]):int(k[0]) + len(k)] if is_run(k) else self.lone[torch.as_tensor(k, device=dev)]
+            return torch.mul(rows, w, out=out).add_(0.0)
+        wide, lone = np.flatnonzero(at >= 0), np.flatnonzero(at < 0)
+        if len(wide):
+            out[torch.as_tensor(wide, device=dev)] = self.wide[torch.as_tensor(at[wide], device=dev)]
+        w = torch.as_tensor(weights[local[lone]], dtype=torch.float64, device=dev)[:, None]
+        out[torch.as_tensor(lone, device=dev)] = \
+            self.lone[torch.as_tensor(-1 - at[lone], device=dev)].double().mul_(w).add_(0.0)
+        return out
+
+
 class OwnEdges:
     """This rank's edges (edge e reaching the Mix's destination inverse[e]) to its own receivers
     `mine` (a slice of the destinations, from `first`, the first of this rank's), to be added into
@@ -153,7 +209,7 @@ class OwnEdges:
     chunk (HEAL's and FedAvg's few hubs) they are formed at once, before the route, while the other
     ranks form their partials; otherwise (Gossip's many receivers) a bounded chunk at a time, on
     arrival (add_by_chunks). The same sums either way: each group's rows in edge order. The edges
-    to destinations that keep no rows (NO_ROW) add nothing."""
+    to destinations that keep no rows (NO_ROW) add nothing; a lone receiver's one row is copied."""
 
     def __init__(self, sources: Sources, inverse: np.ndarray, w: np.ndarray, carry: np.ndarray, mine: slice,
                  first: int):
@@ -163,12 +219,20 @@ class OwnEdges:
         if 8 * len(self.has) * sources.table.shape[1] <= CHUNK_BYTES:
             self.part = self.sources.reduce(np.searchsorted(self.has, self.group), self.w, len(self.has))
 
-    def add(self, sums: torch.Tensor, at: np.ndarray) -> None:
-        """sums[at[g]] += group g's weighted sum (g counted from `first`)."""
+    def add(self, held: Held, local: np.ndarray) -> None:
+        """Add group g's weighted sum into the sum of local row local[g] (g counted from `first`)."""
+        at = held.place[local]
+        lone = at[self.group] < 0
+        if lone.any():
+            held.put(at[self.group[lone]], self.sources.subset(np.flatnonzero(lone)).gather(
+                np.arange(int(lone.sum())), torch.float32))
         if self.part is None:
-            add_by_chunks(sums, at, self.sources, self.group, self.w)
+            wide = np.flatnonzero(~lone)
+            add_by_chunks(held.wide, at, self.sources.subset(wide), self.group[wide], self.w[wide])
         else:
-            sums.index_add_(0, torch.as_tensor(at[self.has], device=sums.device), self.part)
+            keep = at[self.has] >= 0
+            held.wide.index_add_(0, torch.as_tensor(at[self.has[keep]], device=held.wide.device),
+                                 self.part[torch.as_tensor(np.flatnonzero(keep), device=self.part.device)])
 
 
 def partials(sources: Sources, inverse: np.ndarray, w: np.ndarray, carry: np.ndarray, to: list) -> list:
@@ -192,18 +256,23 @@ def partials(sources: Sources, inverse: np.ndarray, w: np.ndarray, carry: np.nda
     return [(part[n_part[a]:n_part[b]], rows[n_lone[a]:n_lone[b]]) for a, b in zip(cuts, cuts[1:])]
 
 
-def add_partials(sums: torch.Tensor, at: np.ndarray, head, part: torch.Tensor, lone_rows: torch.Tensor) -> None:
-    """sums[at] += what one rank sent (`partials`) towards the destinations of `head`, the rows
-    `at` of the sums (unread where the header says NO_ROW): its partial sums, and its NARROW rows
-    weighted by their edge's weight (the header's), as float64."""
-    carry = head["carry"]
-    sums.index_add_(0, torch.as_tensor(at[carry == WIDE], device=sums.device), part)
-    narrow = carry == NARROW
-    weighted_sum(lone_rows, np.arange(len(lone_rows)), at[narrow], head["weight"][narrow], len(sums), into=sums)
+def add_partials(held: Held, local: np.ndarray, head, part: torch.Tensor, lone_rows: torch.Tensor) -> None:
+    """Add what one rank sent (`partials`) towards the destinations of `head`, the local rows
+    `local` (unread where the header says NO_ROW), into their sums: its partial sums, and its
+    NARROW rows weighted by their edge's weight (the header's), as float64, or kept as they are by
+    lone receivers."""
+    carry, at, dev = head["carry"], held.place[local], held.wide.device
+    held.wide.index_add_(0, torch.as_tensor(at[carry == WIDE], device=dev), part)
+    narrow = np.flatnonzero(carry == NARROW)
+    alone = at[narrow] < 0
+    if alone.any():
+        held.put(at[narrow[alone]], lone_rows if alone.all() else lone_rows[torch.as_tensor(np.flatnonzero(alone), device=dev)])
+    rest = np.flatnonzero(~alone)
+    weighted_sum(lone_rows, rest, at[narrow[rest]], head["weight"][narrow[rest]], len(held.wide), into=held.wide)
 
 
 class SumBuffers:
-    """The float64 memory of the Mixes' receiver sums, kept from round to round.
+    """The memory of the Mixes' receiver sums (Held), kept from round to round.
 
     A Mix's sums are as large as its receivers times P (4 GB for 63,000 Gossip receivers of
     logistic regression); allocated afresh, every page of them is faulted in again each round,
@@ -212,19 +281,32 @@ class SumBuffers:
     """
 
     def __init__(self):
-        self.held: dict[tuple[str, int], torch.Tensor] = {}
+        self.held: dict[tuple, torch.Tensor] = {}
         self.seen: dict[str, int] = {}
 
     def new_round(self) -> None:
         self.seen = {}
 
-    def zeros(self, purpose: str, rows: int, p: int, device) -> torch.Tensor:
-        """float64 [rows, p] of zeros, in the memory this purpose's Mix used last round."""
-        key = (purpose, self.seen.get(purpose, 0))
-        self.seen[purpose] = key[1] + 1
+    def take(self, purpose: str, local: np.ndarray, carry: np.ndarray, n_local: int, p: int, device) -> Held:
+        """Held sums for the local rows that a Mix's messages reach (message i reaches local[i] and
+        carries carry[i]; NO_ROW ones reach but add nothing), zero, in the memory this purpose's Mix
+        used last round; a receiver of one NARROW row and no other keeps it as it is (lone)."""
+        k = self.seen.get(purpose, 0)
+        self.seen[purpose] = k + 1
+        rows_in = np.bincount(local, carry != NO_ROW, n_local)
+        lone = (rows_in == 1) & (np.bincount(local, carry == NARROW, n_local) == 1)
+        wide = (rows_in > 0) & ~lone
+        place = np.zeros(n_local, dtype=np.int64)
+        place[wide], place[lone] = np.arange(int(wide.sum())), -1 - np.arange(int(lone.sum()))
+        held = Held(self._memory((purpose, k, "wide"), int(wide.sum()), p, torch.float64, device).zero_(),
+                    self._memory((purpose, k, "lone"), int(lone.sum()), p, torch.float32, device), place)
+        held.nodes = np.flatnonzero(rows_in)
+        return held
+
+    def _memory(self, key: tuple, rows: int, p: int, dtype, device) -> torch.Tensor:
         need, buf = rows * p, self.held.get(key)
         if buf is None or buf.numel() < need or buf.numel() > 2 * need + (CHUNK_BYTES >> 3):  # grow, or give back
             self.held.pop(key, None)                         # a big first round (HEAL before Elevator elects)
             room = need + need // 8  # the receivers of a Gossip round vary by a few per cent
-            buf = self.held[key] = torch.empty(room, dtype=torch.float64, device=device)
-        return buf[:need].view(rows, p).zero_()
+            buf = self.held[key] = torch.empty(room, dtype=dtype, device=device)
+        return buf[:need].view(rows, p)
