@@ -106,20 +106,23 @@ def test_backends_agree_with_unequal_sizes_and_a_masked_node(model, opt, one_thr
 
 def test_batched_backend_on_many_tiny_nodes_matches_loop_and_ignores_its_chunks(one_thread, monkeypatch):
     """Cross-device nodes (a few samples each, batch 10): the batched backend against the loop at the
-    float tolerance, and bit-identical whether its nodes train in one chunk or in chunks of 7."""
+    float tolerance, and bit-identical whether its nodes train in one chunk or in chunks of 7
+    (bounded by activations) or 5 (by gradients)."""
     import heal_mpi.learning.batched as batched
     data = load_local_data(data_cfg(partition="dirichlet", alpha=0.5, synthetic_train=400), 0, 50, 0, 50)
     assert data.train_sizes.min() < 10 < data.train_sizes.max()
-    pops, chunks = {}, {}
-    for name, backend, numbers in (("loop", "loop", batched.CHUNK_NUMBERS), ("one", "auto", batched.CHUNK_NUMBERS),
-                                   ("chunks", "auto", 7 * 10 * 3 * (10 + 16 + 4))):
+    pops, chunks, big = {}, {}, batched.CHUNK_NUMBERS
+    for name, backend, numbers, grads in (("loop", "loop", big, big), ("one", "auto", big, big),
+                                          ("chunks", "auto", 7 * 10 * 3 * (10 + 16 + 4), big),
+                                          ("grads", "auto", big, 5 * (10 * 16 + 16 + 16 * 4 + 4) + 3)):
         monkeypatch.setattr(batched, "CHUNK_NUMBERS", numbers)
+        monkeypatch.setattr(batched, "GRAD_NUMBERS", grads)
         pops[name] = population("mlp", data, backend=backend, batch_size=10, optimizer="adam", lr=1e-2)
         for rnd in range(3):
             pops[name].train(np.ones(50, bool), rnd, np.zeros(50, np.int64))
         chunks[name] = getattr(pops[name]._trainer, "chunk", lambda b: None)(10)
-    assert pops["one"].backend == "batched" and chunks["one"] >= 50 and chunks["chunks"] == 7
-    assert torch.equal(pops["one"].rows, pops["chunks"].rows)
+    assert pops["one"].backend == "batched" and chunks["one"] >= 50 and chunks["chunks"] == 7 and chunks["grads"] == 5
+    assert torch.equal(pops["one"].rows, pops["chunks"].rows) and torch.equal(pops["one"].rows, pops["grads"].rows)
     torch.testing.assert_close(pops["loop"].rows, pops["one"].rows, atol=ATOL, rtol=0)
     assert not torch.equal(pops["loop"].rows, pops["one"].rows)  # different kernels, really
 

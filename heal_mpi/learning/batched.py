@@ -25,6 +25,9 @@ from heal_mpi.learning.optim import Optimizer
 
 # Float32 numbers of activations a chunk of nodes may hold (64 MiB): nodes x B x (input + widths).
 CHUNK_NUMBERS = 16 * 2**20
+# and of gradients (32 MiB: nodes x P), which are the larger part of an MLP's chunk (651 nodes had
+# 132 MB of them: the peak of a 10,000-node Gossip round on 2 ranks).
+GRAD_NUMBERS = 8 * 2**20
 
 
 def linear_layers(model: nn.Module) -> list[tuple[str, bool]] | None:
@@ -58,7 +61,7 @@ class BatchedBackend(VmapBackend):
         self.grad_fn = self._grads
 
     def chunk(self, batch: int) -> int:
-        return max(1, CHUNK_NUMBERS // (batch * self.per_sample))
+        return max(1, min(CHUNK_NUMBERS // (batch * self.per_sample), GRAD_NUMBERS // self.layout.n_params))
 
     def _grads(self, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
         """([n, P] gradients, [n] losses) of n nodes' rows on their batches x [n, B, ...], y, w [n, B].
