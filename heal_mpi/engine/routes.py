@@ -6,7 +6,8 @@ steps that carry models, one model row per message. `route` sends, in one collec
 the headers (whose handshake tells every size), then the rows from where they lie in host
 memory (device rows are staged there), and hands back per source rank the header with its
 columns by name and the rows on the device. The block a rank sends itself never leaves the
-device.
+device. A Mix calls the two halves apart: `route_heads` once, then `route_rows` once per piece
+of its receivers (`Pieces`), so that a rank never holds all the rows of a Gossip round in flight.
 """
 
 from __future__ import annotations
@@ -134,9 +135,7 @@ def route_rows(comm: Comm, step: str, outgoing: list[Block], heads: list[Header]
         staged += out.nbytes
         return out
 
-    for r, block in enumerate(outgoing):
-        if not has_rows:
-            break
+    for r, block in enumerate(outgoing if has_rows else []):
         if r == rank:
             rows_out.append(np.zeros((0, p), dtype=dtype))
             lone_out.append(np.zeros((0, p), dtype=np.float32))
