@@ -23,7 +23,7 @@ def all_sums(result):
 def all_wide(sums):
     """summing.Held of these float64 sums, local row i's sum being sums[i]."""
     from heal_mpi.engine.summing import Held
-    return Held(sums, sums[:0].float(), np.arange(100))
+    return Held(sums, sums[:0].float(), np.arange(100), np.arange(len(sums)))
 
 
 def random_edges(n, e, seed=1):

@@ -44,8 +44,9 @@ class MixResult:
         links: the Links of the delivered edges (what a Reply answers along).
 
     The weighted sums ([m, P] on the rows' device) are either held (`held`, a Mix: a float64
-    sum per receiver, or the one float32 row that reached it: summing.Held) or kept as terms (sums[k] = sum of w[e] * table[index[e]]
-    over the edges e with group[e] == k, w None for 1). A Reply's table holds the few
+    sum per receiver, or the one float32 row that reached it: summing.Held) or kept as terms
+    (sums[k] = sum of w[e] * table[index[e]] over the edges e with group[e] == k, w None for
+    1). A Reply's table holds the few
     distinct answers, so a reply to every client costs the answers, not one row per client,
     until `sums_of` reads it; a Mix with `order` keeps every row that arrived, with each
     edge's place in its receiver's arrival order (`arrivals`, for `arrival(j)`).

@@ -158,16 +158,15 @@ class Held:
         nodes: int64, the local rows that received, sorted.
     """
 
-    def __init__(self, wide: torch.Tensor, lone: torch.Tensor, place: np.ndarray):
-        self.wide, self.lone, self.place = wide, lone, place
-        self.nodes = np.flatnonzero(place >= 0)  # the receivers, sorted (SumBuffers.take sets them)
+    def __init__(self, wide: torch.Tensor, lone: torch.Tensor, place: np.ndarray, nodes: np.ndarray):
+        self.wide, self.lone, self.place, self.nodes = wide, lone, place, nodes
 
     @classmethod
     def of(cls, sums: torch.Tensor, nodes: np.ndarray, n_local: int) -> "Held":
         """Sums [len(nodes), P] of these local rows, every one wide."""
         place = np.zeros(n_local, dtype=np.int64)
         place[nodes] = np.arange(len(nodes))
-        return cls(sums, sums[:0].float(), place)
+        return cls(sums, sums[:0].float(), place, nodes)
 
     def lone_of(self, local: np.ndarray) -> np.ndarray:
         """bool [len(local)]: which of these receivers keep a lone row."""
@@ -298,10 +297,9 @@ class SumBuffers:
         wide = (rows_in > 0) & ~lone
         place = np.zeros(n_local, dtype=np.int64)
         place[wide], place[lone] = np.arange(int(wide.sum())), -1 - np.arange(int(lone.sum()))
-        held = Held(self._memory((purpose, k, "wide"), int(wide.sum()), p, torch.float64, device).zero_(),
-                    self._memory((purpose, k, "lone"), int(lone.sum()), p, torch.float32, device), place)
-        held.nodes = np.flatnonzero(rows_in)
-        return held
+        return Held(self._memory((purpose, k, "wide"), int(wide.sum()), p, torch.float64, device).zero_(),
+                    self._memory((purpose, k, "lone"), int(lone.sum()), p, torch.float32, device), place,
+                    np.flatnonzero(rows_in))
 
     def _memory(self, key: tuple, rows: int, p: int, dtype, device) -> torch.Tensor:
         need, buf = rows * p, self.held.get(key)
