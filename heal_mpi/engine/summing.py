@@ -2,8 +2,9 @@
 
 `Sources` says which row each edge carries (the sender's, or a forgery), `weighted_sum` sums rows
 by group in bounded chunks; `partials` is what a rank sends towards another rank's receivers and
-`add_partials` adds it there, `OwnEdges` a rank's edges to its own receivers; `SumBuffers` keeps
-the receivers' float64 sums from round to round.
+`add_partials` adds it there, `OwnEdges` a rank's edges to its own receivers. They add into a
+`Held`: a float64 sum per receiver, or the float32 row of a receiver that one row reaches;
+`SumBuffers` keeps that memory from round to round.
 """
 
 from __future__ import annotations
