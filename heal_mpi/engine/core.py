@@ -224,8 +224,8 @@ class Engine:
         incoming = route_heads(self.comm, name, [head.take(slice(cuts[r], cuts[r + 1])) for r in range(size)])
         local_of = [h.ids("dst") - lo for h in incoming]
         heads = Header.of(head.layout, np.concatenate([h.data for h in incoming]))
-        held = self.sum_buffers.take(step.purpose, heads.ids("dst") - lo, heads["carry"], world.n_local,
-                                     self.pop.n_params, self.pop.rows.device)
+        local = heads.ids("dst") - lo  # what every message reached, by rank
+        held = self.sum_buffers.take(step.purpose, local, heads["carry"], world.n_local, self.pop.n_params, self.pop.rows.device)
         pieces = Pieces(keeps, world.bounds, 8 * self.pop.n_params)
         sent = [cuts[r] + pieces.cuts(uniq[cuts[r]:cuts[r + 1]]) for r in range(size)]
         heard = [pieces.cuts(ids + lo) for ids in local_of]
@@ -243,8 +243,8 @@ class Engine:
                     own.add(held, local_of[r])
                 elif g.stop > g.start:
                     add_partials(held, local_of[r][g], blk.head, blk.rows, blk.lone)
-        weights, counts, messages, values = tally(world.n_local, heads.ids("dst") - lo, heads["weight"],
-                                                  heads.ids("count"), heads.ids("messages"), heads["values"])
+        weights, counts, messages, values = tally(world.n_local, local, heads["weight"], heads.ids("count"),
+                                                  heads.ids("messages"), heads["values"])
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
         links = self._links(src, dst, uniq, [rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
         return MixResult(world.n_local, held.nodes, counts, messages, weights, values, held=held, links=links)

@@ -180,26 +180,26 @@ class Held:
     def sums_of(self, local: np.ndarray, weights: np.ndarray, out: torch.Tensor | None = None,
                 read_only: bool = False) -> torch.Tensor:
         """float64 [len(local), P]: the sums of these local rows (a copy, into `out` when given;
-        `read_only`: a view where they are a run of wide sums, which the caller must not write).
-        A lone row's sum is 0 + w * row, exactly what adding it into a zero sum gave: never -0.0."""
+        `read_only`: a view where they are a run of wide sums, which the caller must not write)."""
         at, dev = self.place[local], self.wide.device
         if (at >= 0).all():
             if read_only and is_run(at):
                 return self.wide[int(at[0]):int(at[0]) + len(at)]
             return torch.index_select(self.wide, 0, torch.as_tensor(at, device=dev), out=out)
         out = torch.empty((len(at), self.wide.shape[1]), dtype=torch.float64, device=dev) if out is None else out
-        if (at < 0).all():  # lone rows only (an Assign takes them apart from the wide sums): no scatter
-            w = torch.as_tensor(weights[local], dtype=torch.float64, device=dev)[:, None]
-            k = -1 - at
-            rows = self.lone[int(k[0]):int(k[0]) + len(k)] if is_run(k) else self.lone[torch.as_tensor(k, device=dev)]
-            return torch.mul(rows, w, out=out).add_(0.0)
         wide, lone = np.flatnonzero(at >= 0), np.flatnonzero(at < 0)
-        if len(wide):
-            out[torch.as_tensor(wide, device=dev)] = self.wide[torch.as_tensor(at[wide], device=dev)]
-        w = torch.as_tensor(weights[local[lone]], dtype=torch.float64, device=dev)[:, None]
-        out[torch.as_tensor(lone, device=dev)] = \
-            self.lone[torch.as_tensor(-1 - at[lone], device=dev)].double().mul_(w).add_(0.0)
+        if len(wide) == 0:  # lone rows only (an Assign takes them apart from the wide sums): no scatter
+            return self._lone_sums(-1 - at, weights[local], out)
+        out[torch.as_tensor(wide, device=dev)] = self.wide[torch.as_tensor(at[wide], device=dev)]
+        out[torch.as_tensor(lone, device=dev)] = self._lone_sums(-1 - at[lone], weights[local[lone]])
         return out
+
+    def _lone_sums(self, k: np.ndarray, w: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        """float64 [len(k), P]: 0 + w * lone[k], exactly what adding each row into a zero sum gave
+        (never -0.0)."""
+        dev = self.lone.device
+        rows = self.lone[int(k[0]):int(k[0]) + len(k)] if is_run(k) else self.lone[torch.as_tensor(k, device=dev)]
+        return torch.mul(rows, torch.as_tensor(w, dtype=torch.float64, device=dev)[:, None], out=out).add_(0.0)
 
 
 class OwnEdges:
