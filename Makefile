@@ -8,9 +8,12 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 export PRTE_MCA_rmaps_default_mapping_policy := :oversubscribe
-# Containers often forbid the cross-memory-attach syscall the shared-memory transport tries first.
+# Containers often forbid the cross-memory-attach syscall with which the shared-memory transport
+# copies a message once: there (the probe says none) it must copy twice. A value you set wins.
+ifeq ($(origin OMPI_MCA_btl_vader_single_copy_mechanism)$(shell python3 heal_mpi/single_copy.py),undefinednone)
 export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_btl_sm_single_copy_mechanism := none
+endif
 PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 
 .PHONY: setup demo test test-serial test-mpi bench docs validation-elevator validation-heal validation-heal-tables validation-heal-noniid validation-heal-noniid-tables validation-lift validation-time validation-time-tables slurm-up slurm-down clean

@@ -27,6 +27,15 @@ def no_cuda_reason() -> str:
     return f"heal-mpi info: CUDA devices none; {build}"
 
 
+def single_copy_line() -> str:
+    """Whether Open MPI's shared-memory transport may copy a message once here (heal_mpi/single_copy.py)."""
+    from heal_mpi import single_copy
+    set_to = next((os.environ[v] for v in single_copy.VARIABLES if v in os.environ), None)
+    found = "cma (cross-memory attach works here)" if single_copy.works() else \
+        "none (cross-memory attach is forbidden here: messages between ranks are copied twice)"
+    return found if set_to is None else f"{found}; the environment sets {set_to}"
+
+
 def describe(model: str | None = None) -> str:
     import h5py
     import numpy
@@ -44,6 +53,7 @@ def describe(model: str | None = None) -> str:
         f"MPI library     {mpi_library()}",
         f"h5py            {h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
         f"parallel HDF5   {'yes' if h5py.get_config().mpi else 'no (rank 0 writes all output)'}",
+        f"single copy     {single_copy_line()}",
         f"CUDA devices    {devices}",
     ]
     if model:

@@ -8,7 +8,7 @@ def test_info_prints_versions_and_model_size():
     r = subprocess.run([sys.executable, "-m", "heal_mpi", "info", "--model", "lenet5"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    for word in ("heal_mpi", "torch", "MPI library", "parallel HDF5", "61,706"):
+    for word in ("heal_mpi", "torch", "MPI library", "parallel HDF5", "single copy", "61,706"):
         assert word in r.stdout, r.stdout
 
 

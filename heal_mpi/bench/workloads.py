@@ -14,13 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from heal_mpi import single_copy
 from heal_mpi.config import DataConfig, EvalConfig, ModelConfig, TrainConfig
 
 CORES = os.cpu_count() or 1
 MPI_ENV = {
     "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
     "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
-    "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_btl_sm_single_copy_mechanism": "none",
 }
 
 
@@ -28,7 +28,7 @@ def mpi_env(**extra) -> dict:
     """The environment for a child mpirun. A process that initialised MPI itself (a singleton, or a
     rank of `mpirun pytest`) carries its job's PMIx variables, and a child mpirun that inherits them
     fails without a word: they are dropped."""
-    env = {**os.environ, **MPI_ENV, **extra}
+    env = {**os.environ, **MPI_ENV, **single_copy.environment(), **extra}
     for key in list(env):
         if key.startswith(("OMPI_COMM_WORLD", "PMIX_", "OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_UNIVERSE")):
             env.pop(key)

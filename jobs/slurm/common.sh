@@ -12,8 +12,9 @@
 HEAL_MPI=${HEAL_MPI:-$REPO/.venv/bin/heal-mpi}
 INTERRUPTED_EXIT=3  # heal_mpi.checkpoint.INTERRUPTED_EXIT: checkpoint saved, continue with --resume
 
-if [ "$(id -u)" -eq 0 ]; then
-    # containers run jobs as root and often forbid the cross-memory-attach syscall Open MPI tries first
+# containers often forbid the syscall with which Open MPI's shared-memory transport copies a message
+# once (heal_mpi/single_copy.py): there it must copy twice. A value set in the job's environment wins.
+if [ -z "${OMPI_MCA_btl_vader_single_copy_mechanism:-}" ] && [ "$(python3 "$REPO/heal_mpi/single_copy.py")" = none ]; then
     export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl_sm_single_copy_mechanism=none
 fi
 
