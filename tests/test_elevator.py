@@ -12,7 +12,7 @@ from heal_mpi import config as cfgmod
 from heal_mpi.engine.channel import Channel
 from heal_mpi.context import RoundContext
 from heal_mpi.overlay import elevator_ops as ops
-from heal_mpi.overlay.common import sample_from_pool
+from heal_mpi.overlay.common import positions, sample_from_pool
 from heal_mpi.overlay.elevator import Elevator
 from helpers import ROOT, hub_ids, hubs, make_world, overlay_cfg, simulate, analysis_module
 
@@ -75,6 +75,14 @@ def test_random_part_skips_self_hubs_and_repeats():
     entries = np.array([[0, 5, 7, 5, 8, 9], [3, 3, 3, -1, -1, -1]])
     out = ops.pick_random_part(entries, np.array([0, 1]), np.array([[7], [9]]), 3)
     assert out.tolist() == [[5, 8, 9], [3, -1, -1]]
+
+
+def test_positions_of_ids_are_a_binary_search_by_table():
+    rng = np.random.default_rng(3)
+    ids = np.unique(rng.integers(0, 1000, 300))
+    queries = ids[rng.integers(0, len(ids), 5000)]
+    assert np.array_equal(positions(ids, queries, 1000), np.searchsorted(ids, queries))
+    assert positions(ids, ids[-1:], 1000)[0] == len(ids) - 1 and positions(ids, ids[:0], 1000).shape == (0,)
 
 
 def test_sample_from_pool_distinct_uniform_and_excluding():

@@ -140,6 +140,15 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     return a[np.concatenate([[True], a[1:] != a[:-1]])]
 
 
+def positions(ids: np.ndarray, queries: np.ndarray, n_nodes: int) -> np.ndarray:
+    """np.searchsorted(ids, queries) for distinct sorted node ids that hold every query, by a
+    table of the N ids: a gather, where a binary search of a million queries cost Elevator's
+    cycle at 100,000 nodes 0.08 s."""
+    at = np.empty(n_nodes, dtype=np.int64)
+    at[ids] = np.arange(len(ids))
+    return at[queries]
+
+
 def row_lengths(a: np.ndarray) -> np.ndarray:
     """Number of valid (>= 0) entries per row."""
     return (a >= 0).sum(axis=1)

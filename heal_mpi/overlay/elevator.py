@@ -58,7 +58,7 @@ from heal_mpi.context import RoundContext
 from heal_mpi.metrics import RoundMetrics
 from heal_mpi.overlay import elevator_ops as ops
 from heal_mpi.overlay.base import Overlay
-from heal_mpi.overlay.common import compact_rows, local_mask, row_lengths, sample_from_pool, sorted_unique
+from heal_mpi.overlay.common import compact_rows, local_mask, positions, row_lengths, sample_from_pool, sorted_unique
 from heal_mpi.rng import uniform
 
 CHUNK = 8192  # rows per frequency-map block: bounds the [rows, c*c] temporaries
@@ -194,7 +194,7 @@ class Elevator(Overlay):
 
         got = ~lost_req & ~lost_rep
         slot_row = np.full(tgt.shape, -1, dtype=np.int64)
-        slot_row[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
+        slot_row[r_idx[got], col[got]] = positions(asked, t[got], self.world.n_nodes)
         table, slot_row = self._forged_cache_replies(ctx, table, slot_row, r_idx[got], col[got], t[got], q[got])
         heard = got & (q != t)
         self.count(q[heard], sent=False, n_items=row_lengths(table)[slot_row[r_idx[heard], col[heard]]])
@@ -246,7 +246,7 @@ class Elevator(Overlay):
 
         got = ~lost_req & ~lost_rep
         which = np.full(pref.shape, -1, dtype=np.int64)  # [n, K] index into `asked`
-        which[r_idx[got], col[got]] = np.searchsorted(asked, t[got])
+        which[r_idx[got], col[got]] = positions(asked, t[got], self.world.n_nodes)
         sizes, flat, offsets = self._forged_backward_replies(ctx, sizes, flat, offsets, which, r_idx[got], col[got],
                                                              t[got], q[got])
         m = np.where(which >= 0, sizes[np.maximum(which, 0)], 0) if len(sizes) else np.zeros_like(which)  # [n, K]
