@@ -47,6 +47,9 @@ def test_bench_nodes_quick_reports_every_world():
             assert f"{what} peak RSS of the largest rank, against the floor |" in r.stdout, r.stdout
     peaks = [line for line in r.stdout.splitlines() if "peak RSS" in line]
     assert all(float(line.split("|")[3].split()[0].replace(",", "")) > 100 for line in peaks), peaks  # MiB
+    from heal_mpi import single_copy
+    # where Open MPI may copy once, the Gossip world again with two copies, beside it
+    assert ("mix with every message copied twice" in r.stdout) == single_copy.works(), r.stdout
 
 
 def test_bench_nodes_runs_adam_beside_sgd_at_ten_thousand_nodes_and_logreg_at_a_hundred_thousand():

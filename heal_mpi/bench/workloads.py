@@ -157,10 +157,11 @@ max_samples = {sections.get('eval_samples', 0)}
     return path
 
 
-def run_mpi(ranks: int, args: list[str], timeout: float = 900) -> str:
-    """`python -m ARGS` on RANKS ranks; its standard output, or an error with everything it printed."""
+def run_mpi(ranks: int, args: list[str], timeout: float = 900, **env) -> str:
+    """`python -m ARGS` on RANKS ranks (`env`: variables to set); its standard output, or an error
+    with everything it printed."""
     cmd = ["mpirun", "-n", str(ranks), sys.executable, "-m", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mpi_env())
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mpi_env(**env))
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
     return r.stdout
