@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure speed against plain PyTorch and one rank (one table)")
     bench.add_argument("sections", nargs="+", choices=["all", "limit", "backends", "round", "eval", "scaling", "overlay", "nodes",
-                                                        "output", "clock", "memory", "gpu"])
+                                                        "transport", "output", "clock", "memory", "gpu"])
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, not a measurement)")
     bench.set_defaults(func=cmd_bench)
 

@@ -18,11 +18,12 @@ from heal_mpi.bench.nodes import section_nodes
 from heal_mpi.bench.sections import (section_backends, section_clock, section_eval, section_gpu, section_limit, section_output,
                                      section_overlay, section_round, section_scaling)
 from heal_mpi.bench.table import QUICK, Row, Scale
+from heal_mpi.bench.transport import section_transport
 from heal_mpi.bench.workloads import CORES, dataset_available
 
 SECTIONS = {"limit": section_limit, "backends": section_backends, "round": section_round, "eval": section_eval, "scaling": section_scaling,
             "overlay": section_overlay, "output": section_output, "clock": section_clock,
-            "memory": section_memory, "nodes": section_nodes, "gpu": section_gpu}
+            "memory": section_memory, "nodes": section_nodes, "transport": section_transport, "gpu": section_gpu}
 
 
 def machine() -> str:

@@ -42,9 +42,10 @@ class Scale:
     backend_per_node: int = 320
     tiny_nodes: int = 10000       # cross-device nodes of 10 samples (the batched backend)
     world_sizes: tuple = (1000, 10000, 100000)  # heal-mpi bench nodes
+    transport_mib: int = 480      # rows each way between 2 ranks (a 10,000-node Gossip round's)
 
 
 QUICK = Scale(nodes=6, per_node=64, limit_samples=512, eval_nodes=4, overlay_sizes=(200,), overlay_cycles=(5,),
               sequential_sizes=(200,), sequential_cycles=(1,),
               output_nodes=300, clock_nodes=20, clock_per_node=16, memory_nodes=20, backend_nodes=3, backend_per_node=64,
-              tiny_nodes=50, world_sizes=(60,))
+              tiny_nodes=50, world_sizes=(60,), transport_mib=60)
