@@ -261,7 +261,7 @@ def check_a_receiver_of_one_row_keeps_it_as_float32(comm):
     import heal_mpi.engine.core as core
     world, full, proto, engine = setup(comm, n, body)
     full[3, 0] = -0.0
-    with mock.patch.object(core, "CHUNK_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
+    with mock.patch.object(core, "ASSIGN_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
         engine.round(context(n), None)
     (got, before), after, assigned = proto.seen
     assert assigned                                      # each mean: the float64 sum over the weight, rounded once
