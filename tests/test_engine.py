@@ -261,7 +261,7 @@ def check_a_receiver_of_one_row_keeps_it_as_float32(comm):
     import heal_mpi.engine.core as core
     world, full, proto, engine = setup(comm, n, body)
     full[3, 0] = -0.0
-    with mock.patch.object(core, "ASSIGN_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
+    with mock.patch.object(core, "PASS_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
         engine.round(context(n), None)
     (got, before), after, assigned = proto.seen
     assert assigned                                      # each mean: the float64 sum over the weight, rounded once
@@ -547,6 +547,7 @@ def test_own_partials_added_by_chunks_equal_one_whole_partial(monkeypatch):
     assert whole[at[11], 0] == 0 and not torch.signbit(whole[at[11], 0])
     for rows_per_chunk in (1, 3, 11, 50):
         monkeypatch.setattr(summing, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
+        monkeypatch.setattr(summing, "PASS_BYTES", 8 * 7 * rows_per_chunk)
         chunked = start.clone()
         summing.add_by_chunks(chunked, at, sources, group, w)
         assert torch.equal(chunked, whole) and not torch.signbit(chunked[at[11], 0]), rows_per_chunk
@@ -593,6 +594,7 @@ def test_lone_rows_cross_as_float32_and_sum_as_their_float64_partials(monkeypatc
         group[kept], w[kept], n_out))
     for rows_per_chunk in (1, 3, 50):
         monkeypatch.setattr(summing, "CHUNK_BYTES", 8 * 7 * rows_per_chunk)
+        monkeypatch.setattr(summing, "PASS_BYTES", 8 * 7 * rows_per_chunk)
         cuts = [0, 13, 13, n_out]                        # three ranks' blocks, one of them empty
         blocks = summing.partials(sources, group, w, carry, [slice(a, b) for a, b in zip(cuts, cuts[1:])])
         assert all(p.dtype == torch.float64 and r.dtype == torch.float32 for p, r in blocks)

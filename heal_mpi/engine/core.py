@@ -33,7 +33,7 @@ from heal_mpi.engine.aggregation import aggregate
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.flights import Flights
 from heal_mpi.engine.results import HeardEdges, HeldRows, Links, MixResult, edge_values, group_sum, tally
-from heal_mpi.engine.summing import ASSIGN_BYTES, Held, OwnEdges, Sources, SumBuffers, add_partials, partials
+from heal_mpi.engine.summing import PASS_BYTES, Held, OwnEdges, Sources, SumBuffers, add_partials, partials
 from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, Pieces, route, route_heads, route_rows
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -370,7 +370,7 @@ class Engine:
         if (at < 0).any():
             raise ValueError("Assign: a node takes a mean of a result it received nothing in")
         own_weight = None if step.own_weight is None else np.asarray(step.own_weight, dtype=np.float64)
-        chunk = max(1, ASSIGN_BYTES // (8 * max(self.pop.n_params, 1)))
+        chunk = max(1, PASS_BYTES // (8 * max(self.pop.n_params, 1)))
         if step.rule.robust and own_weight is not None:
             raise ValueError(f"Assign: a {step.rule.name} of the copies takes no own weight")
         shared = res.shared_means(at) if own_weight is None and not step.rule.robust else None

@@ -14,16 +14,16 @@ import torch
 
 from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE
 
-# Bound on the float64 [edges, P] temporary of one reduction chunk. Below glibc's 32 MiB mmap
+# Bound on the float64 [groups, P] partial sums of one reduction chunk. Below glibc's 32 MiB mmap
 # ceiling, so a freed chunk is reused, not faulted in afresh: at 64 MiB, page faults cost a
 # 10,000-node Gossip round 2.5 s.
 CHUNK_BYTES = 16 << 20
 
-# Bound on the float64 [rows, P] buffers of an Assign, whose rows pass through four torch ops (the
-# sums, the own rows added, the quotient, the write): at 4 MiB they stay in the cache between ops.
-# 10,000 Gossip MLP nodes, 2 ranks: the Assign 0.64-0.71 s at 16 MiB, 0.31-0.41 s at 4 MiB, 0.41-0.46 s
-# at 1 MiB. (The reductions keep CHUNK_BYTES: smaller ones there raised the peak by 100 MiB.)
-ASSIGN_BYTES = 4 << 20
+# Bound on the float64 rows that pass through several torch ops in turn (a weighted sum's gathered,
+# widened, weighted rows; an Assign's sums, own rows and quotients): at 4 MiB they stay in the cache
+# from one op to the next. 10,000 MLP nodes, 2 ranks: HEAL's up-mix 0.16-0.46 s at 16 MiB, 0.12-0.16 s
+# at 4 MiB, 0.17-0.24 s at 1 MiB; Gossip's Assign 0.64-0.71 s at 16 MiB, 0.31-0.41 s at 4 MiB.
+PASS_BYTES = 4 << 20
 
 
 class Sources:
@@ -109,13 +109,13 @@ def is_run(ix: np.ndarray) -> bool:
 def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: np.ndarray | None,
                  n_out: int, dtype=torch.float64, into: torch.Tensor | None = None) -> torch.Tensor:
     """[n_out, P] of `dtype`: sum of w * table[index] per group, in chunks of edges (so no
-    [edges, P] temporary larger than CHUNK_BYTES exists), added into `into` (its rows `group`,
+    [edges, P] temporary larger than PASS_BYTES exists), added into `into` (its rows `group`,
     its dtype) when given. The chunk buffers are reused: fresh ones cost more in page faults
     than the sums themselves."""
     p, dev = table.shape[1], table.device
     out = torch.zeros((n_out, p), dtype=dtype, device=dev) if into is None else into
     dtype = out.dtype
-    chunk = max(1, CHUNK_BYTES // (8 * max(p, 1)))
+    chunk = max(1, PASS_BYTES // (8 * max(p, 1)))
     gathered = torch.empty((min(chunk, len(index)), p), dtype=table.dtype, device=dev)
     wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
     for a in range(0, len(index), chunk):
