@@ -142,15 +142,15 @@ class VmapBackend:
 
         self.grad_fn = vmap(grad_and_value(loss))  # (rows [n,P], x [n,B,..], y [n,B], w [n,B])
 
-    def chunk(self, batch: int) -> int:
-        """Nodes per call at this batch size."""
+    def chunk(self, batch: int, device: torch.device | str = "cpu") -> int:
+        """Nodes per call at this batch size on this device."""
         return VMAP_CHUNK
 
     def train(self, rows: torch.Tensor, state: State, ids: np.ndarray, plans: list[np.ndarray],
               offsets: np.ndarray, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Train rows[ids] by their plans; float32 [len(ids)] summed per-sample losses."""
         loss_sums = torch.zeros(len(ids), device=rows.device)
-        chunk = self.chunk(plans[0].shape[1])
+        chunk = self.chunk(plans[0].shape[1], rows.device)
         for lo in range(0, len(ids), chunk):
             sl = slice(lo, lo + chunk)
             loss_sums[sl] = self._train_chunk(rows, state, ids[sl], plans[sl], offsets, x, y)
