@@ -2,6 +2,7 @@
 message once, and the launchers then leave Open MPI's choice alone."""
 
 import ctypes
+import os
 import subprocess
 import sys
 
@@ -30,6 +31,9 @@ def test_the_probe_believes_only_bytes_that_arrived():
     assert single_copy.works(fake_libc(copy))
     assert not single_copy.works(fake_libc(lambda local, remote: -1))  # EPERM: a container's seccomp
     assert not single_copy.works(fake_libc(lambda local, remote: remote.iov_len))  # a count, but nothing read
+    dying = fake_libc(copy)
+    dying.prctl = lambda *args: os._exit(3)  # the child is gone before it could be read
+    assert not single_copy.works(dying)
 
 
 def test_the_launchers_set_none_only_where_the_probe_fails_and_never_over_the_user(monkeypatch):
