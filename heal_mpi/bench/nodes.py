@@ -26,10 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import h5py
-
 from heal_mpi.bench.table import Row, Scale
-from heal_mpi.bench.workloads import fmnist_model, run_mpi
+from heal_mpi.bench.workloads import fmnist_model, run_mpi, steady_round
 
 MIB = 2**20
 SAMPLE_BYTES = 785 * 4  # a Fashion-MNIST image as float32 and its label
@@ -90,15 +88,13 @@ def worlds(sizes: tuple) -> list[tuple[int, str, str]]:
     return out
 
 
-def run_world(tmp: Path, protocol: str, nodes: int, model: str, optimizer: str, ranks: int, rounds: int = ROUNDS,
-              **env) -> tuple[dict, int]:
-    """(seconds of each phase, float64 [rounds], the largest rank's peak resident bytes) of one world."""
-    cfg = world_config(tmp / "w.toml", protocol, nodes, model, rounds, optimizer)
+def run_world(tmp: Path, protocol: str, nodes: int, model: str, optimizer: str, ranks: int) -> tuple[dict, int]:
+    """(seconds of each phase of the steady round, the largest rank's peak resident bytes) of one world."""
+    cfg = world_config(tmp / "w.toml", protocol, nodes, model, ROUNDS, optimizer)
     out = tmp / "w.h5"
     peak = peak_rss(run_mpi(ranks, ["heal_mpi.bench.nodes", "heal_mpi", "run", str(cfg), "--out", str(out),
-                                    "--overwrite"], timeout=3600, **env))
-    with h5py.File(out, "r") as f:
-        return {k[8:]: f["rounds"][k][()] for k in f["rounds"] if k.startswith("seconds_")}, peak
+                                    "--overwrite"], timeout=3600))
+    return {k[8:]: v for k, v in steady_round(out, STEADY).items() if k.startswith("seconds_")}, peak
 
 
 def section_nodes(s: Scale) -> list[Row]:
@@ -108,8 +104,7 @@ def section_nodes(s: Scale) -> list[Row]:
         for nodes, model, optimizer in worlds(s.world_sizes):
             for protocol in ("heal", "fedavg", "gossip"):
                 for ranks in (1, 2):
-                    per_round, peak = run_world(Path(tmp), protocol, nodes, model, optimizer, ranks)
-                    phases = {k: v[STEADY] for k, v in per_round.items()}
+                    phases, peak = run_world(Path(tmp), protocol, nodes, model, optimizer, ranks)
                     total = sum(phases.values())
                     other = 100 * (total - phases["train"] - phases["evaluate"]) / total
                     per_rank = math.ceil(nodes / ranks)
