@@ -20,9 +20,10 @@ from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE
 CHUNK_BYTES = 16 << 20
 
 # Bound on the float64 rows that pass through several torch ops in turn (a weighted sum's gathered,
-# widened, weighted rows; an Assign's sums, own rows and quotients): at 4 MiB they stay in the cache
-# from one op to the next. 10,000 MLP nodes, 2 ranks: HEAL's up-mix 0.16-0.46 s at 16 MiB, 0.12-0.16 s
-# at 4 MiB, 0.17-0.24 s at 1 MiB; Gossip's Assign 0.64-0.71 s at 16 MiB, 0.31-0.41 s at 4 MiB.
+# widened, weighted rows; the sums, own rows and quotients of an Assign's or a result's means): at
+# 4 MiB they stay in the cache from one op to the next. 10,000 MLP nodes, 2 ranks: HEAL's up-mix
+# 0.16-0.46 s at 16 MiB, 0.12-0.16 s at 4 MiB, 0.17-0.24 s at 1 MiB; Gossip's Assign 0.64-0.71 s at
+# 16 MiB, 0.31-0.41 s at 4 MiB.
 PASS_BYTES = 4 << 20
 
 
