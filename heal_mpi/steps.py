@@ -140,6 +140,11 @@ class Mix:
             The rows sent to the others are dropped unsent (a model sent to a node that is no
             hub); their edges still arrive and count (counts, weights, messages, values, and a
             Reply answers along them), but the result holds no mean for those nodes.
+        merge: float64 [n_local] own weights, or None. Each node that rows reach and whose
+            merge is not NaN takes its merged mean within the Mix, exactly what
+            `Assign(result, nodes, own_weight=merge[nodes])` right after would give it, but as
+            each piece of receivers completes, so that the engine never holds every receiver's
+            sum (Gossip's and EL's pushes). The result then holds no means to Assign.
     """
 
     purpose: str
@@ -152,6 +157,7 @@ class Mix:
     order: np.ndarray | None = None
     deadline: bool = False
     keep: np.ndarray | None = None
+    merge: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -258,17 +258,17 @@ def check_a_receiver_of_one_row_keeps_it_as_float32(comm):
         seen.append(torch.equal(bits, (seen[0][1] / w).float().view(torch.int32)))
 
     from unittest import mock
-    import heal_mpi.engine.core as core
+    import heal_mpi.engine.merging as merging
     world, full, proto, engine = setup(comm, n, body)
     full[3, 0] = -0.0
-    with mock.patch.object(core, "PASS_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
+    with mock.patch.object(merging, "PASS_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
         engine.round(context(n), None)
     (got, before), after, assigned = proto.seen
     assert assigned                                      # each mean: the float64 sum over the weight, rounded once
     local = np.arange(world.slot_lo, world.slot_hi)
     lone = np.bincount(dst, minlength=n)[local][got.nodes] == 1
-    assert len(got._held.lone) == lone.sum() > 0 and len(got._held.wide) == (~lone).sum()
-    assert got._held.lone.dtype == torch.float32 and torch.equal(after, before)
+    assert len(got.held.lone) == lone.sum() > 0 and len(got.held.wide) == (~lone).sum()
+    assert got.held.lone.dtype == torch.float32 and torch.equal(after, before)
     x = full.double()
     for k, node in enumerate(got.nodes + world.slot_lo):
         e = np.flatnonzero(dst == node)
@@ -284,9 +284,55 @@ def check_a_receiver_of_one_row_keeps_it_as_float32(comm):
         assert before[k[0], 0] == 0 and not torch.signbit(before[k[0], 0])
 
 
+def check_a_merging_mix_writes_what_an_assign_after_it_writes(comm):
+    """Mix(merge=own weights): the receivers take their means piece by piece within the Mix, the
+    rows bit for bit those of `Assign(result, receivers, own_weight)` after a plain Mix, although
+    many receivers send to receivers of later pieces (their new rows wait aside) and the channel
+    loses some edges and forges node 0's; NaN and keep=False receivers keep their rows; the result
+    counts as before and holds no sums to Assign."""
+    from unittest import mock
+    import heal_mpi.engine.routes as routes
+    n = 19
+    src, dst, wt = random_edges(n, 70, seed=5)
+    own = np.where(np.arange(n) % 4 == 0, 1.0, np.linspace(0.5, 3.0, n))
+    own[[2, 11]] = np.nan
+    keeps = np.arange(n) != 7
+
+    def run(merged):
+        def body(ctx, seen):
+            mine, lo, hi = (src >= world.slot_lo) & (src < world.slot_hi), world.slot_lo, world.slot_hi
+            got = yield Mix("push", src[mine] - lo, dst[mine], weight=wt[mine], keep=keeps[lo:hi],
+                            merge=own[lo:hi] if merged else None)
+            if not merged:
+                nodes = got.nodes[~np.isnan(own[lo:hi][got.nodes])]
+                yield Assign(got, nodes, own_weight=own[lo:hi][nodes])
+            seen.append(got)
+
+        with mock.patch.object(routes, "PIECE_BYTES", 8 * P * 2):  # a piece per 2 receivers
+            world, full, proto, engine = setup(comm, n, body, loss=0.2)
+            engine.channel.alterations.append(NodeZeroLies())
+            engine.round(context(n), None)
+            count = routes.Pieces(keeps, world.bounds, 8 * P).count
+        local = slice(world.slot_lo, world.slot_hi)
+        return proto.seen[0], engine.pop.rows.clone(), count, full[local], local
+
+    (plain, assigned, *_), (got, merged, pieces, before, local) = run(False), run(True)
+    assert pieces > 2
+    assert torch.equal(merged.view(torch.int32), assigned.view(torch.int32))
+    assert (got.nodes == plain.nodes).all() and (got.counts == plain.counts).all()
+    np.testing.assert_array_equal(got.weights, plain.weights)
+    taken = np.isin(np.arange(len(before)), got.nodes) & ~np.isnan(own[local])
+    assert comm.allreduce(int(taken.sum())) > 5
+    assert not (merged[torch.as_tensor(taken)] == before[torch.as_tensor(taken)]).all(1).any()
+    assert torch.equal(merged[torch.as_tensor(~taken)], before[torch.as_tensor(~taken)])
+    with pytest.raises(ValueError, match="holds no sums to Assign"):
+        got.sums_of(np.arange(len(got.nodes)))
+
+
 CHECKS = [check_mix_matches_dense, check_a_mix_drops_the_rows_of_receivers_that_keep_none, check_reply_answers_along_the_delivered_edges, check_channel_loses_and_alters,
           check_robust_mix_is_the_median_of_what_arrived, check_exchange_hands_every_edge_to_its_receiver_with_its_sender,
-          check_a_mix_sent_in_pieces_sums_as_one_route, check_a_receiver_of_one_row_keeps_it_as_float32]
+          check_a_mix_sent_in_pieces_sums_as_one_route, check_a_receiver_of_one_row_keeps_it_as_float32,
+          check_a_merging_mix_writes_what_an_assign_after_it_writes]
 
 
 @pytest.mark.parametrize("check", CHECKS)
@@ -352,6 +398,33 @@ def test_assign_needs_a_received_row():
         engine.round(context(4), None)
 
 
+def test_a_merging_mix_whose_rows_travel_one_by_one_merges_after_it():
+    """A Mix with `order` keeps its rows one by one (no pieces of sums): its `merge` is the Assign
+    after it, the same rows; a merge that is not one weight per local row fails naming its shape."""
+    src, dst, w, key = np.array([0, 1, 2, 3]), np.array([4, 4, 4, 5]), np.array([1., 2., 3., 4.]), np.array([.5, .1, .9, .3])
+    own = np.array([1., 1., 1., 1., 2.5, np.nan])
+
+    def run(merged):
+        def body(ctx, seen):
+            got = yield Mix("m", src, dst, weight=w, order=key, merge=own if merged else None)
+            if not merged:
+                yield Assign(got, np.array([4]), own_weight=own[[4]])
+
+        _, full, _, engine = setup(MPI.COMM_SELF, 6, body)
+        engine.round(context(6), None)
+        return full, engine.pop.rows
+
+    full, merged = run(True)
+    assert torch.equal(merged, run(False)[1]) and not torch.equal(merged[4], full[4]) and torch.equal(merged[5], full[5])
+
+    def wrong(ctx, seen):
+        yield Mix("m", src, dst, merge=own[:5])
+
+    _, _, _, engine = setup(MPI.COMM_SELF, 6, wrong)
+    with pytest.raises(ValueError, match=r"Mix 'm': merge has shape \(5,\), not \(6,\)"):
+        engine.round(context(6), None)
+
+
 def test_assign_reads_the_held_sums_in_place_and_leaves_them_as_they_were():
     """An Assign with an own weight reads a run of held sums without copying them (sums_of with
     read_only) and never writes them: the result stays valid for the rest of the round."""
@@ -361,7 +434,7 @@ def test_assign_reads_the_held_sums_in_place_and_leaves_them_as_they_were():
     def body(ctx, seen):
         got = yield Mix("ring", src, dst)
         before = got.sums_of(np.arange(n)).clone()
-        assert got.sums_of(np.arange(2, 6), read_only=True).data_ptr() == got._held.wide[2].data_ptr()
+        assert got.sums_of(np.arange(2, 6), read_only=True).data_ptr() == got.held.wide[2].data_ptr()
         assert torch.equal(got.sums_of(np.array([5, 2]), read_only=True), before[[5, 2]])  # no run: a copy
         yield Assign(got, np.arange(n), own_weight=np.r_[np.ones(n - 2), 0.5, 2.0])
         seen.append(torch.equal(got.sums_of(np.arange(n)), before))

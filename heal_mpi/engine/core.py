@@ -13,8 +13,10 @@ memory for MPI (routes.route; a Mix's rows in pieces of receivers), moved to the
 
 Transient memory of a HEAL round above the floor (the rows and optimizer state): a few CHUNK_BYTES
 (reductions in bounded chunks, one float64 sum per local hub, the reply's few distinct answers).
-Gossip and EL hold a float64 sum per receiver of several rows and the float32 row of one that a
-single row reaches, and a piece of rows in flight; a Mix with arrival keys every row that arrived,
+Gossip and EL merge as their rows arrive (Mix.merge, engine/merging.py): they hold one piece of
+receivers' sums (a float64 sum per receiver of several rows, the float32 row of one that a single
+row reaches), a piece of rows in flight, and the new rows of receivers whose old rows a later
+piece still reads; a Mix with arrival keys every row that arrived,
 a Snapshot one float32 row per kept node, rows in flight one each.
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a result
@@ -33,7 +35,8 @@ from heal_mpi.engine.aggregation import aggregate
 from heal_mpi.engine.channel import Channel
 from heal_mpi.engine.flights import Flights
 from heal_mpi.engine.results import HeardEdges, HeldRows, Links, MixResult, edge_values, group_sum, tally
-from heal_mpi.engine.summing import PASS_BYTES, Held, OwnEdges, Sources, SumBuffers, add_partials, partials
+from heal_mpi.engine.merging import Merging, assign_means
+from heal_mpi.engine.summing import Held, OwnEdges, Sources, SumBuffers, add_partials, partials
 from heal_mpi.engine.routes import NARROW, NO_ROW, WIDE, Block, Header, Pieces, route, route_heads, route_rows
 from heal_mpi.metrics import RoundMetrics, Traffic
 from heal_mpi.overlay.common import HEADER_BYTES, ID_BYTES
@@ -162,6 +165,8 @@ class Engine:
     def _mix(self, step: Mix, ctx: RoundContext) -> MixResult:
         lo = self.world.slot_lo
         src, dst = np.asarray(step.src, dtype=np.int64), np.asarray(step.dst, dtype=np.int64)
+        if step.merge is not None and np.shape(step.merge) != (self.world.n_local,):
+            raise ValueError(f"Mix {step.purpose!r}: merge has shape {np.shape(step.merge)}, not ({self.world.n_local},)")
         w = np.ones(len(dst)) if step.weight is None else np.asarray(step.weight, dtype=np.float64)
         vals = edge_values(step.values, len(dst))
         real = src + lo != dst  # a node's edge to itself is no message
@@ -206,13 +211,19 @@ class Engine:
 
     def _mix_delivered(self, step: Mix, src, dst, w, vals, real, key, ctx: RoundContext, landed=None) -> MixResult:
         """The delivered edges' rows reduced where they live (robust or keyed: one by one); the last
-        len(landed) edges carry `landed`, rows sent in earlier rounds."""
+        len(landed) edges carry `landed`, rows sent in earlier rounds. Receivers merge (Mix.merge)
+        piece by piece, or after a Mix whose rows travel one by one."""
         world, size, rank, lo = self.world, self.world.size, self.world.rank, self.world.slot_lo
         fresh = len(src) - (0 if landed is None else len(landed))
         sources = self._sources(step.purpose, step.rows, src[:fresh], dst[:fresh], ctx.rnd).extended(landed)
         keeps = self._keeping(step)
         if key is not None or step.rule.robust:
-            return self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key, keeps)
+            result = self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key, keeps)
+            if step.merge is not None:
+                merge = np.asarray(step.merge, dtype=np.float64)
+                nodes = result.nodes[~np.isnan(merge[result.nodes])]
+                assign_means(result, nodes, merge[nodes], self.pop.rows, self.pop.replace, step.rule)
+            return result
         # per destination a header (dst, weight sum, count, messages, values) and what it carries (summing.partials)
         uniq, inverse = np.unique(dst, return_inverse=True)
         u, count = len(uniq), np.bincount(inverse, minlength=len(uniq))
@@ -225,8 +236,15 @@ class Engine:
         local_of = [h.ids("dst") - lo for h in incoming]
         heads = Header.of(head.layout, np.concatenate([h.data for h in incoming]))
         local = heads.ids("dst") - lo  # what every message reached, by rank
-        held = self.sum_buffers.take(step.purpose, local, heads["carry"], world.n_local, self.pop.n_params, self.pop.rows.device)
+        weights, counts, messages, values = tally(world.n_local, local, heads["weight"], heads.ids("count"),
+                                                  heads.ids("messages"), heads["values"])
+        result = MixResult(world.n_local, np.unique(local[heads["carry"] != NO_ROW]), counts, messages, weights, values)
         pieces = Pieces(keeps, world.bounds, 8 * self.pop.n_params)
+        merging = None if step.merge is None else self._merging(step, src[:fresh], dst[:fresh], sources, carry[inverse[:fresh]],
+                                                                 local, heads["carry"], pieces, result)
+        if merging is None:
+            result.held = self.sum_buffers.take(step.purpose, local, heads["carry"], world.n_local, self.pop.n_params,
+                                                self.pop.rows.device)
         sent = [cuts[r] + pieces.cuts(uniq[cuts[r]:cuts[r + 1]]) for r in range(size)]
         heard = [pieces.cuts(ids + lo) for ids in local_of]
         for k in range(pieces.count):  # one piece of receivers' rows at a time, each added in rank order
@@ -238,16 +256,28 @@ class Engine:
                                         [h.take(g) for h, g in zip(incoming, got)])
             self.staged_bytes += staged
             del rows  # sent
+            held = result.held if merging is None else merging.sums()
             for r, (blk, g) in enumerate(zip(blocks, got)):  # canonical: source rank 0, 1, ...
                 if r == rank:
                     own.add(held, local_of[r])
                 elif g.stop > g.start:
                     add_partials(held, local_of[r][g], blk.head, blk.rows, blk.lone)
-        weights, counts, messages, values = tally(world.n_local, local, heads["weight"], heads.ids("count"),
-                                                  heads.ids("messages"), heads["values"])
+            if merging is not None:
+                merging.piece(k, held, self.pop.replace)
         self.traffic.recv(np.flatnonzero(messages), self.model_bytes, messages[messages > 0])
-        links = self._links(src, dst, uniq, [rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
-        return MixResult(world.n_local, held.nodes, counts, messages, weights, values, held=held, links=links)
+        result.links = self._links(src, dst, uniq, [rows_of if r != rank else None for r, rows_of in enumerate(local_of)])
+        return result
+
+    def _merging(self, step: Mix, src, dst, sources: Sources, carry, local, carry_in, pieces: Pieces,
+                 result: MixResult) -> Merging:
+        """Mix.merge piece by piece: the fresh edges src -> dst (carrying `carry`) read their senders'
+        rows in the rows table at their receiver's piece, unless they carry another row."""
+        lo, n_local = self.world.slot_lo, self.world.n_local
+        reads = np.flatnonzero((carry != NO_ROW) & ~sources.lying[:len(src)]) if step.rows is None else src[:0]
+        by_piece = self.sum_buffers.by_piece(step.purpose, local, carry_in, pieces.of[local + lo], pieces.count,
+                                             n_local, self.pop.n_params, self.pop.rows.device)
+        return Merging(np.asarray(step.merge, dtype=np.float64), by_piece, result, pieces.of[lo:lo + n_local], (src[reads], pieces.of[dst[reads]]),
+                       self.sum_buffers, (step.purpose, "aside"), self.pop.rows)
 
     def _route(self, step: str, outgoing: list[Block]) -> list[Block]:
         incoming, staged = route(self.comm, step, outgoing)
@@ -363,38 +393,7 @@ class Engine:
         return HeldRows(idx, self.pop.rows[torch.as_tensor(idx, device=self.pop.rows.device)].clone())
 
     def _assign(self, step: Assign, ctx: RoundContext | None = None) -> None:
-        """New rows for step.nodes, a bounded chunk of rows at a time, in float64 until the quotient (an own
-        weight of 1, Gossip's and EL's, is added unmultiplied: x * 1 is x)."""
-        nodes, res = np.asarray(step.nodes, dtype=np.int64), step.result
-        at = res.pos[nodes]
-        if (at < 0).any():
-            raise ValueError("Assign: a node takes a mean of a result it received nothing in")
+        """New rows for step.nodes: their means of step.result (engine/merging.py)."""
         own_weight = None if step.own_weight is None else np.asarray(step.own_weight, dtype=np.float64)
-        chunk = max(1, PASS_BYTES // (8 * max(self.pop.n_params, 1)))
-        if step.rule.robust and own_weight is not None:
-            raise ValueError(f"Assign: a {step.rule.name} of the copies takes no own weight")
-        shared = res.shared_means(at) if own_weight is None and not step.rule.robust else None
-        if shared is not None:  # a few distinct means (HEAL's, FedAvg's clients): each formed once, written to its nodes
-            for u in np.unique(shared[1]):
-                self.pop.replace(nodes[shared[1] == u], shared[0][u].expand(int((shared[1] == u).sum()), -1))
-            return
-        order = np.argsort(res.lone(at), kind="stable")  # the held sums, then the lone rows: chunks of one kind
-        nodes, at = nodes[order], at[order]
-        own_weight = None if own_weight is None else own_weight[order]
-        dev, shape = self.pop.rows.device, (min(chunk, len(nodes)), self.pop.n_params)
-        wide, wide_own, narrow = (torch.empty(shape, dtype=t, device=dev) for t in (torch.double, torch.double, torch.float))
-        for a in range(0, len(nodes), chunk):  # into reused buffers: fresh ones a chunk cost page faults
-            idx, m = nodes[a:a + chunk], len(nodes[a:a + chunk])
-            if step.rule.robust:
-                rows = res.combine(at[a:a + chunk], step.rule)
-            else:
-                sums = res.sums_of(at[a:a + chunk], out=wide[:m], read_only=True)
-                w = torch.as_tensor(res.weights[idx], dtype=sums.dtype, device=dev)[:, None]
-                if own_weight is not None:
-                    own = torch.as_tensor(own_weight[a:a + chunk], dtype=sums.dtype, device=dev)[:, None]
-                    mine = torch.index_select(self.pop.rows, 0, torch.as_tensor(idx, device=dev), out=narrow[:m])
-                    sums = torch.add(sums, mine if (own_weight[a:a + chunk] == 1).all() else
-                                     wide_own[:m].copy_(mine).mul_(own), out=wide[:m])
-                    w = w + own
-                rows = torch.div(sums, w, out=narrow[:m])  # the float64 quotient, rounded to float32 once
-            self.pop.replace(idx, rows)
+        assign_means(step.result, np.asarray(step.nodes, dtype=np.int64), own_weight, self.pop.rows, self.pop.replace,
+                     step.rule)

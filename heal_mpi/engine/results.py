@@ -46,15 +46,15 @@ class MixResult:
     The weighted sums ([m, P] on the rows' device) are either held (`held`, a Mix: a float64
     sum per receiver, or the one float32 row that reached it: summing.Held) or kept as terms
     (sums[k] = sum of w[e] * table[index[e]] over the edges e with group[e] == k, w None for
-    1). A Reply's table holds the few
-    distinct answers, so a reply to every client costs the answers, not one row per client,
+    1), or neither (a Mix with `merge`: its receivers took their means as it ran). A Reply's
+    table holds the few distinct answers, so a reply to every client costs the answers, not one row per client,
     until `sums_of` reads it; a Mix with `order` keeps every row that arrived, with each
     edge's place in its receiver's arrival order (`arrivals`, for `arrival(j)`).
     """
 
     def __init__(self, n_local: int, nodes: np.ndarray, counts, messages, weights, values=None, *,
                  held: Held | None = None, terms=None, arrivals=None, links: Links | None = None):
-        self.nodes, self._held, self._terms, self._arrivals = nodes, held, terms, arrivals
+        self.nodes, self.held, self._terms, self._arrivals = nodes, held, terms, arrivals
         self.counts, self.messages, self.weights = counts, messages, weights
         self.values = np.zeros((n_local, 0)) if values is None else values
         self.pos = np.full(n_local, -1, dtype=np.int64)
@@ -74,13 +74,13 @@ class MixResult:
         the sums are held, so that a caller going through chunks reuses one buffer; `read_only`:
         a view of the held sums where `at` is a run of them, which the caller must not write)."""
         if self._terms is None:
-            return self._held.sums_of(self.nodes[at], self.weights, out, read_only)
+            return self._held_sums().sums_of(self.nodes[at], self.weights, out, read_only)
         table, index, group, w = self._terms_of(at)
         return weighted_sum(table, index, group, w, len(at))
 
     def lone(self, at: np.ndarray) -> np.ndarray:
         """bool [len(at)]: which of nodes[at] hold the one row that reached them, not a sum (summing.Held)."""
-        return np.zeros(len(at), dtype=bool) if self._held is None else self._held.lone_of(self.nodes[at])
+        return np.zeros(len(at), dtype=bool) if self.held is None else self.held.lone_of(self.nodes[at])
 
     def shared_means(self, at: np.ndarray, most: int = 64) -> tuple[torch.Tensor, np.ndarray] | None:
         """(means float32 [u, P], which int64 [len(at)]): nodes[at]'s means when they received the same
@@ -98,6 +98,11 @@ class MixResult:
         if len(first) > most:
             return None
         return self._means_of(at[np.unique(which, return_index=True)[1]]), which
+
+    def _held_sums(self) -> Held:
+        if self.held is None:
+            raise ValueError("this Mix's receivers took their means as it ran (Mix.merge): it holds no sums to Assign")
+        return self.held
 
     def arrival(self, j: int) -> "MixResult":
         """The j-th edge to reach each node, alone (steps.Received.arrival)."""
@@ -129,7 +134,7 @@ class MixResult:
     def _means_of(self, at: np.ndarray) -> torch.Tensor:
         """float32 [len(at), P]: the weighted means of nodes[at], a bounded chunk of float64 sums at a
         time (HEAL's first round, before Elevator has elected, has thousands of hubs)."""
-        table = self._held.wide if self._terms is None else self._terms[0]
+        table = self._held_sums().wide if self._terms is None else self._terms[0]
         out = torch.empty((len(at), table.shape[1]), dtype=torch.float32, device=table.device)
         chunk = max(1, summing.PASS_BYTES // (8 * max(table.shape[1], 1)))
         held = torch.empty((min(chunk, len(at)), table.shape[1]), dtype=torch.float64, device=table.device)

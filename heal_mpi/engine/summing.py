@@ -298,21 +298,43 @@ class SumBuffers:
         """Held sums for the local rows that a Mix's messages reach (message i reaches local[i] and
         carries carry[i]; NO_ROW ones reach but add nothing), zero, in the memory this purpose's Mix
         used last round; a receiver of one NARROW row and no other keeps it as it is (lone)."""
+        return next(self.by_piece(purpose, local, carry, np.zeros(len(local), dtype=np.int64), 1, n_local, p, device))
+
+    def by_piece(self, purpose: str, local: np.ndarray, carry: np.ndarray, piece: np.ndarray, count: int,
+                 n_local: int, p: int, device):
+        """Held sums as `take`'s, one piece of receivers after the other (message i belongs to piece[i]
+        of `count`): each a Held of its piece's receivers, all in the memory of the largest piece,
+        zeroed when yielded, so piece k's sums are valid until piece k + 1's are taken."""
         k = self.seen.get(purpose, 0)
         self.seen[purpose] = k + 1
         rows_in = np.bincount(local, carry != NO_ROW, n_local)
         lone = (rows_in == 1) & (np.bincount(local, carry == NARROW, n_local) == 1)
         wide = (rows_in > 0) & ~lone
+        of = np.zeros(n_local, dtype=np.int64)
+        of[local] = piece
         place = np.zeros(n_local, dtype=np.int64)
-        place[wide], place[lone] = np.arange(int(wide.sum())), -1 - np.arange(int(lone.sum()))
-        return Held(self._memory((purpose, k, "wide"), int(wide.sum()), p, torch.float64, device).zero_(),
-                    self._memory((purpose, k, "lone"), int(lone.sum()), p, torch.float32, device), place,
-                    np.flatnonzero(rows_in))
+        place[wide], place[lone] = _within(of[wide]), -1 - _within(of[lone])
+        n_wide, n_lone = np.bincount(of[wide], minlength=count), np.bincount(of[lone], minlength=count)
+        wide_memory = self.memory((purpose, k, "wide"), int(n_wide.max(initial=0)), p, torch.float64, device)
+        lone_memory = self.memory((purpose, k, "lone"), int(n_lone.max(initial=0)), p, torch.float32, device)
+        for j in range(count):
+            yield Held(wide_memory[:n_wide[j]].zero_(), lone_memory[:n_lone[j]], place,
+                       np.flatnonzero((rows_in > 0) & (of == j)))
 
-    def _memory(self, key: tuple, rows: int, p: int, dtype, device) -> torch.Tensor:
+    def memory(self, key: tuple, rows: int, p: int, dtype, device) -> torch.Tensor:
+        """[rows, P] of `dtype`, uninitialised: the memory that `key` had last round where it fits."""
         need, buf = rows * p, self.held.get(key)
         if buf is None or buf.numel() < need or buf.numel() > 2 * need + (CHUNK_BYTES >> 3):  # grow, or give back
             self.held.pop(key, None)                         # a big first round (HEAL before Elevator elects)
             room = need + need // 8  # the receivers of a Gossip round vary by a few per cent
             buf = self.held[key] = torch.empty(room, dtype=dtype, device=device)
         return buf[:need].view(rows, p)
+
+
+def _within(groups: np.ndarray) -> np.ndarray:
+    """int64 [len(groups)]: each element's index among those of its group, in order."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    out = np.empty(len(groups), dtype=np.int64)
+    out[order] = np.arange(len(groups)) - np.searchsorted(sorted_groups, sorted_groups)
+    return out

@@ -89,9 +89,8 @@ class EpidemicProtocol(Protocol):
         targets[~acting] = -1
         src, dst = edges_of(targets)
         if not self.rule.robust:
-            got = yield Mix("epidemic", src, dst)  # 2. send to the targets
-            recv = np.flatnonzero(alive & (got.counts > 0))
-            yield Assign(got, recv, own_weight=np.ones(len(recv)))  # 3. 1/(k+1) each
+            # 2. send to the targets; 3. each receiver merges as the rows arrive, 1/(k+1) each
+            yield Mix("epidemic", src, dst, merge=np.where(alive, 1.0, np.nan))
             return
         own = np.flatnonzero(alive)  # the own model joins the robust merge as a self-edge (no message)
         got = yield Mix("epidemic", np.concatenate([src, own]), np.concatenate([dst, self.local[own]]), rule=self.rule)

@@ -68,23 +68,26 @@ class GossipProtocol(Protocol):
             src, dst = np.concatenate([src, own]), np.concatenate([dst, self.local[own]])
         sent_at = uniform(ctx.seed, "gossip-send-time", self.local[src], ctx.incarnation[self.local[src]], ctx.rnd) \
             if per_model else None
+        # `once`: the receivers merge everything with their own model as the rows arrive, then train once
+        merge = np.where(alive, weight if age_w else 1.0, np.nan) if not per_model and not self.rule.robust else None
         got = yield Mix("gossip", src, dst, weight=weight[src] if age_w else None,
-                        values=self.age[src, None].astype(np.float64), rule=self.rule, order=sent_at)
+                        values=self.age[src, None].astype(np.float64), rule=self.rule, order=sent_at, merge=merge)
 
-        if not per_model:  # merge everything with the own model, then train once
-            yield from self._merge_and_train(got, alive, weight if age_w else None, repeat=0)
+        if not per_model:
+            yield from self._merge_and_train(got, alive, weight if age_w else None, repeat=0, merged=merge is not None)
             return
         # Assign and Train are rank-local steps: each rank loops as often as its own nodes need
         for j in range(int(got.counts[alive].max(initial=0))):
             yield from self._merge_and_train(got.arrival(j), alive, weight if age_w else None, repeat=j)
             weight = np.maximum(self.age, 1).astype(np.float64)
 
-    def _merge_and_train(self, got, alive, weight, repeat):
+    def _merge_and_train(self, got, alive, weight, repeat, merged=False):
         """The live nodes that received in `got` merge it with their own model (by age where
-        `weight` is given), train, and grow one round older."""
+        `weight` is given; `merged`: the Mix merged them), train, and grow one round older."""
         recv = np.flatnonzero(alive & (got.messages > 0))
-        own_weight = None if self.rule.robust else np.ones(len(recv)) if weight is None else weight[recv]
-        yield Assign(got, recv, own_weight=own_weight)
+        if not merged:
+            own_weight = None if self.rule.robust else np.ones(len(recv)) if weight is None else weight[recv]
+            yield Assign(got, recv, own_weight=own_weight)
         if weight is not None:
             mean_in = got.values[recv, 0] / got.weights[recv]
             self.age[recv] = np.maximum(self.age[recv], np.rint(mean_in).astype(np.int64))
