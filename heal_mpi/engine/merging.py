@@ -93,18 +93,14 @@ class Merging:
         nodes = held.nodes[self.merging[held.nodes]]
         r = self.result
         res = MixResult(len(self.merging), held.nodes, r.counts, r.messages, r.weights, held=held)
-        assign_means(res, nodes, self.own_weight[nodes], self.rows, lambda idx, new: self._write(idx, new, write))
+        now, late = nodes[~self.late[nodes]], nodes[self.late[nodes]]
+        assign_means(res, now, self.own_weight[now], self.rows, write)
+        self.slot[late] = [self.free.pop() for _ in range(len(late))]
+        assign_means(res, late, self.own_weight[late], self.rows, self._aside)
         due = np.flatnonzero(self.late & (self.last_read == k))
         if len(due):
             write(due, self.aside[torch.as_tensor(self.slot[due], device=self.aside.device)])
             self.free.extend(self.slot[due].tolist())
 
-    def _write(self, idx: np.ndarray, new: torch.Tensor, write) -> None:
-        late, dev = self.late[idx], new.device
-        if not late.all():
-            now = np.flatnonzero(~late)
-            write(idx[now], new if len(now) == len(idx) else new[torch.as_tensor(now, device=dev)])
-        if late.any():
-            slots = np.array([self.free.pop() for _ in range(int(late.sum()))], dtype=np.int64)
-            self.slot[idx[late]] = slots
-            self.aside[torch.as_tensor(slots, device=dev)] = new[torch.as_tensor(np.flatnonzero(late), device=dev)]
+    def _aside(self, idx: np.ndarray, new: torch.Tensor) -> None:
+        self.aside.index_copy_(0, torch.as_tensor(self.slot[idx], device=self.aside.device), new)
