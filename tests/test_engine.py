@@ -291,6 +291,7 @@ def check_a_merging_mix_writes_what_an_assign_after_it_writes(comm):
     loses some edges and forges node 0's; NaN and keep=False receivers keep their rows; the result
     counts as before and holds no sums to Assign."""
     from unittest import mock
+    import heal_mpi.engine.merging as merging
     import heal_mpi.engine.routes as routes
     n = 19
     src, dst, wt = random_edges(n, 70, seed=5)
@@ -308,7 +309,8 @@ def check_a_merging_mix_writes_what_an_assign_after_it_writes(comm):
                 yield Assign(got, nodes, own_weight=own[lo:hi][nodes])
             seen.append(got)
 
-        with mock.patch.object(routes, "PIECE_BYTES", 8 * P * 2):  # a piece per 2 receivers
+        with mock.patch.object(routes, "PIECE_BYTES", 8 * P * 2), \
+                mock.patch.object(merging, "PASS_BYTES", 4 * P * 2):  # a piece per 2 receivers, rows 2 by 2
             world, full, proto, engine = setup(comm, n, body, loss=0.2)
             engine.channel.alterations.append(NodeZeroLies())
             engine.round(context(n), None)
