@@ -403,7 +403,8 @@ def test_assign_needs_a_received_row():
 def test_a_merging_mix_whose_rows_travel_one_by_one_merges_after_it():
     """A Mix with `order` keeps its rows one by one (no pieces of sums): its `merge` is the Assign
     after it, the same rows; a merge that is not one weight per local row fails naming its shape."""
-    src, dst, w, key = np.array([0, 1, 2, 3]), np.array([4, 4, 4, 5]), np.array([1., 2., 3., 4.]), np.array([.5, .1, .9, .3])
+    src, dst = np.array([0, 1, 2, 3]), np.array([4, 4, 4, 5])
+    w, key = np.array([1., 2., 3., 4.]), np.array([.5, .1, .9, .3])
     own = np.array([1., 1., 1., 1., 2.5, np.nan])
 
     def run(merged):
@@ -417,7 +418,8 @@ def test_a_merging_mix_whose_rows_travel_one_by_one_merges_after_it():
         return full, engine.pop.rows
 
     full, merged = run(True)
-    assert torch.equal(merged, run(False)[1]) and not torch.equal(merged[4], full[4]) and torch.equal(merged[5], full[5])
+    assert torch.equal(merged, run(False)[1])
+    assert not torch.equal(merged[4], full[4]) and torch.equal(merged[5], full[5])  # node 5's merge is NaN
 
     def wrong(ctx, seen):
         yield Mix("m", src, dst, merge=own[:5])

@@ -16,8 +16,8 @@ Transient memory of a HEAL round above the floor (the rows and optimizer state):
 Gossip and EL merge as their rows arrive (Mix.merge, engine/merging.py): they hold one piece of
 receivers' sums (a float64 sum per receiver of several rows, the float32 row of one that a single
 row reaches), a piece of rows in flight, and the new rows of receivers whose old rows a later
-piece still reads; a Mix with arrival keys every row that arrived,
-a Snapshot one float32 row per kept node, rows in flight one each.
+piece still reads; a Mix with arrival keys every row that arrived, a Snapshot one float32 row per
+kept node, rows in flight one each.
 
 Sums across ranks run in float64 and add the partial sums in source-rank order, so a result
 does not depend on the rank count up to float64 rounding (the tests compare to 1e-6).
@@ -166,7 +166,7 @@ class Engine:
         lo = self.world.slot_lo
         src, dst = np.asarray(step.src, dtype=np.int64), np.asarray(step.dst, dtype=np.int64)
         if step.merge is not None and np.shape(step.merge) != (self.world.n_local,):
-            raise ValueError(f"Mix {step.purpose!r}: merge has shape {np.shape(step.merge)}, not ({self.world.n_local},)")
+            raise ValueError(f"Mix {step.purpose!r}: merge has shape {np.shape(step.merge)}, not {(self.world.n_local,)}")
         w = np.ones(len(dst)) if step.weight is None else np.asarray(step.weight, dtype=np.float64)
         vals = edge_values(step.values, len(dst))
         real = src + lo != dst  # a node's edge to itself is no message
@@ -218,11 +218,12 @@ class Engine:
         sources = self._sources(step.purpose, step.rows, src[:fresh], dst[:fresh], ctx.rnd).extended(landed)
         keeps = self._keeping(step)
         if key is not None or step.rule.robust:
-            result = self._mix_rows(step, src, dst, w, vals, real, sources, np.zeros(len(dst)) if key is None else key, keeps)
-            if step.merge is not None:
-                merge = np.asarray(step.merge, dtype=np.float64)
-                nodes = result.nodes[~np.isnan(merge[result.nodes])]
-                assign_means(result, nodes, merge[nodes], self.pop.rows, self.pop.replace, step.rule)
+            key = np.zeros(len(dst)) if key is None else key
+            result = self._mix_rows(step, src, dst, w, vals, real, sources, key, keeps)
+            if step.merge is not None:  # the Assign after the Mix
+                own = np.asarray(step.merge, dtype=np.float64)[result.nodes]
+                assign_means(result, result.nodes[~np.isnan(own)], own[~np.isnan(own)], self.pop.rows,
+                             self.pop.replace, step.rule)
             return result
         # per destination a header (dst, weight sum, count, messages, values) and what it carries (summing.partials)
         uniq, inverse = np.unique(dst, return_inverse=True)
@@ -240,8 +241,8 @@ class Engine:
                                                   heads.ids("messages"), heads["values"])
         result = MixResult(world.n_local, np.unique(local[heads["carry"] != NO_ROW]), counts, messages, weights, values)
         pieces = Pieces(keeps, world.bounds, 8 * self.pop.n_params)
-        merging = None if step.merge is None else self._merging(step, src[:fresh], dst[:fresh], sources, carry[inverse[:fresh]],
-                                                                 local, heads["carry"], pieces, result)
+        merging = None if step.merge is None else self._merging(
+            step, src[:fresh], dst[:fresh], sources, carry[inverse[:fresh]], local, heads["carry"], pieces, result)
         if merging is None:
             result.held = self.sum_buffers.take(step.purpose, local, heads["carry"], world.n_local, self.pop.n_params,
                                                 self.pop.rows.device)
@@ -276,8 +277,8 @@ class Engine:
         reads = np.flatnonzero((carry != NO_ROW) & ~sources.lying[:len(src)]) if step.rows is None else src[:0]
         by_piece = self.sum_buffers.by_piece(step.purpose, local, carry_in, pieces.of[local + lo], pieces.count,
                                              n_local, self.pop.n_params, self.pop.rows.device)
-        return Merging(np.asarray(step.merge, dtype=np.float64), by_piece, result, pieces.of[lo:lo + n_local], (src[reads], pieces.of[dst[reads]]),
-                       self.sum_buffers, (step.purpose, "aside"), self.pop.rows)
+        return Merging(np.asarray(step.merge, dtype=np.float64), by_piece, result, pieces.of[lo:lo + n_local],
+                       (src[reads], pieces.of[dst[reads]]), self.sum_buffers, (step.purpose, "aside"), self.pop.rows)
 
     def _route(self, step: str, outgoing: list[Block]) -> list[Block]:
         incoming, staged = route(self.comm, step, outgoing)

@@ -79,11 +79,13 @@ class Merging:
         self.last_read = np.full(n_local, -1, dtype=np.int64)
         np.maximum.at(self.last_read, *reads)
         self.late = self.merging & (self.last_read > piece)  # merged at `piece`, written after `last_read`
-        waiting = [int((self.late & (piece <= k) & (self.last_read >= k)).sum()) for k in range(int(piece.max(initial=0)) + 1)]
+        waiting = [int((self.late & (piece <= k) & (self.last_read >= k)).sum())  # set aside, not yet written
+                   for k in range(int(piece.max(initial=0)) + 1)]
         self.aside = buffers.memory(key, max(waiting, default=0), rows.shape[1], rows.dtype, rows.device)
         self.free, self.slot = list(range(len(self.aside))), np.full(n_local, -1, dtype=np.int64)
         self.chunk = max(1, PASS_BYTES // (4 * max(rows.shape[1], 1)))  # float32 rows written from aside at once
-        self.passing = torch.empty((min(self.chunk, len(self.aside)), rows.shape[1]), dtype=rows.dtype, device=rows.device)
+        self.passing = torch.empty((min(self.chunk, len(self.aside)), rows.shape[1]), dtype=rows.dtype,
+                                   device=rows.device)
 
     def sums(self) -> Held:
         """The next piece's sums, zero."""
