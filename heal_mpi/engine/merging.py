@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from heal_mpi.engine.results import MixResult
-from heal_mpi.engine.summing import PASS_BYTES, Held, SumBuffers
+from heal_mpi.engine.summing import PASS_BYTES, Held, SumBuffers, scratch
 from heal_mpi.steps import MEAN, Rule
 
 
@@ -38,7 +38,8 @@ def assign_means(res: MixResult, nodes: np.ndarray, own_weight: np.ndarray | Non
     own_weight = None if own_weight is None else own_weight[order]
     chunk = max(1, PASS_BYTES // (8 * max(rows.shape[1], 1)))
     dev, shape = rows.device, (min(chunk, len(nodes)), rows.shape[1])
-    wide, wide_own, narrow = (torch.empty(shape, dtype=t, device=dev) for t in (torch.double, torch.double, torch.float))
+    wide, wide_own, narrow = (scratch(name, shape, t, dev) for name, t in (("sums", torch.double),
+                                                                          ("own", torch.double), ("means", torch.float)))
     for a in range(0, len(nodes), chunk):  # into reused buffers: fresh ones a chunk cost page faults
         idx, m = nodes[a:a + chunk], len(nodes[a:a + chunk])
         if rule.robust:

@@ -27,6 +27,29 @@ CHUNK_BYTES = 16 << 20
 PASS_BYTES = 4 << 20
 
 
+_SCRATCH: dict[tuple, torch.Tensor] = {}
+
+
+def scratch(name: str, shape: tuple, dtype, device) -> torch.Tensor:
+    """An uninitialised [shape] tensor in memory kept under `name`, valid until the next call with
+    that name: the buffers of one pass (a weighted sum's, an Assign's), which a Gossip round takes
+    thousands of times in slightly different sizes. Allocated afresh each time, they left glibc's
+    heap growing by fragments it could not reuse (10,000 MLP nodes, 2 ranks: 290 MiB of free heap
+    kept at the end of a round, 190 MiB with these reused)."""
+    key = (name, dtype, torch.device(device))
+    return reused(_SCRATCH, key, int(np.prod(shape)), dtype, device).view(shape)
+
+
+def reused(memory: dict, key, need: int, dtype, device) -> torch.Tensor:
+    """`need` numbers of memory[key], made anew only where it is too small or over twice too large
+    (a large first round must not be kept), with room for the few per cent that sizes vary by."""
+    buf = memory.get(key)
+    if buf is None or buf.numel() < need or buf.numel() > 2 * need + (CHUNK_BYTES >> 3):
+        memory.pop(key, None)
+        buf = memory[key] = torch.empty(need + need // 8, dtype=dtype, device=device)
+    return buf[:need]
+
+
 class Sources:
     """The row each edge of a Mix carries: the sender's honest row (table[index]), except on
     the edges whose sender the channel says forges (`lying`), which carry `forged[forged_index]`,
@@ -117,8 +140,8 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
     out = torch.zeros((n_out, p), dtype=dtype, device=dev) if into is None else into
     dtype = out.dtype
     chunk = max(1, PASS_BYTES // (8 * max(p, 1)))
-    gathered = torch.empty((min(chunk, len(index)), p), dtype=table.dtype, device=dev)
-    wide = gathered if table.dtype == dtype else torch.empty(gathered.shape, dtype=dtype, device=dev)
+    gathered = scratch("gathered", (min(chunk, len(index)), p), table.dtype, dev)
+    wide = gathered if table.dtype == dtype else scratch("widened", gathered.shape, dtype, dev)
     for a in range(0, len(index), chunk):
         m, ix, rows = min(chunk, len(index) - a), index[a:a + chunk], wide[:min(chunk, len(index) - a)]
         if is_run(ix):  # a run of the table's rows: read in place
@@ -323,12 +346,7 @@ class SumBuffers:
 
     def memory(self, key: tuple, rows: int, p: int, dtype, device) -> torch.Tensor:
         """[rows, P] of `dtype`, uninitialised: the memory that `key` had last round where it fits."""
-        need, buf = rows * p, self.held.get(key)
-        if buf is None or buf.numel() < need or buf.numel() > 2 * need + (CHUNK_BYTES >> 3):  # grow, or give back
-            self.held.pop(key, None)                         # a big first round (HEAL before Elevator elects)
-            room = need + need // 8  # the receivers of a Gossip round vary by a few per cent
-            buf = self.held[key] = torch.empty(room, dtype=dtype, device=device)
-        return buf[:need].view(rows, p)
+        return reused(self.held, key, rows * p, dtype, device).view(rows, p)
 
 
 def _within(groups: np.ndarray) -> np.ndarray:
