@@ -758,6 +758,39 @@ def test_sum_buffers_are_reused_across_rounds_never_within_one():
     assert pool.held[("gossip", 0, "wide")].numel() == 7  # far too large for one row: given back, reallocated small
 
 
+def test_sums_by_piece_share_the_memory_of_the_largest_piece():
+    """SumBuffers.by_piece: one Held per piece, of that piece's receivers only, each wide or lone
+    one numbered within its piece, all in one memory, zeroed as each piece is taken."""
+    from heal_mpi.engine.routes import NARROW, WIDE
+    from heal_mpi.engine.summing import SumBuffers
+    local = np.r_[np.arange(10), [2, 7]]                       # 2 and 7 get two rows: wide
+    carry = np.where(np.arange(12) % 2 == 0, NARROW, WIDE)
+    piece = np.r_[np.repeat([0, 1, 2], [4, 4, 2]), [0, 1]]     # rows 0-3, 4-7, 8-9
+    helds = SumBuffers().by_piece("push", local, carry, piece, 3, 10, 5, "cpu")
+    first = next(helds)
+    assert (first.nodes == np.arange(4)).all() and len(first.wide) == 3 and len(first.lone) == 1
+    assert sorted(first.place[[1, 2, 3]]) == [0, 1, 2] and first.place[0] == -1
+    first.wide.fill_(7.0)
+    second = next(helds)
+    assert (second.nodes == np.arange(4, 8)).all() and second.wide.data_ptr() == first.wide.data_ptr()
+    assert not second.wide.any() and len(second.wide) == len(second.lone) == 2   # 4 and 6 got one NARROW row
+    assert list(second.place[4:8]) == [-1, 0, -2, 1]
+    third = next(helds)
+    assert (third.nodes == [8, 9]).all() and len(third.wide) == 1 and third.place[9] == 0 and third.place[8] == -1
+
+
+def test_scratch_memory_is_kept_under_its_name():
+    """summing.scratch: a name's buffer serves every later call that fits (no allocation a pass),
+    another name has its own, and a far larger one than needed is given back."""
+    from heal_mpi.engine.summing import CHUNK_BYTES, scratch
+    a = scratch("test-a", (3, 5), torch.float64, "cpu")
+    assert a.shape == (3, 5) and scratch("test-a", (2, 7), torch.float64, "cpu").data_ptr() == a.data_ptr()
+    assert scratch("test-b", (3, 5), torch.float64, "cpu").data_ptr() != a.data_ptr()
+    assert scratch("test-a", (3, 5), torch.float32, "cpu").data_ptr() != a.data_ptr()  # per dtype
+    big = scratch("test-a", (CHUNK_BYTES >> 2,), torch.float64, "cpu")
+    assert scratch("test-a", (10,), torch.float64, "cpu").data_ptr() != big.data_ptr()
+
+
 def test_a_block_carrying_float32_rows_sends_them_as_lone_ones_and_widens_them_exactly():
     """Robust and keyed Mixes ship every row as it is (routes.Block.carrying): float32 rows as the
     block's `lone` payload, widened to float64 on arrival bit for bit; a float64 row (a forgery
