@@ -258,10 +258,10 @@ def check_a_receiver_of_one_row_keeps_it_as_float32(comm):
         seen.append(torch.equal(bits, (seen[0][1] / w).float().view(torch.int32)))
 
     from unittest import mock
-    import heal_mpi.engine.merging as merging
+    import heal_mpi.engine.summing as summing
     world, full, proto, engine = setup(comm, n, body)
     full[3, 0] = -0.0
-    with mock.patch.object(merging, "PASS_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
+    with mock.patch.object(summing, "PASS_BYTES", 8 * P * 2):  # the Assign in chunks of two rows: lone ones apart
         engine.round(context(n), None)
     (got, before), after, assigned = proto.seen
     assert assigned                                      # each mean: the float64 sum over the weight, rounded once
@@ -291,7 +291,7 @@ def check_a_merging_mix_writes_what_an_assign_after_it_writes(comm):
     loses some edges and forges node 0's; NaN and keep=False receivers keep their rows; the result
     counts as before and holds no sums to Assign."""
     from unittest import mock
-    import heal_mpi.engine.merging as merging
+    import heal_mpi.engine.summing as summing
     import heal_mpi.engine.routes as routes
     n = 19
     src, dst, wt = random_edges(n, 70, seed=5)
@@ -310,7 +310,7 @@ def check_a_merging_mix_writes_what_an_assign_after_it_writes(comm):
             seen.append(got)
 
         with mock.patch.object(routes, "PIECE_BYTES", 8 * P * 2), \
-                mock.patch.object(merging, "PASS_BYTES", 4 * P * 2):  # a piece per 2 receivers, rows 2 by 2
+                mock.patch.object(summing, "PASS_BYTES", 4 * P * 2):  # a piece per 2 receivers, rows 2 by 2
             world, full, proto, engine = setup(comm, n, body, loss=0.2)
             engine.channel.alterations.append(NodeZeroLies())
             engine.round(context(n), None)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from heal_mpi.engine.results import MixResult
-from heal_mpi.engine.summing import PASS_BYTES, Held, SumBuffers, scratch
+from heal_mpi.engine.summing import Held, SumBuffers, pass_rows, scratch
 from heal_mpi.steps import MEAN, Rule
 
 
@@ -36,7 +36,7 @@ def assign_means(res: MixResult, nodes: np.ndarray, own_weight: np.ndarray | Non
     order = np.argsort(res.lone(at), kind="stable")  # the held sums, then the lone rows: chunks of one kind
     nodes, at = nodes[order], at[order]
     own_weight = None if own_weight is None else own_weight[order]
-    chunk = max(1, PASS_BYTES // (8 * max(rows.shape[1], 1)))
+    chunk = pass_rows(rows.shape[1])
     dev, shape = rows.device, (min(chunk, len(nodes)), rows.shape[1])
     wide, wide_own, narrow = (scratch(name, shape, t, dev) for name, t in (("sums", torch.double),
                                                                           ("own", torch.double), ("means", torch.float)))
@@ -84,7 +84,7 @@ class Merging:
                    for k in range(int(piece.max(initial=0)) + 1)]
         self.aside = buffers.memory(key, max(waiting, default=0), rows.shape[1], rows.dtype, rows.device)
         self.free, self.slot = list(range(len(self.aside))), np.full(n_local, -1, dtype=np.int64)
-        self.chunk = max(1, PASS_BYTES // (4 * max(rows.shape[1], 1)))  # float32 rows written from aside at once
+        self.chunk = pass_rows(rows.shape[1], rows.element_size())  # rows written from aside at once
         self.passing = torch.empty((min(self.chunk, len(self.aside)), rows.shape[1]), dtype=rows.dtype,
                                    device=rows.device)
 

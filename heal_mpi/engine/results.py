@@ -136,7 +136,7 @@ class MixResult:
         time (HEAL's first round, before Elevator has elected, has thousands of hubs)."""
         table = self._held_sums().wide if self._terms is None else self._terms[0]
         out = torch.empty((len(at), table.shape[1]), dtype=torch.float32, device=table.device)
-        chunk = max(1, summing.PASS_BYTES // (8 * max(table.shape[1], 1)))
+        chunk = summing.pass_rows(table.shape[1])
         held = torch.empty((min(chunk, len(at)), table.shape[1]), dtype=torch.float64, device=table.device)
         for a in range(0, len(at), chunk):
             idx = at[a:a + chunk]

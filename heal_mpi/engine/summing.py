@@ -27,6 +27,11 @@ CHUNK_BYTES = 16 << 20
 PASS_BYTES = 4 << 20
 
 
+def pass_rows(p: int, itemsize: int = 8) -> int:
+    """Rows of p numbers of `itemsize` bytes that one pass takes (PASS_BYTES, at least one row)."""
+    return max(1, PASS_BYTES // (itemsize * max(p, 1)))
+
+
 _SCRATCH: dict[tuple, torch.Tensor] = {}
 
 
@@ -139,7 +144,7 @@ def weighted_sum(table: torch.Tensor, index: np.ndarray, group: np.ndarray, w: n
     p, dev = table.shape[1], table.device
     out = torch.zeros((n_out, p), dtype=dtype, device=dev) if into is None else into
     dtype = out.dtype
-    chunk = max(1, PASS_BYTES // (8 * max(p, 1)))
+    chunk = pass_rows(p)
     gathered = scratch("gathered", (min(chunk, len(index)), p), table.dtype, dev)
     wide = gathered if table.dtype == dtype else scratch("widened", gathered.shape, dtype, dev)
     for a in range(0, len(index), chunk):
